@@ -1,0 +1,3 @@
+"""Studio Platform: a self-hosted compliance evidence platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,114 @@
+"""The ASGI application: the gateway stack declared top-down around the API routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fastapi_offline
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.responses import HTMLResponse, Response
+
+from studio import __version__
+from studio.api import install_error_handlers, ok
+from studio.bootstrap import Container, bootstrap
+from studio.domains.auth.routes import router as auth_router
+from studio.domains.evidence.routes import router as evidence_router
+from studio.domains.projects.routes import router as projects_router
+from studio.domains.users.routes import router as users_router
+from studio.errors import AppError
+from studio.gateway.authentication import AuthenticationMiddleware
+from studio.gateway.body_limit import BodyLimitMiddleware
+from studio.gateway.cache import ResponseCacheMiddleware
+from studio.gateway.envelope import ErrorEnvelopeMiddleware
+from studio.gateway.rate_limit import RateLimitMiddleware, client_ip, principal_key
+from studio.gateway.request_id import RequestIdMiddleware
+from studio.gateway.security_headers import SecurityHeadersMiddleware
+from studio.settings import Settings
+
+API_PREFIX = "/api/v1"
+PUBLIC_API_PATHS = frozenset({f"{API_PREFIX}/auth/login", f"{API_PREFIX}/auth/refresh"})
+DOCS_STATIC = Path(fastapi_offline.__file__).parent / "static"
+
+API_DESCRIPTION = """
+Studio Platform's REST API. Every response is an envelope
+`{success, data, error: {code, message, details}, timestamp, requestId}`; see docs/api.md
+for the error catalogue. Authenticate with `Authorization: Bearer <token>`: an access
+token from `POST /api/v1/auth/login`, or a personal API token (`stp_...`).
+"""
+
+
+def create_app(container: Container | None = None, settings: Settings | None = None) -> Any:
+    """Build the app. The gateway runs outermost first, exactly in this order:
+
+    request id → security headers → error envelope → body limit → rate limit (IP)
+    → authentication → rate limit (principal) → response cache → routes
+    (authorization and validation are route dependencies; handlers build the envelope).
+    """
+    c = container or bootstrap(settings)
+    s = c.settings
+    api = FastAPI(
+        title="Studio Platform API",
+        version=__version__,
+        description=API_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    api.state.container = c
+    install_error_handlers(api)
+    api.mount("/static/docs", StaticFiles(directory=DOCS_STATIC), name="docs-static")
+
+    @api.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Studio Platform API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon.png",
+        )
+
+    @api.get("/healthz", tags=["operations"])
+    async def healthz(request: Request) -> Response:
+        """The process is alive."""
+        return ok(request, {"status": "ok", "version": __version__})
+
+    @api.get("/readyz", tags=["operations"])
+    def readyz(request: Request) -> Response:
+        """The database answers; 503 otherwise."""
+        if not c.db.ping():
+            raise AppError("service_unavailable", "the database is unavailable",
+                           headers={"Retry-After": "5"})
+        return ok(request, {"status": "ready", "database": c.db.dialect})
+
+    router = APIRouter(prefix=API_PREFIX)
+    for domain_router in (auth_router, users_router, projects_router, evidence_router):
+        router.include_router(domain_router)
+    api.include_router(router)
+    for extend in c.extras.get("app_extensions", []):
+        extend(api)
+
+    app: Any = api
+    if s.cache_enabled:
+        app = ResponseCacheMiddleware(app, c.cache, s.cache_ttl_seconds, prefix=f"{API_PREFIX}/")
+    if s.rate_limit_enabled:
+        app = RateLimitMiddleware(app, c.limiter, s.rate_limit_user, principal_key, "user")
+    app = AuthenticationMiddleware(
+        app,
+        verify_jwt=c.auth.verify_access,
+        resolve_api_token=c.auth.resolve_api_token,
+        protected_prefix=f"{API_PREFIX}/",
+        public_paths=PUBLIC_API_PATHS,
+    )
+    if s.rate_limit_enabled:
+        app = RateLimitMiddleware(app, c.limiter, s.rate_limit_ip, client_ip, "ip")
+    app = BodyLimitMiddleware(app, s.max_body_bytes)
+    app = ErrorEnvelopeMiddleware(app)
+    app = SecurityHeadersMiddleware(app)
+    app = RequestIdMiddleware(app)
+    app.api = api  # type: ignore[attr-defined]  # for tests and OpenAPI export
+    app.container = c  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,245 @@
+"""Engine, metadata and the unit of work: one transaction per change, its events included."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    MetaData,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+if TYPE_CHECKING:
+    from studio.events.envelope import Event
+    from studio.events.store import EventStore
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite keeps no offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+JSONType = JSON()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached; the API answers 503."""
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """Build an engine; nothing connects until first use."""
+    if is_sqlite(url):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=20,
+            pool_pre_ping=False,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Autocommit at the driver level: we emit BEGIN ourselves so writes can
+            # take the lock up front (BEGIN IMMEDIATE) and never fail on upgrade.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.info.pop("begin_mode", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=20,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+class UnitOfWork:
+    """One write transaction: the state change and the events that describe it.
+
+    Events recorded here are appended to the event store inside the same transaction
+    just before commit (transactional outbox), so either both commit or neither does.
+    After commit, the `after_commit` callbacks run (bus wake-up, cache invalidation).
+    """
+
+    def __init__(self, conn: Connection, store: EventStore, context: dict[str, Any]):
+        self.conn = conn
+        self.store = store
+        self.context = context
+        self.events: list[Event] = []
+        self.touched_orgs: set[str] = set()
+        self.appended: list[Any] = []
+
+    def record(self, event: Event) -> Event:
+        self.events.append(event)
+        return event
+
+    def emit(
+        self,
+        type_: str,
+        stream: str,
+        data: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        source: str = "backend",
+    ) -> Event:
+        """Record a domain event whose metadata carries this transaction's context."""
+        from studio.events.envelope import Event
+
+        metadata = {k: v for k, v in self.context.items() if v is not None}
+        metadata.setdefault("correlation_id", metadata.get("request_id"))
+        return self.record(
+            Event(
+                type=type_,
+                data=data,
+                stream=stream,
+                source=source,
+                metadata=metadata,
+                expected_version=expected_version,
+            )
+        )
+
+    def touch(self, org_id: uuid.UUID | str | None) -> None:
+        """Mark an organization's cached reads stale once this transaction commits."""
+        self.touched_orgs.add(str(org_id) if org_id else "*")
+
+
+class Database:
+    """Owns the engine; hands out read connections and write units of work."""
+
+    def __init__(
+        self,
+        url: str,
+        store: EventStore,
+        *,
+        pool_size: int = 10,
+        static_metadata: dict[str, str] | None = None,
+    ):
+        self.url = url
+        self.static_metadata = static_metadata or {}
+        self.engine = make_engine(url, pool_size=pool_size)
+        self.store = store
+        self.dialect = "sqlite" if is_sqlite(url) else "postgresql"
+        self.after_commit: list[Callable[[UnitOfWork], None]] = []
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+                conn.rollback()
+        except (OperationalError, DBAPIError) as exc:
+            if _is_connection_error(exc):
+                raise DatabaseUnavailable(str(exc.orig)) from exc
+            raise
+
+    @contextmanager
+    def write(self, **context: Any) -> Iterator[UnitOfWork]:
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "sqlite":
+                    conn.info["begin_mode"] = "IMMEDIATE"
+                with conn.begin():
+                    uow = UnitOfWork(conn, self.store, {**self.static_metadata, **context})
+                    yield uow
+                    if uow.events:
+                        uow.appended = self.store.append(conn, uow.events)
+        except (OperationalError, DBAPIError) as exc:
+            if _is_connection_error(exc):
+                raise DatabaseUnavailable(str(exc.orig)) from exc
+            raise
+        for callback in self.after_commit:
+            callback(uow)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower()
+    return any(
+        marker in text
+        for marker in (
+            "connection refused",
+            "could not connect",
+            "server closed the connection",
+            "terminating connection",
+            "connection is closed",
+            "the database system is",
+            "unable to open database",
+            "connection timeout",
+            "consuming input failed",
+        )
+    )

@@ -1,0 +1,51 @@
+"""Request and response bodies of the auth domain."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import EmailStr, Field
+
+from studio.domains.users.schemas import UserRead
+from studio.schemas import Input, Name, Output
+
+
+class LoginRequest(Input):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=256)
+
+
+class RefreshRequest(Input):
+    refreshToken: str = Field(min_length=1, max_length=512)  # noqa: N815
+
+
+class LogoutRequest(Input):
+    refreshToken: str | None = Field(default=None, max_length=512)  # noqa: N815
+
+
+class TokenPair(Output):
+    accessToken: str  # noqa: N815
+    tokenType: str = "Bearer"  # noqa: N815
+    expiresAt: str  # noqa: N815
+    refreshToken: str  # noqa: N815
+    refreshExpiresAt: str  # noqa: N815
+    user: UserRead
+
+
+class ApiTokenCreate(Input):
+    name: Name
+    expiresInDays: int | None = Field(default=None, ge=1, le=3650)  # noqa: N815
+
+
+class ApiTokenRead(Output):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    createdAt: str  # noqa: N815
+    expiresAt: str | None = None  # noqa: N815
+    lastUsedAt: str | None = None  # noqa: N815
+    revokedAt: str | None = None  # noqa: N815
+
+
+class ApiTokenCreated(ApiTokenRead):
+    token: str = Field(description="Shown once; store it now. Send as `Authorization: Bearer`.")

@@ -1,0 +1,45 @@
+"""Queries of the evidence domain; project membership is part of every query."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy.engine import RowMapping
+
+from studio.domains.evidence.models import evidence, reviews
+from studio.domains.projects.models import project_members
+from studio.domains.projects.repository import project_scope
+from studio.principal import Principal
+from studio.repository import Repository
+
+
+class EvidenceRepository(Repository):
+    table = evidence
+    sortable = frozenset({"created_at", "updated_at", "title"})
+
+    def scope(self, principal: Principal) -> list[ColumnElement[bool]]:
+        return project_scope(principal, evidence.c.project_id, evidence.c.organization_id)
+
+    def get_visible(self, principal: Principal, evidence_id: uuid.UUID) -> tuple[RowMapping, str | None] | None:
+        """The evidence and the caller's role in its project, or None if invisible."""
+        query = (
+            select(evidence, project_members.c.role.label("member_role"))
+            .outerjoin(
+                project_members,
+                and_(
+                    project_members.c.project_id == evidence.c.project_id,
+                    project_members.c.user_id == principal.user_id,
+                ),
+            )
+            .where(evidence.c.id == evidence_id, *self.scope(principal))
+        )
+        row = self.conn.execute(query).mappings().first()
+        if row is None:
+            return None
+        return row, principal.project_role(row["member_role"])
+
+
+class ReviewRepository(Repository):
+    table = reviews
+    sortable = frozenset({"created_at"})

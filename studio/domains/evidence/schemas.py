@@ -1,0 +1,84 @@
+"""Request and response bodies of the evidence domain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+
+from pydantic import model_validator
+
+from studio.schemas import Comment, ControlRef, Input, Name, Output, RichText, Score
+
+
+class EvidenceStatus(StrEnum):
+    PENDING = "pending"
+    IN_REVIEW = "in_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Decision(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class EvidenceCreate(Input):
+    title: Name
+    description: RichText = ""
+    controlId: ControlRef | None = None  # noqa: N815
+    effectiveDate: dt.date | None = None  # noqa: N815
+    expiresAt: dt.date | None = None  # noqa: N815
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> EvidenceCreate:
+        if self.effectiveDate and self.expiresAt and self.expiresAt < self.effectiveDate:
+            raise ValueError("expiresAt must not be before effectiveDate")
+        return self
+
+
+class EvidenceUpdate(Input):
+    title: Name | None = None
+    description: RichText | None = None
+    controlId: ControlRef | None = None  # noqa: N815
+    effectiveDate: dt.date | None = None  # noqa: N815
+    expiresAt: dt.date | None = None  # noqa: N815
+    qualityScore: Score | None = None  # noqa: N815
+
+
+class ReviewCreate(Input):
+    decision: Decision
+    comment: Comment = ""
+
+    @model_validator(mode="after")
+    def _reject_needs_reason(self) -> ReviewCreate:
+        if self.decision == Decision.REJECTED and not self.comment.strip():
+            raise ValueError("a rejection needs a comment that tells the uploader what to fix")
+        return self
+
+
+class EvidenceRead(Output):
+    id: uuid.UUID
+    organizationId: uuid.UUID  # noqa: N815
+    projectId: uuid.UUID  # noqa: N815
+    title: str
+    description: str
+    controlId: str | None = None  # noqa: N815
+    status: EvidenceStatus
+    qualityScore: float | None = None  # noqa: N815
+    effectiveDate: str | None = None  # noqa: N815
+    expiresAt: str | None = None  # noqa: N815
+    createdBy: uuid.UUID | None = None  # noqa: N815
+    createdAt: str  # noqa: N815
+    updatedAt: str  # noqa: N815
+    version: int
+
+
+class ReviewRead(Output):
+    id: uuid.UUID
+    evidenceId: uuid.UUID  # noqa: N815
+    projectId: uuid.UUID  # noqa: N815
+    reviewerId: uuid.UUID  # noqa: N815
+    decision: Decision
+    comment: str
+    createdAt: str  # noqa: N815

@@ -1,0 +1,211 @@
+"""Use cases of the evidence domain: metadata and the review workflow.
+
+pending --submit--> in_review --approve--> approved
+   ^                    |
+   |                    +--reject--> rejected --edit--> pending (resubmit)
+
+Evidence can be edited while pending or rejected; editing rejected evidence returns it
+to pending. Only auditors, managers and admins decide, never on evidence they created,
+and each decision is kept as a review record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from studio.db import Database, utcnow
+from studio.domains.evidence.models import evidence as evidence_t
+from studio.domains.evidence.repository import EvidenceRepository, ReviewRepository
+from studio.domains.evidence.schemas import EvidenceCreate, EvidenceStatus, EvidenceUpdate, ReviewCreate
+from studio.domains.projects.service import stream_of, visible_project
+from studio.errors import AppError, forbidden, not_found
+from studio.permissions import allowed
+from studio.principal import Principal
+from studio.wire import to_wire
+
+EVIDENCE_FIELDS = (
+    "id", "organization_id", "project_id", "title", "description", "control_id", "status",
+    "quality_score", "effective_date", "expires_at", "created_by", "created_at", "updated_at",
+    "version",
+)  # fmt: skip
+REVIEW_FIELDS = ("id", "evidence_id", "project_id", "reviewer_id", "decision", "comment", "created_at")
+EDITABLE = frozenset({EvidenceStatus.PENDING, EvidenceStatus.REJECTED})
+
+
+def evidence_wire(row: Any) -> dict[str, Any]:
+    return to_wire(row, EVIDENCE_FIELDS)
+
+
+def _may_touch(principal: Principal, role: str, row: Any, action: str) -> bool:
+    """`action` on any evidence, or `action_own` on evidence the caller created."""
+    if allowed(role, action):
+        return True
+    return allowed(role, f"{action}_own") and row["created_by"] == principal.user_id
+
+
+class EvidenceService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def _visible(self, conn: Any, principal: Principal, evidence_id: uuid.UUID) -> tuple[Any, str]:
+        found = EvidenceRepository(conn).get_visible(principal, evidence_id)
+        if found is None or found[1] is None:
+            raise not_found("evidence")
+        return found  # type: ignore[return-value]
+
+    def list_for_project(self, principal: Principal, project_id: uuid.UUID, *, cursor: str | None,
+                         limit: int, sort: str, desc: bool, status: str | None = None,
+                         control_id: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """List a project's evidence, newest first by default."""
+        with self.db.read() as conn:
+            visible_project(conn, principal, project_id, "evidence.read")
+            where = [evidence_t.c.project_id == project_id]
+            if status:
+                where.append(evidence_t.c.status == status)
+            if control_id:
+                where.append(evidence_t.c.control_id == control_id)
+            page = EvidenceRepository(conn).find_all(where=where, cursor=cursor, limit=limit, sort=sort, desc=desc)
+            return [evidence_wire(r) for r in page.items], page.next_cursor
+
+    def get(self, principal: Principal, evidence_id: uuid.UUID) -> dict[str, Any]:
+        with self.db.read() as conn:
+            row, role = self._visible(conn, principal, evidence_id)
+            if not allowed(role, "evidence.read"):
+                raise forbidden("evidence.read")
+            return evidence_wire(row)
+
+    def create(self, principal: Principal, project_id: uuid.UUID, body: EvidenceCreate, *,
+               request_id: str | None = None) -> dict[str, Any]:
+        """Record a new piece of evidence in a project, pending review."""
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            project, _ = visible_project(uow.conn, principal, project_id, "evidence.create")
+            if project["status"] == "archived":
+                raise AppError("conflict", "the project is archived; no new evidence")
+            now = utcnow()
+            evidence_id = uuid.uuid4()
+            row = EvidenceRepository(uow.conn).create({
+                "id": evidence_id, "organization_id": project["organization_id"],
+                "project_id": project_id, "title": body.title, "description": body.description,
+                "control_id": body.controlId, "status": EvidenceStatus.PENDING.value,
+                "quality_score": None, "effective_date": body.effectiveDate,
+                "expires_at": body.expiresAt, "created_by": principal.user_id,
+                "created_at": now, "updated_at": now, "version": 1,
+            })
+            uow.touch(project["organization_id"])
+            uow.emit("evidence.created", stream_of(project_id), {
+                "evidenceId": str(evidence_id), "projectId": str(project_id), "title": body.title,
+                "controlId": body.controlId, "createdBy": str(principal.user_id),
+            })
+            return evidence_wire(row)
+
+    def update(self, principal: Principal, evidence_id: uuid.UUID, body: EvidenceUpdate, *,
+               expected_version: int | None, request_id: str | None = None) -> dict[str, Any]:
+        changes = body.model_dump(exclude_unset=True)
+        if not changes:
+            raise AppError("validation_error", "nothing to update",
+                           details=[{"field": "body", "message": "send at least one field"}])
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            row, role = self._visible(uow.conn, principal, evidence_id)
+            if "qualityScore" in changes:
+                # A reviewer's override of the quality score; allowed in any state.
+                if not allowed(role, "evidence.review"):
+                    raise forbidden("override the quality score")
+            if set(changes) - {"qualityScore"}:
+                if not _may_touch(principal, role, row, "evidence.update"):
+                    raise forbidden("evidence.update")
+                if row["status"] not in EDITABLE:
+                    raise AppError("conflict", f"evidence that is {row['status']} cannot be edited")
+            names = {"title": "title", "description": "description", "controlId": "control_id",
+                     "effectiveDate": "effective_date", "expiresAt": "expires_at",
+                     "qualityScore": "quality_score"}
+            values: dict[str, Any] = {names[k]: v for k, v in changes.items()}
+            for required in ("title",):
+                if required in values and values[required] is None:
+                    raise AppError("validation_error", details=[{"field": required, "message": "cannot be null"}])
+            eff = values.get("effective_date", row["effective_date"])
+            exp = values.get("expires_at", row["expires_at"])
+            if eff and exp and exp < eff:
+                raise AppError("validation_error", details=[{"field": "expiresAt", "message": "must not be before effectiveDate"}])
+            if row["status"] == EvidenceStatus.REJECTED and set(changes) - {"qualityScore"}:
+                values["status"] = EvidenceStatus.PENDING.value
+            values["updated_at"] = utcnow()
+            new = EvidenceRepository(uow.conn).update(evidence_id, values, expected_version=expected_version)
+            assert new is not None
+            uow.touch(row["organization_id"])
+            uow.emit("evidence.updated", stream_of(row["project_id"]), {
+                "evidenceId": str(evidence_id), "projectId": str(row["project_id"]),
+                "changed": sorted(k for k in changes), "status": new["status"],
+                **({"qualityScore": new["quality_score"]} if "qualityScore" in changes else {}),
+            })
+            return evidence_wire(new)
+
+    def delete(self, principal: Principal, evidence_id: uuid.UUID, *, request_id: str | None = None) -> None:
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            row, role = self._visible(uow.conn, principal, evidence_id)
+            if not _may_touch(principal, role, row, "evidence.delete"):
+                raise forbidden("evidence.delete")
+            if row["status"] not in EDITABLE and not principal.org_wide:
+                raise AppError("conflict", f"evidence that is {row['status']} can only be deleted by an admin")
+            EvidenceRepository(uow.conn).delete(evidence_id)
+            uow.touch(row["organization_id"])
+            uow.emit("evidence.deleted", stream_of(row["project_id"]),
+                     {"evidenceId": str(evidence_id), "projectId": str(row["project_id"])})
+
+    def submit(self, principal: Principal, evidence_id: uuid.UUID, *, request_id: str | None = None) -> dict[str, Any]:
+        """Send pending (or rejected) evidence to the reviewers."""
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            row, role = self._visible(uow.conn, principal, evidence_id)
+            if not (allowed(role, "evidence.submit") and
+                    (allowed(role, "evidence.update") or row["created_by"] == principal.user_id)):
+                raise forbidden("evidence.submit")
+            if row["status"] not in EDITABLE:
+                raise AppError("conflict", f"evidence that is {row['status']} cannot be submitted")
+            new = EvidenceRepository(uow.conn).update(
+                evidence_id, {"status": EvidenceStatus.IN_REVIEW.value, "updated_at": utcnow()},
+                expected_version=row["version"])
+            assert new is not None
+            uow.touch(row["organization_id"])
+            uow.emit("evidence.submitted", stream_of(row["project_id"]), {
+                "evidenceId": str(evidence_id), "projectId": str(row["project_id"]),
+                "submittedBy": str(principal.user_id)})
+            return evidence_wire(new)
+
+    def review(self, principal: Principal, evidence_id: uuid.UUID, body: ReviewCreate, *,
+               request_id: str | None = None) -> dict[str, Any]:
+        """Approve or reject evidence that is in review, keeping the decision as a record."""
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            row, role = self._visible(uow.conn, principal, evidence_id)
+            if not allowed(role, "evidence.review"):
+                raise forbidden("evidence.review")
+            if row["created_by"] == principal.user_id:
+                raise AppError("forbidden", "nobody reviews their own evidence")
+            if row["status"] != EvidenceStatus.IN_REVIEW:
+                raise AppError("conflict", f"evidence that is {row['status']} is not awaiting review")
+            now = utcnow()
+            review_id = uuid.uuid4()
+            review = ReviewRepository(uow.conn).create({
+                "id": review_id, "evidence_id": evidence_id, "project_id": row["project_id"],
+                "reviewer_id": principal.user_id, "decision": body.decision.value,
+                "comment": body.comment, "created_at": now,
+            })
+            new = EvidenceRepository(uow.conn).update(
+                evidence_id, {"status": body.decision.value, "updated_at": now},
+                expected_version=row["version"])
+            assert new is not None
+            uow.touch(row["organization_id"])
+            data = {"evidenceId": str(evidence_id), "projectId": str(row["project_id"]),
+                    "reviewId": str(review_id), "reviewerId": str(principal.user_id),
+                    "decision": body.decision.value, "controlId": row["control_id"]}
+            uow.emit("evidence.reviewed", stream_of(row["project_id"]), data)
+            uow.emit(f"evidence.{body.decision.value}", stream_of(row["project_id"]), data)
+            return {"evidence": evidence_wire(new), "review": to_wire(review, REVIEW_FIELDS)}
+
+    def reviews(self, principal: Principal, evidence_id: uuid.UUID, *, cursor: str | None, limit: int):
+        with self.db.read() as conn:
+            self._visible(conn, principal, evidence_id)
+            from studio.domains.evidence.models import reviews as reviews_t
+
+            page = ReviewRepository(conn).find_all(where=[reviews_t.c.evidence_id == evidence_id],
+                                                   cursor=cursor, limit=limit)
+            return [to_wire(r, REVIEW_FIELDS) for r in page.items], page.next_cursor

@@ -1,0 +1,174 @@
+"""Use cases of the projects domain."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from studio.db import Database, UnitOfWork, utcnow
+from studio.domains.projects.repository import MemberRepository, ProjectRepository
+from studio.domains.projects.schemas import MemberAdd, ProjectCreate, ProjectUpdate
+from studio.domains.users.repository import UserRepository
+from studio.domains.users.service import require
+from studio.errors import AppError, forbidden, not_found
+from studio.permissions import ProjectRole, allowed
+from studio.principal import Principal
+from studio.repository import Page
+from studio.wire import to_wire
+
+PROJECT_FIELDS = (
+    "id", "organization_id", "name", "description", "framework", "status", "compliance_score",
+    "created_by", "created_at", "updated_at", "version",
+)  # fmt: skip
+MEMBER_FIELDS = ("project_id", "user_id", "role", "added_at", "email", "name")
+
+
+def project_wire(row: Any, role: str | None) -> dict[str, Any]:
+    return {**to_wire(row, PROJECT_FIELDS), "myRole": role}
+
+
+def stream_of(project_id: uuid.UUID) -> str:
+    return f"project:{project_id}"
+
+
+def visible_project(conn: Any, principal: Principal, project_id: uuid.UUID, action: str) -> tuple[Any, str]:
+    """Load a project the caller may see and check `action` against their role in it.
+
+    Invisible projects are 404 (existence does not leak); visible ones the caller may not
+    act on are 403.
+    """
+    found = ProjectRepository(conn).get_visible(principal, project_id)
+    if found is None or found[1] is None:
+        raise not_found("project")
+    row, role = found
+    if not allowed(role, action):
+        raise forbidden(action)
+    return row, role
+
+
+class ProjectService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def list(self, principal: Principal, *, cursor: str | None, limit: int, sort: str, desc: bool,
+             status: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """List the projects the caller may see."""
+        with self.db.read() as conn:
+            repo = ProjectRepository(conn)
+            where = repo.scope(principal)
+            if status:
+                where.append(repo.table.c.status == status)
+            page: Page = repo.find_all(where=where, cursor=cursor, limit=limit, sort=sort, desc=desc)
+            roles = repo.roles_for(principal, [r["id"] for r in page.items])
+            items = [project_wire(r, principal.project_role(roles.get(r["id"]))) for r in page.items]
+            return items, page.next_cursor
+
+    def get(self, principal: Principal, project_id: uuid.UUID) -> dict[str, Any]:
+        with self.db.read() as conn:
+            row, role = visible_project(conn, principal, project_id, "project.read")
+            return project_wire(row, role)
+
+    def create(self, principal: Principal, body: ProjectCreate, *, request_id: str | None = None) -> dict[str, Any]:
+        """Create a project; its creator becomes its manager unless they are an admin."""
+        require(principal, "projects.create")
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            row = create_project(uow, principal, body)
+            role = principal.project_role(None if principal.org_wide else ProjectRole.MANAGER.value)
+            return project_wire(row, role)
+
+    def update(self, principal: Principal, project_id: uuid.UUID, body: ProjectUpdate, *,
+               expected_version: int | None, request_id: str | None = None) -> dict[str, Any]:
+        changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if v is not None}
+        if not changes:
+            raise AppError("validation_error", "nothing to update",
+                           details=[{"field": "body", "message": "send at least one field"}])
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            _, role = visible_project(uow.conn, principal, project_id, "project.update")
+            values = {k: (v.value if hasattr(v, "value") else v) for k, v in changes.items()}
+            values["updated_at"] = utcnow()
+            try:
+                row = ProjectRepository(uow.conn).update(project_id, values, expected_version=expected_version)
+            except IntegrityError as exc:
+                raise AppError("duplicate", "a project with this name already exists",
+                               details=[{"field": "name", "message": "already in use"}]) from exc
+            assert row is not None
+            uow.touch(row["organization_id"])
+            uow.emit("project.updated", stream_of(project_id), {
+                "projectId": str(project_id),
+                "changes": {k: v for k, v in values.items() if k != "updated_at"},
+            })
+            return project_wire(row, role)
+
+    def delete(self, principal: Principal, project_id: uuid.UUID, *, request_id: str | None = None) -> None:
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            row, _ = visible_project(uow.conn, principal, project_id, "project.delete")
+            ProjectRepository(uow.conn).delete(project_id)
+            uow.touch(row["organization_id"])
+            uow.emit("project.deleted", stream_of(project_id), {"projectId": str(project_id)})
+
+    # -- members ------------------------------------------------------------------
+    def members(self, principal: Principal, project_id: uuid.UUID, *, cursor: str | None, limit: int):
+        after = None
+        if cursor:
+            try:
+                after = uuid.UUID(cursor)
+            except ValueError as exc:
+                raise AppError("invalid_cursor") from exc
+        with self.db.read() as conn:
+            visible_project(conn, principal, project_id, "project.members.read")
+            page = MemberRepository(conn).list(project_id, after=after, limit=limit)
+            return [to_wire(r, MEMBER_FIELDS) for r in page.items], page.next_cursor
+
+    def add_member(self, principal: Principal, project_id: uuid.UUID, body: MemberAdd, *,
+                   request_id: str | None = None) -> dict[str, Any]:
+        """Add a user of the same organization to a project, or change their role in it."""
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            project, _ = visible_project(uow.conn, principal, project_id, "project.members.manage")
+            user = UserRepository(uow.conn).get(body.userId)
+            if user is None or user["organization_id"] != project["organization_id"] or not user["is_active"]:
+                raise AppError("validation_error", "no such user in this organization",
+                               details=[{"field": "userId", "message": "unknown user"}])
+            new = MemberRepository(uow.conn).upsert(project_id, body.userId, body.role.value)
+            uow.touch(project["organization_id"])
+            uow.emit("member.added" if new else "member.role_changed", stream_of(project_id), {
+                "projectId": str(project_id), "userId": str(body.userId), "role": body.role.value,
+            })
+            row = MemberRepository(uow.conn).get(project_id, body.userId)
+            return to_wire({**row, "email": user["email"], "name": user["name"]}, MEMBER_FIELDS)
+
+    def remove_member(self, principal: Principal, project_id: uuid.UUID, user_id: uuid.UUID, *,
+                      request_id: str | None = None) -> None:
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            project, _ = visible_project(uow.conn, principal, project_id, "project.members.manage")
+            if not MemberRepository(uow.conn).remove(project_id, user_id):
+                raise not_found("member")
+            uow.touch(project["organization_id"])
+            uow.emit("member.removed", stream_of(project_id),
+                     {"projectId": str(project_id), "userId": str(user_id)})
+
+
+def create_project(uow: UnitOfWork, principal: Principal, body: ProjectCreate) -> Any:
+    repo = ProjectRepository(uow.conn)
+    if repo.by_name(principal.organization_id, body.name) is not None:
+        raise AppError("duplicate", f"a project named {body.name!r} already exists",
+                       details=[{"field": "name", "message": "already in use"}])
+    now = utcnow()
+    project_id = uuid.uuid4()
+    row = repo.create({
+        "id": project_id, "organization_id": principal.organization_id, "name": body.name,
+        "description": body.description, "framework": body.framework, "status": body.status.value,
+        "compliance_score": 0.0, "created_by": principal.user_id, "created_at": now,
+        "updated_at": now, "version": 1,
+    })
+    uow.emit("project.created", stream_of(project_id), {
+        "projectId": str(project_id), "organizationId": str(principal.organization_id),
+        "name": body.name, "framework": body.framework, "status": body.status.value,
+    })
+    if not principal.org_wide:
+        MemberRepository(uow.conn).upsert(project_id, principal.user_id, ProjectRole.MANAGER.value)
+        uow.emit("member.added", stream_of(project_id), {
+            "projectId": str(project_id), "userId": str(principal.user_id), "role": "manager"})
+    uow.touch(principal.organization_id)
+    return row

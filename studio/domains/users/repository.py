@@ -1,0 +1,72 @@
+"""Queries of the users domain."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.engine import Connection, RowMapping
+
+from studio.domains.auth.models import refresh_tokens
+from studio.domains.users.models import organizations, users
+from studio.permissions import Role
+from studio.principal import AuthInfo, Principal
+from studio.repository import Repository
+
+
+class OrganizationRepository(Repository):
+    table = organizations
+    sortable = frozenset({"created_at", "name"})
+
+    def by_name(self, name: str) -> RowMapping | None:
+        return self.conn.execute(select(organizations).where(organizations.c.name == name)).mappings().first()
+
+
+class UserRepository(Repository):
+    table = users
+    sortable = frozenset({"created_at", "email", "name"})
+
+    def by_email(self, email: str) -> RowMapping | None:
+        query = select(users).where(func.lower(users.c.email) == email.lower())
+        return self.conn.execute(query).mappings().first()
+
+    def scope(self, principal: Principal) -> list:
+        """Users visible to the caller: their organization (every one, for super_admin)."""
+        if principal.is_super_admin:
+            return []
+        return [users.c.organization_id == principal.organization_id]
+
+
+def load_principal(conn: Connection, auth: AuthInfo) -> Principal | None:
+    """The caller as of now: None if the user is gone, inactive or their session revoked."""
+    query = select(
+        users.c.id,
+        users.c.organization_id,
+        users.c.role,
+        users.c.email,
+        users.c.name,
+        users.c.is_active,
+    ).where(users.c.id == auth.user_id)
+    if auth.session_id is not None:
+        revoked = exists().where(
+            refresh_tokens.c.family_id == auth.session_id, refresh_tokens.c.revoked_at.is_not(None)
+        )
+        query = query.add_columns(revoked.label("revoked"))
+    row = conn.execute(query).first()
+    if row is None or not row.is_active or getattr(row, "revoked", False):
+        return None
+    if row.organization_id != auth.organization_id:
+        return None
+    return Principal(
+        user_id=row.id,
+        organization_id=row.organization_id,
+        role=Role(row.role),
+        email=row.email,
+        name=row.name,
+        via=auth.kind,
+        token_id=auth.token_id,
+    )
+
+
+def new_user_id() -> uuid.UUID:
+    return uuid.uuid4()

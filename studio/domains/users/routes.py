@@ -1,0 +1,73 @@
+"""HTTP endpoints of the users domain."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import select
+from starlette.responses import Response
+
+from studio.api import CurrentPrincipal, Paging, container, if_match, ok, page, request_id
+from studio.domains.users.models import organizations
+from studio.domains.users.schemas import OrganizationRead, UserCreate, UserRead, UserUpdate
+from studio.domains.users.service import user_wire
+from studio.schemas import Envelope, PageOut
+from studio.wire import to_wire
+
+router = APIRouter(tags=["users"])
+
+
+@router.get("/me", response_model=Envelope[UserRead])
+def me(request: Request, principal: CurrentPrincipal) -> Response:
+    """The caller's own user record."""
+    return ok(request, container(request).users.get(principal, principal.user_id))
+
+
+@router.get("/organizations/current", response_model=Envelope[OrganizationRead])
+def current_organization(request: Request, principal: CurrentPrincipal) -> Response:
+    """The caller's organization."""
+    with container(request).db.read() as conn:
+        row = conn.execute(select(organizations).where(organizations.c.id == principal.organization_id)).mappings().one()
+    return ok(request, to_wire(row, ("id", "name", "created_at")))
+
+
+@router.get("/users", response_model=Envelope[PageOut[UserRead]])
+def list_users(
+    request: Request,
+    principal: CurrentPrincipal,
+    paging: Paging = Depends(),
+    sort: Annotated[str, Query(pattern="^(created_at|email|name)$")] = "created_at",
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+) -> Response:
+    """Users of the caller's organization."""
+    result = container(request).users.list(principal, cursor=paging.cursor, limit=paging.limit,
+                                           sort=sort, desc=order == "desc")
+    return page(request, [user_wire(r) for r in result.items], result.next_cursor)
+
+
+@router.post("/users", response_model=Envelope[UserRead], status_code=201)
+def create_user(request: Request, principal: CurrentPrincipal, body: UserCreate) -> Response:
+    """Create a user (admins)."""
+    return ok(request, container(request).users.create(principal, body, request_id=request_id(request)), 201)
+
+
+@router.get("/users/{user_id}", response_model=Envelope[UserRead])
+def get_user(request: Request, principal: CurrentPrincipal, user_id: uuid.UUID) -> Response:
+    return ok(request, container(request).users.get(principal, user_id))
+
+
+@router.patch("/users/{user_id}", response_model=Envelope[UserRead])
+def update_user(request: Request, principal: CurrentPrincipal, user_id: uuid.UUID, body: UserUpdate,
+                expected: int | None = Depends(if_match)) -> Response:
+    """Change a user's name, role, password or active flag; a role change applies at once."""
+    return ok(request, container(request).users.update(principal, user_id, body, expected_version=expected,
+                                                       request_id=request_id(request)))
+
+
+@router.delete("/users/{user_id}", response_model=Envelope[None])
+def delete_user(request: Request, principal: CurrentPrincipal, user_id: uuid.UUID) -> Response:
+    """Deactivate a user and revoke their sessions and tokens (the record stays for audit)."""
+    container(request).users.delete(principal, user_id, request_id=request_id(request))
+    return ok(request, None)

@@ -1,0 +1,134 @@
+"""The event envelope and its canonical JSON form (frozen: the hash chain depends on it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+GENESIS_HASH = "0" * 64
+DEFAULT_VERSION = "1.0"
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """ISO-8601 in UTC with microseconds and a Z suffix, the one timestamp form on the wire."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Canonical JSON: UTF-8, keys sorted, no whitespace, non-ASCII kept as is.
+
+    This form must never change once released: every stored hash depends on it.
+    Values are limited to what JSON carries (str, int, float, bool, None, list, dict).
+    """
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+class InvalidEvent(ValueError):
+    """An envelope that cannot be published (missing id or type, bad field)."""
+
+
+@dataclass(slots=True)
+class Event:
+    """One domain event, as published. The store adds position, stream version and hashes."""
+
+    type: str
+    data: dict[str, Any]
+    stream: str
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    source: str = "backend"
+    version: str = DEFAULT_VERSION
+    metadata: dict[str, Any] = field(default_factory=dict)
+    expected_version: int | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.id, uuid.UUID):
+            raise InvalidEvent("event id must be a UUID")
+        if not self.type or not isinstance(self.type, str) or len(self.type) > 100:
+            raise InvalidEvent("event type is required (1-100 characters)")
+        if not self.stream or len(self.stream) > 100:
+            raise InvalidEvent("event stream is required (1-100 characters)")
+        if not isinstance(self.data, dict):
+            raise InvalidEvent("event data must be an object")
+        if self.timestamp.tzinfo is None:
+            raise InvalidEvent("event timestamp must be timezone-aware")
+        if not self.source:
+            self.source = "backend"
+        if not self.version:
+            self.version = DEFAULT_VERSION
+
+
+@dataclass(slots=True, frozen=True)
+class StoredEvent:
+    """An event as the store holds it."""
+
+    position: int
+    id: uuid.UUID
+    type: str
+    stream: str
+    stream_version: int
+    timestamp: dt.datetime
+    source: str
+    version: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @property
+    def actor_id(self) -> str | None:
+        return self.metadata.get("actor")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type,
+            "data": self.data,
+            "timestamp": iso_utc(self.timestamp),
+            "source": self.source,
+            "version": self.version,
+            "metadata": self.metadata,
+            "position": self.position,
+            "stream": self.stream,
+            "streamVersion": self.stream_version,
+            "hash": self.hash,
+            "prevHash": self.prev_hash,
+        }
+
+
+def hashed_fields(
+    *,
+    position: int,
+    event_id: uuid.UUID,
+    type_: str,
+    stream: str,
+    stream_version: int,
+    timestamp: dt.datetime,
+    source: str,
+    version: str,
+    data: dict[str, Any],
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    """The exact object whose canonical JSON is chained (see docs/architecture.md)."""
+    return {
+        "position": position,
+        "id": str(event_id),
+        "type": type_,
+        "stream": stream,
+        "streamVersion": stream_version,
+        "timestamp": iso_utc(timestamp),
+        "source": source,
+        "version": version,
+        "data": data,
+        "metadata": metadata,
+    }
+
+
+def chain_hash(prev_hash: str, canonical: bytes) -> str:
+    """h_n = SHA-256(h_{n-1} || canonical event), hex encoded."""
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical).hexdigest()

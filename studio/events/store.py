@@ -1,0 +1,217 @@
+"""The persistent event store: append inside the caller's transaction, read by position."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from studio.events.envelope import (
+    GENESIS_HASH,
+    Event,
+    StoredEvent,
+    canonical_json,
+    chain_hash,
+    hashed_fields,
+)
+from studio.events.models import events as events_t
+from studio.events.models import streams as streams_t
+
+
+class VersionConflict(Exception):
+    """A stream moved past the version its writer expected (optimistic concurrency)."""
+
+    def __init__(self, stream: str, expected: int, actual: int):
+        super().__init__(f"stream {stream!r} is at version {actual}, expected {expected}")
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(slots=True)
+class _Head:
+    version: int
+    last_hash: str
+    exists: bool
+
+
+class EventStore:
+    """Appends events gap-free in commit order and chains each stream's hashes.
+
+    Guarantees:
+    - `append` runs in the caller's transaction: events commit with the state change
+      they describe or not at all (transactional outbox).
+    - Positions are gap-free and increase in commit order, on SQLite (one writer at a
+      time, BEGIN IMMEDIATE) and on PostgreSQL (an EXCLUSIVE lock on the events table,
+      taken only at append time, which is the last step before commit). A reader that
+      tails `position > last_seen` therefore never misses an event.
+    - Within a stream, versions are 1, 2, 3 ... and an event carrying
+      `expected_version` fails with VersionConflict unless the stream is exactly there.
+    """
+
+    def append(self, conn: Connection, batch: Sequence[Event]) -> list[StoredEvent]:
+        if not batch:
+            return []
+        for ev in batch:
+            ev.validate()
+        if conn.dialect.name == "postgresql":
+            # Readers are not blocked by EXCLUSIVE; other appenders wait until we commit.
+            conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+        position = conn.execute(select(func.coalesce(func.max(events_t.c.position), 0))).scalar_one()
+        heads: dict[str, _Head] = {}
+        rows: list[dict[str, Any]] = []
+        stored: list[StoredEvent] = []
+        for ev in batch:
+            head = heads.get(ev.stream) or self._load_head(conn, ev.stream)
+            heads[ev.stream] = head
+            if ev.expected_version is not None and ev.expected_version != head.version:
+                raise VersionConflict(ev.stream, ev.expected_version, head.version)
+            position += 1
+            stream_version = head.version + 1
+            canonical = canonical_json(
+                hashed_fields(
+                    position=position,
+                    event_id=ev.id,
+                    type_=ev.type,
+                    stream=ev.stream,
+                    stream_version=stream_version,
+                    timestamp=ev.timestamp,
+                    source=ev.source,
+                    version=ev.version,
+                    data=ev.data,
+                    metadata=ev.metadata,
+                )
+            )
+            digest = chain_hash(head.last_hash, canonical)
+            rows.append(
+                {
+                    "position": position,
+                    "id": ev.id,
+                    "type": ev.type,
+                    "stream": ev.stream,
+                    "stream_version": stream_version,
+                    "timestamp": ev.timestamp,
+                    "source": ev.source,
+                    "version": ev.version,
+                    "actor_id": _str_or_none(ev.metadata.get("actor")),
+                    "organization_id": _str_or_none(ev.metadata.get("organization")),
+                    "data": canonical_json(ev.data).decode(),
+                    "metadata": canonical_json(ev.metadata).decode(),
+                    "prev_hash": head.last_hash,
+                    "hash": digest,
+                }
+            )
+            stored.append(
+                StoredEvent(
+                    position=position,
+                    id=ev.id,
+                    type=ev.type,
+                    stream=ev.stream,
+                    stream_version=stream_version,
+                    timestamp=ev.timestamp,
+                    source=ev.source,
+                    version=ev.version,
+                    data=ev.data,
+                    metadata=ev.metadata,
+                    prev_hash=head.last_hash,
+                    hash=digest,
+                )
+            )
+            head.version = stream_version
+            head.last_hash = digest
+        conn.execute(insert(events_t), rows)
+        last_position_by_stream = {row["stream"]: row["position"] for row in rows}
+        for stream, head in heads.items():
+            values = {
+                "version": head.version,
+                "last_hash": head.last_hash,
+                "last_position": last_position_by_stream[stream],
+            }
+            if head.exists:
+                conn.execute(update(streams_t).where(streams_t.c.stream == stream).values(**values))
+            else:
+                conn.execute(insert(streams_t).values(stream=stream, **values))
+        return stored
+
+    @staticmethod
+    def _load_head(conn: Connection, stream: str) -> _Head:
+        row = conn.execute(
+            select(streams_t.c.version, streams_t.c.last_hash).where(streams_t.c.stream == stream)
+        ).first()
+        if row is None:
+            return _Head(version=0, last_hash=GENESIS_HASH, exists=False)
+        return _Head(version=row.version, last_hash=row.last_hash, exists=True)
+
+    def head_position(self, conn: Connection) -> int:
+        return conn.execute(select(func.coalesce(func.max(events_t.c.position), 0))).scalar_one()
+
+    def stream_version(self, conn: Connection, stream: str) -> int:
+        return self._load_head(conn, stream).version
+
+    def read(
+        self,
+        conn: Connection,
+        *,
+        after: int = 0,
+        limit: int = 500,
+        types: Iterable[str] | None = None,
+        stream: str | None = None,
+        actor: str | None = None,
+        organization: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[StoredEvent]:
+        """Events after a position, oldest first, optionally filtered."""
+        query = select(events_t).where(events_t.c.position > after)
+        type_list = list(types or [])
+        exact = [t for t in type_list if not t.endswith("*")]
+        prefixes = [t[:-1] for t in type_list if t.endswith("*")]
+        if type_list and "*" not in type_list:
+            conditions = []
+            if exact:
+                conditions.append(events_t.c.type.in_(exact))
+            conditions.extend(events_t.c.type.startswith(p, autoescape=True) for p in prefixes)
+            query = query.where(or_(*conditions))
+        if stream is not None:
+            query = query.where(events_t.c.stream == stream)
+        if actor is not None:
+            query = query.where(events_t.c.actor_id == actor)
+        if organization is not None:
+            query = query.where(events_t.c.organization_id == organization)
+        if since is not None:
+            query = query.where(events_t.c.timestamp >= since)
+        if until is not None:
+            query = query.where(events_t.c.timestamp < until)
+        query = query.order_by(events_t.c.position).limit(limit)
+        return [row_to_event(row._mapping) for row in conn.execute(query)]
+
+    def get(self, conn: Connection, event_id: uuid.UUID) -> StoredEvent | None:
+        row = conn.execute(select(events_t).where(events_t.c.id == event_id)).first()
+        return row_to_event(row._mapping) if row else None
+
+
+def row_to_event(row: Any) -> StoredEvent:
+    return StoredEvent(
+        position=row["position"],
+        id=row["id"],
+        type=row["type"],
+        stream=row["stream"],
+        stream_version=row["stream_version"],
+        timestamp=row["timestamp"],
+        source=row["source"],
+        version=row["version"],
+        data=orjson.loads(row["data"]),
+        metadata=orjson.loads(row["metadata"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)

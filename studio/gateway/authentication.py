@@ -1,0 +1,111 @@
+"""Authentication: who sent this request (bearer JWT, API token, or web session cookie).
+
+The middleware proves the credential and stores an AuthInfo in the request state. The
+user's current role is loaded by the handler in its own database work, so that role
+changes and deactivations take effect on the very next request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from studio.errors import AppError
+from studio.gateway.envelope import send_error
+from studio.principal import AuthInfo
+from studio.security import API_TOKEN_PREFIX, constant_time_equal
+
+SESSION_COOKIE = "studio_session"
+CSRF_COOKIE = "studio_csrf"
+CSRF_HEADER = b"x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _cookies(scope: Scope) -> dict[str, str]:
+    jar: dict[str, str] = {}
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            for part in value.decode("latin-1").split(";"):
+                name, _, val = part.strip().partition("=")
+                if name:
+                    jar[name] = val
+    return jar
+
+
+class AuthenticationMiddleware:
+    """Resolves credentials; rejects requests to protected paths that carry none (401).
+
+    `verify_jwt` is CPU-only; `resolve_api_token` touches the database and so runs in a
+    worker thread. A cookie session must also present the CSRF double-submit token on
+    unsafe methods.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        verify_jwt: Callable[[str, str], AuthInfo],
+        resolve_api_token: Callable[[str], AuthInfo | None],
+        protected_prefix: str = "/api/",
+        public_paths: frozenset[str] = frozenset(),
+    ):
+        self.app = app
+        self.verify_jwt = verify_jwt
+        self.resolve_api_token = resolve_api_token
+        self.protected_prefix = protected_prefix
+        self.public_paths = public_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        protected = path.startswith(self.protected_prefix) and path not in self.public_paths
+        try:
+            auth = await self._authenticate(scope)
+        except AppError as err:
+            if protected:
+                await send_error(scope, send, err)
+                return
+            auth = None
+        if auth is None and protected:
+            await send_error(
+                scope,
+                send,
+                AppError(
+                    "unauthenticated",
+                    "send `Authorization: Bearer <access token or API token>`",
+                    headers={"WWW-Authenticate": 'Bearer realm="studio"'},
+                ),
+            )
+            return
+        scope.setdefault("state", {})["auth"] = auth
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> AuthInfo | None:
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if header is not None:
+            scheme, _, token = header.decode("latin-1").partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                raise AppError("invalid_token", "use the Bearer scheme")
+            if token.startswith(API_TOKEN_PREFIX):
+                info = await run_in_threadpool(self.resolve_api_token, token)
+                if info is None:
+                    raise AppError("invalid_token", "unknown, revoked or expired API token")
+                return info
+            return self.verify_jwt(token, "jwt")
+        cookies = _cookies(scope)
+        session = cookies.get(SESSION_COOKIE)
+        if not session:
+            return None
+        info = self.verify_jwt(session, "session")
+        if scope["method"] not in SAFE_METHODS:
+            sent = next((v for k, v in scope["headers"] if k == CSRF_HEADER), b"").decode("latin-1")
+            expected = cookies.get(CSRF_COOKIE, "")
+            if not expected or not sent or not constant_time_equal(sent, expected):
+                raise AppError("csrf_failed")
+        return info
+
+

@@ -1,0 +1,41 @@
+"""Schema migrations with Alembic, callable from the CLI, the app and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+# Importing the models registers every table on the shared metadata.
+from studio.db import metadata as target_metadata
+from studio.domains.auth import models as _auth  # noqa: F401
+from studio.domains.evidence import models as _evidence  # noqa: F401
+from studio.domains.projects import models as _projects  # noqa: F401
+from studio.domains.users import models as _users  # noqa: F401
+from studio.events import models as _events  # noqa: F401
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to `revision` (all migrations by default)."""
+    with engine.begin() as conn:
+        cfg = alembic_config(str(engine.url))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def current(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

@@ -1,0 +1,147 @@
+"""The repository base: create, find by id, find all (filter, order, keyset page), update,
+delete, count. Every query of the domains lives in a repository."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from studio.errors import AppError
+
+
+@dataclass(slots=True)
+class Page:
+    items: list[RowMapping]
+    next_cursor: str | None
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return {"t": value.astimezone(dt.UTC).isoformat()}
+    if isinstance(value, dt.date):
+        return {"d": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"u": str(value)}
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "t" in value:
+            return dt.datetime.fromisoformat(value["t"])
+        if "d" in value:
+            return dt.date.fromisoformat(value["d"])
+        if "u" in value:
+            return uuid.UUID(value["u"])
+    return value
+
+
+def encode_cursor(sort: str, desc: bool, value: Any, row_id: uuid.UUID) -> str:
+    raw = orjson.dumps([sort, desc, _encode_value(value), str(row_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str, desc: bool) -> tuple[Any, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        c_sort, c_desc, value, row_id = orjson.loads(raw)
+        if c_sort != sort or c_desc != desc:
+            raise ValueError("cursor belongs to another ordering")
+        return _decode_value(value), uuid.UUID(row_id)
+    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        raise AppError("invalid_cursor", f"invalid cursor: {exc}") from exc
+
+
+class Repository:
+    """Table-backed repository with keyset pagination over (sort column, id)."""
+
+    table: ClassVar[Table]
+    sortable: ClassVar[frozenset[str]] = frozenset({"created_at"})
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    # -- writes ---------------------------------------------------------------
+    def create(self, values: dict[str, Any]) -> RowMapping:
+        self.conn.execute(insert(self.table).values(**values))
+        row = self.get(values["id"])
+        assert row is not None
+        return row
+
+    def update(
+        self,
+        row_id: uuid.UUID,
+        values: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        where: Sequence[ColumnElement[bool]] = (),
+    ) -> RowMapping | None:
+        """Apply `values`; with `expected_version`, only if the row is still at it."""
+        cond = [self.table.c.id == row_id, *where]
+        if "version" in self.table.c:
+            if expected_version is not None:
+                cond.append(self.table.c.version == expected_version)
+            values = {**values, "version": self.table.c.version + 1}
+        result = self.conn.execute(update(self.table).where(and_(*cond)).values(**values))
+        if result.rowcount == 0:
+            if expected_version is not None and self.get(row_id, where=where) is not None:
+                raise AppError("version_conflict")
+            return None
+        return self.get(row_id)
+
+    def delete(self, row_id: uuid.UUID, *, where: Sequence[ColumnElement[bool]] = ()) -> bool:
+        result = self.conn.execute(delete(self.table).where(self.table.c.id == row_id, *where))
+        return result.rowcount > 0
+
+    # -- reads ----------------------------------------------------------------
+    def get(
+        self, row_id: uuid.UUID, *, where: Sequence[ColumnElement[bool]] = ()
+    ) -> RowMapping | None:
+        query = select(self.table).where(self.table.c.id == row_id, *where)
+        return self.conn.execute(query).mappings().first()
+
+    def count(self, *, where: Sequence[ColumnElement[bool]] = ()) -> int:
+        query = select(func.count()).select_from(self.table).where(true(), *where)
+        return int(self.conn.execute(query).scalar_one())
+
+    def find_all(
+        self,
+        *,
+        where: Sequence[ColumnElement[bool]] = (),
+        sort: str = "created_at",
+        desc: bool = False,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """One page in (sort, id) order; the cursor makes page N cost what page 1 costs."""
+        if sort not in self.sortable:
+            raise AppError(
+                "invalid_parameter",
+                f"cannot sort by {sort!r}",
+                details=[{"field": "sort", "message": f"one of {sorted(self.sortable)}"}],
+            )
+        col, id_col = self.table.c[sort], self.table.c.id
+        cond = list(where)
+        if cursor:
+            value, last_id = decode_cursor(cursor, sort, desc)
+            if desc:
+                cond.append(or_(col < value, and_(col == value, id_col < last_id)))
+            else:
+                cond.append(or_(col > value, and_(col == value, id_col > last_id)))
+        order = (col.desc(), id_col.desc()) if desc else (col.asc(), id_col.asc())
+        query = select(self.table).where(true(), *cond).order_by(*order).limit(limit + 1)
+        rows = list(self.conn.execute(query).mappings())
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = encode_cursor(sort, desc, last[sort], last["id"])
+        return Page(rows, next_cursor)

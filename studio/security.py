@@ -1,0 +1,125 @@
+"""Passwords (Argon2id), access tokens (JWT, one pinned algorithm) and opaque tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from studio.errors import AppError
+
+JWT_ALGORITHM = "HS256"
+API_TOKEN_PREFIX = "stp_"
+
+
+class Passwords:
+    """Argon2id hashing; parameters from settings (OWASP minimum by default)."""
+
+    def __init__(self, memory_kib: int, time_cost: int, parallelism: int):
+        self._hasher = PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
+        )
+        # Verifying against this when the user does not exist keeps timing uniform.
+        self._dummy = self._hasher.hash(secrets.token_hex(16))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash or self._dummy, password) and bool(
+                password_hash
+            )
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    user_id: uuid.UUID
+    organization_id: uuid.UUID
+    session_id: uuid.UUID | None
+    expires_at: dt.datetime
+
+
+class AccessTokens:
+    """Short-lived JWTs. Only HS256 is accepted: `alg: none` and others are refused."""
+
+    def __init__(self, key: str, *, audience: str, issuer: str, ttl_seconds: int):
+        self._key = key
+        self.audience = audience
+        self.issuer = issuer
+        self.ttl = dt.timedelta(seconds=ttl_seconds)
+
+    def issue(
+        self,
+        user_id: uuid.UUID,
+        organization_id: uuid.UUID,
+        session_id: uuid.UUID | None = None,
+        *,
+        now: dt.datetime | None = None,
+        ttl: dt.timedelta | None = None,
+    ) -> tuple[str, dt.datetime]:
+        now = now or dt.datetime.now(dt.UTC)
+        expires = now + (ttl or self.ttl)
+        claims = {
+            "sub": str(user_id),
+            "org": str(organization_id),
+            "sid": str(session_id) if session_id else None,
+            "aud": self.audience,
+            "iss": self.issuer,
+            "iat": int(now.timestamp()),
+            "nbf": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._key, algorithm=JWT_ALGORITHM), expires
+
+    def verify(self, token: str) -> AccessClaims:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[JWT_ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "nbf", "aud", "iss", "sub"]},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AppError("token_expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AppError("invalid_token", f"invalid access token: {exc}") from exc
+        try:
+            user_id = uuid.UUID(claims["sub"])
+            org_id = uuid.UUID(claims["org"])
+            session_id = uuid.UUID(claims["sid"]) if claims.get("sid") else None
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise AppError("invalid_token", "invalid access token claims") from exc
+        return AccessClaims(
+            user_id, org_id, session_id, dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
+        )
+
+
+def new_opaque_token(prefix: str = "") -> str:
+    """A 256-bit random token."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    """SHA-256 of a high-entropy token: enough to store it (no password stretching needed)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())

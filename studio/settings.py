@@ -1,0 +1,82 @@
+"""Configuration from STUDIO_* environment variables; the embedded default needs none."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STUDIO_", extra="ignore")
+
+    environment: str = "development"
+    data_dir: Path = Path("studio-data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite under data_dir"
+    )
+    redis_url: str | None = None
+    nats_url: str | None = None
+    secret_key: str | None = Field(
+        default=None,
+        description="JWT signing key; generated once into data_dir/secret.key when unset",
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    access_token_ttl_seconds: int = Field(default=900, gt=0)
+    refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+    jwt_audience: str = "studio-api"
+    jwt_issuer: str = "studio-platform"
+
+    # OWASP's minimum for Argon2id: 19 MiB, 2 iterations, parallelism 1.
+    argon2_memory_kib: int = Field(default=19 * 1024, ge=8)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+    rate_limit_enabled: bool = True
+    rate_limit_ip: str = "1200/minute"
+    rate_limit_user: str = "1200/minute"
+    rate_limit_login: str = "10/minute"
+
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+
+    cache_enabled: bool = True
+    cache_ttl_seconds: int = Field(default=30, ge=0)
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    run_workers: bool = True
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+
+    @cached_property
+    def signing_key(self) -> str:
+        """The JWT key: configured, or generated once and kept under the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(key)
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return key
