@@ -33,6 +33,8 @@ def current_principal(request: Request) -> Principal:
         principal = load_principal(conn, auth)
     if principal is None:
         raise AppError("invalid_token", "the session has ended or the user is inactive")
+    if principal.is_super_admin:
+        request.scope["state"]["no_cache"] = True
     return principal
 
 

@@ -154,7 +154,9 @@ class ResponseCacheMiddleware:
             await send(message)
 
         await self.app(scope, receive, capture)
-        if status == 200 and chunks:
+        # A handler may veto storing (super-admin reads span organizations, so no single
+        # organization's generation could invalidate them).
+        if status == 200 and chunks and not scope["state"].get("no_cache"):
             body = b"".join(chunks)
             cut = body.find(DATA_MARKER)
             if cut != -1 and body.startswith(b'{"success":true'):
