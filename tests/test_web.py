@@ -19,6 +19,8 @@ from studio.permissions import Role, allowed
 from tests.conftest import TEST_PASSWORD, World, make_settings
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+BOTH_BACKENDS = pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -193,6 +195,21 @@ def test_an_active_session_is_renewed_and_a_fresh_one_is_left_alone(browser, wor
     assert claims.expires_at > dt.datetime.now(dt.UTC) + idle - dt.timedelta(minutes=1)
 
 
+@BOTH_BACKENDS
+def test_session_deadline_is_the_login_families_expiry_until_logout(container, world):
+    def parse(value: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    pair = container.auth.login(world["viewer"].email, TEST_PASSWORD)
+    session_id = container.tokens.verify(pair["accessToken"]).session_id
+    assert container.auth.session_deadline(session_id) == parse(pair["refreshExpiresAt"])
+    rotated = container.auth.refresh(pair["refreshToken"])
+    assert container.auth.session_deadline(session_id) == parse(rotated["refreshExpiresAt"])
+    container.auth.logout(world["viewer"].principal, session_id, None)
+    assert container.auth.session_deadline(session_id) is None
+    assert container.auth.session_deadline(uuid.uuid4()) is None
+
+
 # -- CSRF -------------------------------------------------------------------------------
 @SQLITE_ONLY
 def test_form_posts_without_a_valid_csrf_token_are_refused(browser, world, container):
@@ -256,8 +273,7 @@ def test_pages_carry_a_strict_csp_and_no_inline_script(browser, world):
 
 
 # -- the workflow and who may do what --------------------------------------------------
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-                         indirect=True)
+@BOTH_BACKENDS
 def test_create_submit_and_approve_through_the_pages(browser, world):
     customer = browser("customer", world)
     project_url = f"/projects/{world.project_a}"
@@ -462,7 +478,7 @@ def test_an_unexpected_failure_is_a_page_not_a_stack_trace(browser, world, conta
     assert "Something went wrong" in page.text and "secret internals" not in page.text
 
 
-@SQLITE_ONLY
+@BOTH_BACKENDS
 def test_dashboard_counts_evidence_by_status(browser, world, container):
     for _ in range(2):
         make_evidence(container, world)

@@ -204,7 +204,8 @@ def _render(request: Request, template: str, code: int = 200, **context: Any) ->
     return response
 
 
-def _renew(request: Request, response: Response, principal: Principal, session_id: uuid.UUID) -> None:
+def _renew(request: Request, response: Response, principal: Principal,
+           session_id: uuid.UUID) -> None:
     """Slide the idle expiry of an active session (at most every few minutes)."""
     c = _c(request)
     idle = dt.timedelta(seconds=c.settings.web_session_idle_seconds)
@@ -252,7 +253,8 @@ class PageRoute(APIRoute):
                 code = "not_found" if status == 404 else "validation_error"
                 response = await run_in_threadpool(_error_page, request, AppError(code))
             except DatabaseUnavailable:
-                err = AppError("service_unavailable", "the database is unavailable; try again shortly")
+                err = AppError("service_unavailable",
+                               "the database is unavailable; try again shortly")
                 response = _plain_error(request, err)
             except Exception as exc:
                 log.exception("page_failed", path=request.url.path, exc_info=exc)
@@ -301,7 +303,8 @@ async def login_submit(request: Request) -> Response:
     def again(err: AppError) -> Response:
         return _render(request, "login.html", err.status, next=target, email=email, error=err)
 
-    if not web_session.csrf_valid(c.settings.signing_key, None, request.cookies.get(web_session.CSRF_COOKIE),
+    if not web_session.csrf_valid(c.settings.signing_key, None,
+                                  request.cookies.get(web_session.CSRF_COOKIE),
                                   _field(form, web_session.CSRF_FIELD)):
         return await run_in_threadpool(again, AppError(
             "csrf_failed", "the login form expired; please try again"))
@@ -317,7 +320,8 @@ async def login_submit(request: Request) -> Response:
             decision = await c.limiter.hit(limit, "login", key)
             if not decision.allowed:
                 return await run_in_threadpool(again, AppError(
-                    "rate_limited", f"too many login attempts; wait {decision.reset_after} seconds"))
+                    "rate_limited",
+                    f"too many login attempts; wait {decision.reset_after} seconds"))
     try:
         pair = await run_in_threadpool(c.auth.login, str(body.email), body.password,
                                        request_id=request_id_of(request.scope), client_ip=client)
@@ -400,11 +404,12 @@ def _project_page(request: Request, principal: Principal, project_id: uuid.UUID,
     role = project["myRole"]
     may_create = bool(role) and allowed(role, "evidence.create") and project["status"] != "archived"
     base = f"/projects/{project_id}"
+    filtered = base + (f"?{urlencode({'status': status})}" if status else "")
     return _render(
         request, "project.html", code, nav="dashboard", project=project, items=items,
         counts=counts, total=sum(counts.values()), status=status, may_create=may_create,
         next_url=_page_url(base, {"status": status}, next_cursor),
-        first_url=(base + (f"?{urlencode({'status': status})}" if status else "")) if cursor else None,
+        first_url=filtered if cursor else None,
         error=error, form=form or {}, form_open=bool(error),
     )
 
@@ -413,7 +418,8 @@ def _project_page(request: Request, principal: Principal, project_id: uuid.UUID,
 def project_page(request: Request, project_id: str, status: str | None = None,
                  cursor: str | None = None) -> Response:
     principal = _require(request)
-    return _project_page(request, principal, _uuid(project_id, "project"), status=status, cursor=cursor)
+    return _project_page(request, principal, _uuid(project_id, "project"), status=status,
+                         cursor=cursor)
 
 
 @router.post("/projects/{project_id}/evidence")
@@ -531,11 +537,13 @@ async def review_evidence(request: Request, evidence_id: str) -> Response:
                 body = ReviewCreate(decision=_field(form, "decision"), comment=comment)
             except ValidationError as exc:
                 raise _validation(exc) from exc
-            _c(request).evidence.review(principal, eid, body, request_id=request_id_of(request.scope))
+            _c(request).evidence.review(principal, eid, body,
+                                        request_id=request_id_of(request.scope))
         except AppError as err:
             if err.status in (404, 401):
                 raise
-            return _evidence_page(request, principal, eid, error=err, comment=comment, code=err.status)
+            return _evidence_page(request, principal, eid, error=err, comment=comment,
+                                  code=err.status)
         return _redirect(f"/evidence/{eid}?notice={body.decision.value}")
 
     return await run_in_threadpool(run)

@@ -61,7 +61,8 @@ def _mac(key: str, session_id: uuid.UUID | None, nonce: str) -> str:
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
-def csrf_valid(key: str, session_id: uuid.UUID | None, cookie: str | None, field: str | None) -> bool:
+def csrf_valid(key: str, session_id: uuid.UUID | None, cookie: str | None,
+               field: str | None) -> bool:
     if not cookie or not field or not constant_time_equal(cookie, field):
         return False
     nonce, _, mac = cookie.partition(".")

@@ -74,10 +74,10 @@ class TokenRepository:
         return result.rowcount == 1
 
     def family_deadline(self, family_id: uuid.UUID) -> dt.datetime | None:
-        """When a session ends at the latest: its newest refresh token's expiry; None once revoked."""
-        query = select(func.max(refresh_tokens.c.expires_at), func.count(refresh_tokens.c.revoked_at)).where(
-            refresh_tokens.c.family_id == family_id
-        )
+        """When the session ends at the latest (newest refresh expiry); None once revoked."""
+        query = select(
+            func.max(refresh_tokens.c.expires_at), func.count(refresh_tokens.c.revoked_at)
+        ).where(refresh_tokens.c.family_id == family_id)
         deadline, revoked = self.conn.execute(query).one()
         if deadline is None or revoked:
             return None

@@ -127,7 +127,7 @@ class AuthService:
                      {"userId": str(principal.user_id), "sessions": sorted(map(str, families))})
 
     def session_deadline(self, session_id: uuid.UUID) -> dt.datetime | None:
-        """The latest moment a login session may last (its refresh family's expiry); None once ended."""
+        """The latest moment a login session may last: its refresh family's expiry (None: ended)."""
         with self.db.read() as conn:
             return TokenRepository(conn).family_deadline(session_id)
 

@@ -39,7 +39,9 @@ class EvidenceRepository(Repository):
             return None
         return row, principal.project_role(row["member_role"])
 
-    def count_by_status(self, principal: Principal, project_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    def count_by_status(
+        self, principal: Principal, project_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[str, int]]:
         """Evidence counts per project and status, for the projects the caller may see."""
         if not project_ids:
             return {}
