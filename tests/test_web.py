@@ -261,15 +261,22 @@ def test_every_page_renders_for_every_role(browser, world, container, role):
 
 
 @SQLITE_ONLY
-def test_pages_carry_a_strict_csp_and_no_inline_script(browser, world):
-    b = browser("admin", world)
-    page = b.get(f"/projects/{world.project_a}")
-    csp = page.headers["content-security-policy"]
-    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
-    assert page.headers["x-frame-options"] == "DENY"
-    assert page.headers["cache-control"] == "no-store"
-    assert "<script>" not in page.text and " style=" not in page.text
-    assert re.search(r"<[^>]*\son[a-z]+\s*=", page.text) is None
+def test_pages_carry_a_strict_csp_and_no_inline_script_or_style(browser, world, container):
+    evidence = make_evidence(container, world, role="manager")
+    anonymous = browser()
+    admin = browser("admin", world)
+    pages = [anonymous.get("/login")] + [
+        admin.get(url) for url in ("/dashboard", f"/projects/{world.project_a}",
+                                   f"/evidence/{evidence['id']}", "/users", f"/evidence/{uuid.uuid4()}")
+    ]
+    for page in pages:
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["cache-control"] == "no-store"
+        assert re.search(r"<script(?![^>]*\ssrc=)", page.text) is None  # only external scripts
+        assert re.search(r"<style|\sstyle\s*=", page.text) is None
+        assert re.search(r"<[^>]*\son[a-z]+\s*=", page.text) is None
 
 
 # -- the workflow and who may do what --------------------------------------------------

@@ -154,11 +154,15 @@ def test_customer_submits_and_auditor_approves_in_a_browser(served, tmp_path):
 
             page.set_viewport_size({"width": 390, "height": 844})
             page.goto(f"{base}/dashboard")
-            page.screenshot(path=str(shots / "mobile-dashboard.png"), full_page=True)
-            page.click("a:has-text('SOC 2 Type II 2026')")
-            page.screenshot(path=str(shots / "mobile-project.png"), full_page=True)
-            width = page.evaluate("document.documentElement.scrollWidth")
-            assert width <= 390, f"page scrolls sideways on a phone ({width}px)"
+            for name, url in (("dashboard", "/dashboard"), ("project", None), ("users", "/users"),
+                              ("evidence", evidence_url.removeprefix(base))):
+                if url is None:
+                    page.click("a:has-text('SOC 2 Type II 2026')")
+                else:
+                    page.goto(base + url)
+                page.screenshot(path=str(shots / f"mobile-{name}.png"), full_page=True)
+                width = page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 390, f"{name} scrolls sideways on a phone ({width}px)"
             context.close()
         finally:
             browser.close()
