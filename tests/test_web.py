@@ -499,7 +499,9 @@ def test_dashboard_counts_evidence_by_status(browser, world, container):
 
 @SQLITE_ONLY
 def test_web_login_shares_the_login_rate_limit(tmp_path, database_url):
-    settings = make_settings(tmp_path, database_url, rate_limit_enabled=True, rate_limit_login="2/minute")
+    # A day-long window: the sliding-window counter lets a hit through right after a
+    # window boundary, which a per-minute limit would hit in one run of sixty.
+    settings = make_settings(tmp_path, database_url, rate_limit_enabled=True, rate_limit_login="2/day")
     c = bootstrap(settings)
     try:
         from tests.conftest import seed_world
