@@ -30,7 +30,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
 
-def _need_browser() -> Any:
+@pytest.fixture
+def playwright_api() -> Any:
+    """Playwright's sync entry point, once chromium is known to be there."""
     if not CHROMIUM.exists():
         if IN_CI:
             pytest.fail("chromium is required in CI: apt-get install -y chromium")
@@ -75,8 +77,8 @@ def served(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, t
         container.close()
 
 
-def test_customer_submits_and_auditor_approves_in_a_browser(served, tmp_path):
-    sync_playwright = _need_browser()
+def test_customer_submits_and_auditor_approves_in_a_browser(playwright_api, served, tmp_path):
+    sync_playwright = playwright_api
     base, users = served
     shots = Path(os.environ.get("STUDIO_WEB_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
