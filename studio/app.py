@@ -27,6 +27,7 @@ from studio.gateway.rate_limit import RateLimitMiddleware, client_ip, principal_
 from studio.gateway.request_id import RequestIdMiddleware
 from studio.gateway.security_headers import SecurityHeadersMiddleware
 from studio.settings import Settings
+from studio.web.routes import install as install_web
 
 API_PREFIX = "/api/v1"
 PUBLIC_API_PATHS = frozenset({f"{API_PREFIX}/auth/login", f"{API_PREFIX}/auth/refresh"})
@@ -88,6 +89,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     for domain_router in (auth_router, users_router, projects_router, evidence_router):
         router.include_router(domain_router)
     api.include_router(router)
+    install_web(api)
     for extend in c.extras.get("app_extensions", []):
         extend(api)
 

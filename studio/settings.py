@@ -31,6 +31,9 @@ class Settings(BaseSettings):
 
     access_token_ttl_seconds: int = Field(default=900, gt=0)
     refresh_token_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+    # A web page session ends after this long without a page view (and at the latest when
+    # its login's refresh token expires); see docs/web.md.
+    web_session_idle_seconds: int = Field(default=2 * 3600, gt=0)
     jwt_audience: str = "studio-api"
     jwt_issuer: str = "studio-platform"
 

@@ -38,8 +38,10 @@ class AuthenticationMiddleware:
     """Resolves credentials; rejects requests to protected paths that carry none (401).
 
     `verify_jwt` is CPU-only; `resolve_api_token` touches the database and so runs in a
-    worker thread. A cookie session must also present the CSRF double-submit token on
-    unsafe methods.
+    worker thread. A cookie session calling a protected path must also present the CSRF
+    double-submit token in the X-CSRF-Token header on unsafe methods. HTML form posts to
+    pages outside the API cannot send headers; the web routes check the token they carry
+    in a form field instead (studio/web/session.py).
     """
 
     def __init__(
@@ -63,7 +65,7 @@ class AuthenticationMiddleware:
         path = scope["path"]
         protected = path.startswith(self.protected_prefix) and path not in self.public_paths
         try:
-            auth = await self._authenticate(scope)
+            auth = await self._authenticate(scope, protected)
         except AppError as err:
             if protected:
                 await send_error(scope, send, err)
@@ -83,7 +85,7 @@ class AuthenticationMiddleware:
         scope.setdefault("state", {})["auth"] = auth
         await self.app(scope, receive, send)
 
-    async def _authenticate(self, scope: Scope) -> AuthInfo | None:
+    async def _authenticate(self, scope: Scope, protected: bool) -> AuthInfo | None:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         if header is not None:
             scheme, _, token = header.decode("latin-1").partition(" ")
@@ -101,7 +103,7 @@ class AuthenticationMiddleware:
         if not session:
             return None
         info = self.verify_jwt(session, "session")
-        if scope["method"] not in SAFE_METHODS:
+        if protected and scope["method"] not in SAFE_METHODS:
             sent = next((v for k, v in scope["headers"] if k == CSRF_HEADER), b"").decode("latin-1")
             expected = cookies.get(CSRF_COOKIE, "")
             if not expected or not sent or not constant_time_equal(sent, expected):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 
 from studio.db import utcnow
@@ -72,6 +72,16 @@ class TokenRepository:
             .values(rotated_at=utcnow())
         )
         return result.rowcount == 1
+
+    def family_deadline(self, family_id: uuid.UUID) -> dt.datetime | None:
+        """When the session ends at the latest (newest refresh expiry); None once revoked."""
+        query = select(
+            func.max(refresh_tokens.c.expires_at), func.count(refresh_tokens.c.revoked_at)
+        ).where(refresh_tokens.c.family_id == family_id)
+        deadline, revoked = self.conn.execute(query).one()
+        if deadline is None or revoked:
+            return None
+        return deadline
 
     def revoke_family(self, family_id: uuid.UUID) -> int:
         result = self.conn.execute(

@@ -126,6 +126,11 @@ class AuthService:
             uow.emit("auth.logged_out", f"user:{principal.user_id}",
                      {"userId": str(principal.user_id), "sessions": sorted(map(str, families))})
 
+    def session_deadline(self, session_id: uuid.UUID) -> dt.datetime | None:
+        """The latest moment a login session may last: its refresh family's expiry (None: ended)."""
+        with self.db.read() as conn:
+            return TokenRepository(conn).family_deadline(session_id)
+
     # -- API tokens -------------------------------------------------------------
     def create_api_token(self, principal: Principal, body: ApiTokenCreate, *,
                          request_id: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.engine import RowMapping
 
 from studio.domains.evidence.models import evidence, reviews
@@ -38,6 +38,22 @@ class EvidenceRepository(Repository):
         if row is None:
             return None
         return row, principal.project_role(row["member_role"])
+
+    def count_by_status(
+        self, principal: Principal, project_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[str, int]]:
+        """Evidence counts per project and status, for the projects the caller may see."""
+        if not project_ids:
+            return {}
+        query = (
+            select(evidence.c.project_id, evidence.c.status, func.count())
+            .where(evidence.c.project_id.in_(project_ids), *self.scope(principal))
+            .group_by(evidence.c.project_id, evidence.c.status)
+        )
+        counts: dict[uuid.UUID, dict[str, int]] = {}
+        for project_id, status, n in self.conn.execute(query):
+            counts.setdefault(project_id, {})[status] = int(n)
+        return counts
 
 
 class ReviewRepository(Repository):

@@ -68,6 +68,13 @@ class EvidenceService:
             page = EvidenceRepository(conn).find_all(where=where, cursor=cursor, limit=limit, sort=sort, desc=desc)
             return [evidence_wire(r) for r in page.items], page.next_cursor
 
+    def status_counts(
+        self, principal: Principal, project_ids: list[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[str, int]]:
+        """Count evidence by status in each of the given projects the caller may see."""
+        with self.db.read() as conn:
+            return EvidenceRepository(conn).count_by_status(principal, project_ids)
+
     def get(self, principal: Principal, evidence_id: uuid.UUID) -> dict[str, Any]:
         with self.db.read() as conn:
             row, role = self._visible(conn, principal, evidence_id)
