@@ -143,11 +143,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise _unsatisfiable(size)
         return max(0, size - suffix), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         raise _unsatisfiable(size)
+    end = int(last) if last else size - 1
     return start, min(end, size - 1)
 
 
