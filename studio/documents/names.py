@@ -26,6 +26,9 @@ def clean_file_name(raw: str | None) -> str:
         raise BadFileName("a file name is required")
     if "/" in name or "\\" in name:
         raise BadFileName("the file name must not contain a path ('/' or '\\')")
+    if '"' in name:
+        # Also what a multipart header cut short by a raw line break looks like.
+        raise BadFileName("the file name must not contain '\"'")
     if name in (".", "..") or name.startswith("."):
         raise BadFileName("the file name must not start with '.'")
     for ch in name:
