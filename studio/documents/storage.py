@@ -7,6 +7,7 @@ An aborted or failed write leaves nothing behind under a real key.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -162,16 +163,49 @@ class Storage(ABC):
         return b"".join(self.open(key))
 
 
+class PipelinedWriter:
+    """Overlaps receiving with storing: batch N is hashed and written in a worker thread
+    while the event loop receives batch N+1. At most one batch is in flight, so memory
+    stays at two batches."""
+
+    def __init__(self, writer: Writer):
+        self.writer = writer
+        self._in_flight: asyncio.Future[None] | None = None
+
+    async def write(self, batch: bytes) -> None:
+        await self.drain()
+        loop = asyncio.get_running_loop()
+        self._in_flight = loop.run_in_executor(None, self.writer.write, batch)
+
+    async def drain(self) -> None:
+        """Wait for the batch in flight; its error, if any, is raised here."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            await in_flight
+
+    async def settle(self) -> None:
+        """After a failure: let the batch in flight finish so abort() never races a write."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(in_flight)
+
+
 async def write_async(writer: Writer, chunks: AsyncIterable[bytes]) -> None:
     """Feed an async byte stream to a writer, doing the blocking writes in a worker thread."""
+    pipe = PipelinedWriter(writer)
     pending = bytearray()
-    async for chunk in chunks:
-        pending += chunk
-        if len(pending) >= ASYNC_BATCH:
-            batch, pending = bytes(pending), bytearray()
-            await anyio.to_thread.run_sync(writer.write, batch)
-    if pending:
-        await anyio.to_thread.run_sync(writer.write, bytes(pending))
+    try:
+        async for chunk in chunks:
+            pending += chunk
+            if len(pending) >= ASYNC_BATCH:
+                batch, pending = bytes(pending), bytearray()
+                await pipe.write(batch)
+        if pending:
+            await pipe.write(bytes(pending))
+        await pipe.drain()
+    finally:
+        await pipe.settle()
 
 
 # -- local directory -----------------------------------------------------------------

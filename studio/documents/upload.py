@@ -12,12 +12,11 @@ import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import anyio
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from studio.documents.names import BadFileName, clean_file_name
-from studio.documents.storage import ASYNC_BATCH, Writer
+from studio.documents.storage import ASYNC_BATCH, PipelinedWriter, Writer
 from studio.errors import AppError
 
 MAX_FIELD_BYTES = 1024
@@ -41,18 +40,24 @@ def parse_effective_date(value: str | None) -> dt.date | None:
 async def stream_raw(chunks: AsyncIterator[bytes], writer: Writer,
                      check_head: Callable[[Writer], None]) -> None:
     """Write a raw body; `check_head` sees the first bytes once and may refuse them."""
+    pipe = PipelinedWriter(writer)
     pending = bytearray()
     checked = False
-    async for chunk in chunks:
-        pending += chunk
-        if len(pending) >= ASYNC_BATCH:
-            batch, pending = bytes(pending), bytearray()
-            await anyio.to_thread.run_sync(writer.write, batch)
-            if not checked:
-                check_head(writer)
-                checked = True
-    if pending:
-        await anyio.to_thread.run_sync(writer.write, bytes(pending))
+    try:
+        async for chunk in chunks:
+            pending += chunk
+            if len(pending) >= ASYNC_BATCH:
+                batch, pending = bytes(pending), bytearray()
+                await pipe.write(batch)
+                if not checked:
+                    await pipe.drain()
+                    check_head(writer)
+                    checked = True
+        if pending:
+            await pipe.write(bytes(pending))
+        await pipe.drain()
+    finally:
+        await pipe.settle()
     if not checked:
         check_head(writer)
 
@@ -154,24 +159,30 @@ async def stream_multipart(content_type: str | None, chunks: AsyncIterator[bytes
         parser = MultipartParser(boundary, parts.callbacks())
     except MultipartParseError as exc:
         raise AppError("validation_error", f"malformed multipart body: {exc}") from exc
+    pipe = PipelinedWriter(writer)
     checked = False
-    async for chunk in chunks:
-        try:
-            parser.write(chunk)
-        except MultipartParseError as exc:
-            raise AppError("validation_error", f"malformed multipart body: {exc}") from exc
-        if len(parts.pending) >= ASYNC_BATCH:
-            batch, parts.pending = bytes(parts.pending), bytearray()
-            await anyio.to_thread.run_sync(writer.write, batch)
-            if not checked:
-                check_head(writer)
-                checked = True
-    # The parser does not check that the closing boundary arrived; a cut-off body must
-    # not be stored as if it were the whole file.
-    if parser.state != MultipartState.END:
-        raise AppError("validation_error", "the multipart body is incomplete (no closing boundary)")
-    if parts.pending:
-        await anyio.to_thread.run_sync(writer.write, bytes(parts.pending))
+    try:
+        async for chunk in chunks:
+            try:
+                parser.write(chunk)
+            except MultipartParseError as exc:
+                raise AppError("validation_error", f"malformed multipart body: {exc}") from exc
+            if len(parts.pending) >= ASYNC_BATCH:
+                batch, parts.pending = bytes(parts.pending), bytearray()
+                await pipe.write(batch)
+                if not checked:
+                    await pipe.drain()
+                    check_head(writer)
+                    checked = True
+        # The parser does not check that the closing boundary arrived; a cut-off body must
+        # not be stored as if it were the whole file.
+        if parser.state != MultipartState.END:
+            raise AppError("validation_error", "the multipart body is incomplete (no closing boundary)")
+        if parts.pending:
+            await pipe.write(bytes(parts.pending))
+        await pipe.drain()
+    finally:
+        await pipe.settle()
     if parts.result.file_name is None:
         raise AppError("validation_error", "the form has no file",
                        details=[{"field": "file", "message": "required"}])
