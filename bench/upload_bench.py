@@ -24,9 +24,9 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,12 +99,20 @@ def setup(data_dir: Path, size: int) -> tuple[dict[str, str], str, str]:
     upgrade(c.db.engine)
     with c.db.write(actor="bench") as uow:
         org = create_organization(uow, "Bench Org")
-        user = create_user(uow, org_id=org["id"], email="admin@bench.example", name="bench",
-                           role=Role.ADMIN, password_hash=None)
+        user = create_user(
+            uow,
+            org_id=org["id"],
+            email="admin@bench.example",
+            name="bench",
+            role=Role.ADMIN,
+            password_hash=None,
+        )
     with c.db.read() as conn:
         principal = load_principal(conn, AuthInfo(user["id"], org["id"], "jwt"))
     project = c.projects.create(principal, ProjectCreate(name="Bench", framework="SOC 2"))
-    evidence = c.evidence.create(principal, uuid.UUID(project["id"]), EvidenceCreate(title="Bench upload"))
+    evidence = c.evidence.create(
+        principal, uuid.UUID(project["id"]), EvidenceCreate(title="Bench upload")
+    )
     token, _ = c.tokens.issue(user["id"], org["id"])
     c.close()
     return env, token, evidence["id"]
@@ -123,8 +131,12 @@ def sample_peak(pid: int, stop: threading.Event, out: list[int]) -> None:
 
 def curl_upload(args: list[str]) -> tuple[float, int]:
     start = time.perf_counter()
-    done = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Expect:", *args],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Expect:", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return time.perf_counter() - start, int(done.stdout.strip() or 0)
 
 
@@ -160,17 +172,22 @@ def bench_sink(src: Path, size: int) -> dict[str, object]:
     """The same ASGI server with an app that only drains the body: the floor for any
     Python upload handler on this server, measured in the same run."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", SINK.replace("PORT", str(port))], cwd=ROOT,
-                              stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SINK.replace("PORT", str(port))], cwd=ROOT, stdout=subprocess.DEVNULL
+    )
     try:
         wait_until_up(f"http://127.0.0.1:{port}")
-        elapsed, status = min(curl_upload(["-T", str(src), f"http://127.0.0.1:{port}/"])
-                              for _ in range(REPEAT))
+        elapsed, status = min(
+            curl_upload(["-T", str(src), f"http://127.0.0.1:{port}/"]) for _ in range(REPEAT)
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"  ASGI sink   : HTTP {status}, {elapsed:.2f} s, {size / MiB / elapsed:.0f} MiB/s "
-          "(uvicorn draining the body, storing nothing)", flush=True)
+    print(
+        f"  ASGI sink   : HTTP {status}, {elapsed:.2f} s, {size / MiB / elapsed:.0f} MiB/s "
+        "(uvicorn draining the body, storing nothing)",
+        flush=True,
+    )
     return {"seconds": round(elapsed, 2), "mib_per_s": round(size / MiB / elapsed, 1)}
 
 
@@ -179,10 +196,16 @@ def bench_upload(src: Path, size: int, work: Path) -> dict[str, object]:
     env, token, evidence_id = setup(data_dir, size)
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-c",
-         "import uvicorn; from studio.app import create_app; "
-         f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning', access_log=False)"],
-        env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-c",
+            "import uvicorn; from studio.app import create_app; "
+            f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning', access_log=False)",
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(200):
@@ -196,15 +219,41 @@ def bench_upload(src: Path, size: int, work: Path) -> dict[str, object]:
         warm = work / "warm.csv"
         warm.write_bytes(b"a,b\n1,2\n" * 1000)
         # Warm up both paths so imports and pools are in the idle figure, not the peak.
-        curl_upload([*auth, "-H", "Content-Type: text/csv", "-T", str(warm), f"{raw_url}?filename=warm.csv"])
-        curl_upload([*auth, "-F", f"file=@{warm};type=text/csv", f"{base}/api/v1/evidence/{evidence_id}/files"])
+        curl_upload(
+            [*auth, "-H", "Content-Type: text/csv", "-T", str(warm), f"{raw_url}?filename=warm.csv"]
+        )
+        curl_upload(
+            [
+                *auth,
+                "-F",
+                f"file=@{warm};type=text/csv",
+                f"{base}/api/v1/evidence/{evidence_id}/files",
+            ]
+        )
         time.sleep(0.5)
         idle = rss_kib(server.pid)
         results: dict[str, object] = {"idle_rss_mib": round(idle / 1024, 1)}
         for label, args in (
-            ("raw", [*auth, "-H", "Content-Type: text/csv", "-T", str(src), f"{raw_url}?filename=big.csv"]),
-            ("multipart", [*auth, "-F", f"file=@{src};type=text/csv",
-                           f"{base}/api/v1/evidence/{evidence_id}/files"]),
+            (
+                "raw",
+                [
+                    *auth,
+                    "-H",
+                    "Content-Type: text/csv",
+                    "-T",
+                    str(src),
+                    f"{raw_url}?filename=big.csv",
+                ],
+            ),
+            (
+                "multipart",
+                [
+                    *auth,
+                    "-F",
+                    f"file=@{src};type=text/csv",
+                    f"{base}/api/v1/evidence/{evidence_id}/files",
+                ],
+            ),
         ):
             runs = []
             for _ in range(REPEAT):
@@ -228,9 +277,12 @@ def bench_upload(src: Path, size: int, work: Path) -> dict[str, object]:
                 "peak_rss_mib": round(peak[0] / 1024, 1),
                 "peak_above_idle_mib": round((peak[0] - idle) / 1024, 1),
             }
-            print(f"  upload {label:9s}: HTTP {status}, {elapsed:.2f} s, {size / MiB / elapsed:.0f} MiB/s, "
-                  f"peak RSS {peak[0] / 1024:.0f} MiB ({(peak[0] - idle) / 1024:+.0f} MiB over idle "
-                  f"{idle / 1024:.0f} MiB)", flush=True)
+            print(
+                f"  upload {label:9s}: HTTP {status}, {elapsed:.2f} s, {size / MiB / elapsed:.0f} MiB/s, "
+                f"peak RSS {peak[0] / 1024:.0f} MiB ({(peak[0] - idle) / 1024:+.0f} MiB over idle "
+                f"{idle / 1024:.0f} MiB)",
+                flush=True,
+            )
         return results
     finally:
         server.terminate()
@@ -255,7 +307,12 @@ def bench_extraction(count: int, pages: int, work: Path) -> dict[str, object]:
     elapsed = time.perf_counter() - start
     rate = total_pages / elapsed
     print(f"  extraction: {total_pages} pages in {elapsed:.2f} s = {rate:.0f} pages/s", flush=True)
-    return {"pdfs": count, "pages": total_pages, "seconds": round(elapsed, 2), "pages_per_s": round(rate, 1)}
+    return {
+        "pdfs": count,
+        "pages": total_pages,
+        "seconds": round(elapsed, 2),
+        "pages_per_s": round(rate, 1),
+    }
 
 
 def main() -> None:
@@ -263,7 +320,9 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--pdfs", type=int, default=20)
     parser.add_argument("--pages", type=int, default=50)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best counts")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per measurement; the best counts"
+    )
     args = parser.parse_args()
     global REPEAT
     REPEAT = args.repeat
@@ -277,8 +336,11 @@ def main() -> None:
         make_file(src, size)
         cp = min(time_cp(src, work / "copy.csv", fsync=False) for _ in range(REPEAT))
         cp_sync = min(time_cp(src, work / "copy.csv", fsync=True) for _ in range(REPEAT))
-        print(f"  cp          : {cp:.2f} s, {size / MiB / cp:.0f} MiB/s; cp + fsync: {cp_sync:.2f} s, "
-              f"{size / MiB / cp_sync:.0f} MiB/s", flush=True)
+        print(
+            f"  cp          : {cp:.2f} s, {size / MiB / cp:.0f} MiB/s; cp + fsync: {cp_sync:.2f} s, "
+            f"{size / MiB / cp_sync:.0f} MiB/s",
+            flush=True,
+        )
         sink = bench_sink(src, size)
         upload = bench_upload(src, size, work)
         extraction = bench_extraction(args.pdfs, args.pages, work)
@@ -298,9 +360,11 @@ def main() -> None:
         run["ratio_vs_cp"] = round(cp / run["seconds"], 2)
         run["ratio_vs_cp_fsync"] = round(cp_sync / run["seconds"], 2)
         run["ratio_vs_asgi_sink"] = round(sink["seconds"] / run["seconds"], 2)
-        print(f"{label:9s}: {run['ratio_vs_cp']:.2f} x cp throughput (target >= 0.5), "
-              f"{run['ratio_vs_cp_fsync']:.2f} x cp+fsync, {run['ratio_vs_asgi_sink']:.2f} x bare ASGI sink; peak RSS {run['peak_above_idle_mib']:+.0f} MiB "
-              f"over idle (target < 64)")
+        print(
+            f"{label:9s}: {run['ratio_vs_cp']:.2f} x cp throughput (target >= 0.5), "
+            f"{run['ratio_vs_cp_fsync']:.2f} x cp+fsync, {run['ratio_vs_asgi_sink']:.2f} x bare ASGI sink; peak RSS {run['peak_above_idle_mib']:+.0f} MiB "
+            f"over idle (target < 64)"
+        )
     (RESULTS / "upload.json").write_text(json.dumps(report, indent=2))
     print(f"written {RESULTS / 'upload.json'}")
 

@@ -28,8 +28,10 @@ def pdf(pages: list[str] | int = 1, *, words_per_page: int = 12) -> bytes:
     for i, text in enumerate(pages):
         escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
         stream = f"BT /F1 11 Tf 40 750 Td ({escaped}) Tj ET".encode("latin-1", errors="replace")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-                       f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode())
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
+            f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>".encode()
+        )
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
@@ -40,11 +42,14 @@ def pdf(pages: list[str] | int = 1, *, words_per_page: int = 12) -> bytes:
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
     for offset in offsets:
         out += b"%010d 00000 n \n" % offset
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
     return bytes(out)
 
 
-def encrypted_pdf(password: str = "secret") -> bytes:
+def encrypted_pdf(password: str = "secret") -> bytes:  # noqa: S107 - a test fixture
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf(["confidential policy"]))))
@@ -93,12 +98,14 @@ def xlsx(rows: list[list[str]]) -> bytes:
             cells.append(f'<c r="A{r}" t="s"><v>{len(strings) - 1}</v></c>')
         sheet_rows.append(f'<row r="{r}">{"".join(cells)}</row>')
     shared = "".join(f"<si><t>{s}</t></si>" for s in strings)
-    return _zip({
-        "[Content_Types].xml": CONTENT_TYPES,
-        "xl/workbook.xml": f'<workbook xmlns="{S}"><sheets><sheet name="A" sheetId="1"/></sheets></workbook>'.encode(),
-        "xl/sharedStrings.xml": f'<sst xmlns="{S}">{shared}</sst>'.encode(),
-        "xl/worksheets/sheet1.xml": f'<worksheet xmlns="{S}"><sheetData>{"".join(sheet_rows)}</sheetData></worksheet>'.encode(),
-    })
+    return _zip(
+        {
+            "[Content_Types].xml": CONTENT_TYPES,
+            "xl/workbook.xml": f'<workbook xmlns="{S}"><sheets><sheet name="A" sheetId="1"/></sheets></workbook>'.encode(),
+            "xl/sharedStrings.xml": f'<sst xmlns="{S}">{shared}</sst>'.encode(),
+            "xl/worksheets/sheet1.xml": f'<worksheet xmlns="{S}"><sheetData>{"".join(sheet_rows)}</sheetData></worksheet>'.encode(),
+        }
+    )
 
 
 def zip_bomb_docx(unpacked_bytes: int = 300 * 1024 * 1024) -> bytes:
@@ -114,8 +121,10 @@ def zip_bomb_docx(unpacked_bytes: int = 300 * 1024 * 1024) -> bytes:
 
 
 def many_entries_docx(entries: int = 5000) -> bytes:
-    files = {"[Content_Types].xml": CONTENT_TYPES,
-             "word/document.xml": f'<w:document xmlns:w="{W}"><w:body/></w:document>'.encode()}
+    files = {
+        "[Content_Types].xml": CONTENT_TYPES,
+        "word/document.xml": f'<w:document xmlns:w="{W}"><w:body/></w:document>'.encode(),
+    }
     files.update({f"word/media/x{i}.bin": b"x" for i in range(entries)})
     return _zip(files, zipfile.ZIP_STORED)
 
@@ -125,8 +134,12 @@ def png(width: int = 2, height: int = 2) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
     raw = b"".join(b"\0" + b"\xff\x00\x00" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def jpeg() -> bytes:
@@ -144,12 +157,16 @@ def polyglot_png_html() -> bytes:
     return b"\x89PNG\r\n\x1a\n<html><script>alert(document.cookie)</script></html>"
 
 
-HTML_WITH_SCRIPT = (b"<!doctype html><html><head><title>Access review</title>"
-                    b"<script>fetch('/steal?c='+document.cookie)</script><style>p{}</style></head>"
-                    b"<body><p>Quarterly access review completed</p>"
-                    b"<img src=x onerror=alert(1)></body></html>")
-SVG_WITH_SCRIPT = (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg">'
-                   b"<script>alert(1)</script><rect width='10' height='10'/></svg>")
+HTML_WITH_SCRIPT = (
+    b"<!doctype html><html><head><title>Access review</title>"
+    b"<script>fetch('/steal?c='+document.cookie)</script><style>p{}</style></head>"
+    b"<body><p>Quarterly access review completed</p>"
+    b"<img src=x onerror=alert(1)></body></html>"
+)
+SVG_WITH_SCRIPT = (
+    b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg">'
+    b"<script>alert(1)</script><rect width='10' height='10'/></svg>"
+)
 EXECUTABLE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 48
 
 

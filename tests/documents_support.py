@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from sqlalchemy import func, select
 
 from studio.bootstrap import Container
@@ -22,21 +21,35 @@ from studio.domains.evidence.schemas import EvidenceCreate
 BOUNDARY = "studio-test-boundary-7d3f"
 
 
-def new_evidence(c: Container, actor: Any, project_id: uuid.UUID, title: str = "Access review") -> str:
+def new_evidence(
+    c: Container, actor: Any, project_id: uuid.UUID, title: str = "Access review"
+) -> str:
     return c.evidence.create(actor.principal, project_id, EvidenceCreate(title=title))["id"]
 
 
-def multipart(filename: bytes | str, data: bytes, content_type: str = "application/octet-stream",
-              fields: dict[str, str] | None = None, *, close: bool = True) -> tuple[bytes, dict[str, str]]:
+def multipart(
+    filename: bytes | str,
+    data: bytes,
+    content_type: str = "application/octet-stream",
+    fields: dict[str, str] | None = None,
+    *,
+    close: bool = True,
+) -> tuple[bytes, dict[str, str]]:
     """A multipart/form-data body built byte by byte, so tests control hostile names exactly."""
     if isinstance(filename, str):
         filename = filename.encode("utf-8")
     parts = bytearray()
     for name, value in (fields or {}).items():
-        parts += (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
-                  f"{value}\r\n").encode()
-    parts += (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"".encode()
-              + filename + f"\"\r\nContent-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n")
+        parts += (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        ).encode()
+    parts += (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="'.encode()
+        + filename
+        + f'"\r\nContent-Type: {content_type}\r\n\r\n'.encode()
+        + data
+        + b"\r\n"
+    )
     if close:
         parts += f"--{BOUNDARY}--\r\n".encode()
     return bytes(parts), {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
@@ -70,7 +83,9 @@ def stored_objects(c: Container) -> list[str]:
     """Complete objects in storage, plus any temporary or unfinished upload left behind."""
     storage = c.storage
     if isinstance(storage, LocalStorage):
-        complete = [p.name for p in storage.root.rglob("*") if p.is_file() and ".tmp" not in p.parts]
+        complete = [
+            p.name for p in storage.root.rglob("*") if p.is_file() and ".tmp" not in p.parts
+        ]
         return sorted(complete + [f"tmp:{p.name}" for p in storage.temporary_files()])
     assert isinstance(storage, S3Storage)
     return sorted(storage.keys() + [f"upload:{k}" for k in storage.pending_uploads()])
@@ -94,5 +109,3 @@ def moto_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
-
-

@@ -13,19 +13,32 @@ from studio.bootstrap import bootstrap
 from studio.documents.extract import Limits
 from tests import corpus
 from tests.conftest import make_settings, seed_world
-from tests.documents_support import events_of, file_rows, multipart, new_evidence, process_all, stored_objects
+from tests.documents_support import (
+    events_of,
+    file_rows,
+    multipart,
+    new_evidence,
+    process_all,
+    stored_objects,
+)
 
 API = "/api/v1"
 
 
 def put_raw(client, actor, evidence_id, name, data, content_type="application/octet-stream"):
-    return client.put(f"{API}/evidence/{evidence_id}/files/raw", params={"filename": name}, content=data,
-                      headers={**actor.headers, "Content-Type": content_type})
+    return client.put(
+        f"{API}/evidence/{evidence_id}/files/raw",
+        params={"filename": name},
+        content=data,
+        headers={**actor.headers, "Content-Type": content_type},
+    )
 
 
 def post_form(client, actor, evidence_id, name, data, **kwargs):
     body, headers = multipart(name, data, **kwargs)
-    return client.post(f"{API}/evidence/{evidence_id}/files", content=body, headers={**actor.headers, **headers})
+    return client.post(
+        f"{API}/evidence/{evidence_id}/files", content=body, headers={**actor.headers, **headers}
+    )
 
 
 def assert_clean(client, container, status_answer, status, code):
@@ -73,25 +86,34 @@ def test_hostile_file_names_are_refused(client, world, container, evidence_id, s
 
 
 def test_unicode_names_survive_and_download_safely(client, world, container, evidence_id):
-    name = "Prüfbericht Q3 \"final\"; v2 — 日本.txt"
+    name = 'Prüfbericht Q3 "final"; v2 — 日本.txt'
     answer = post_form(client, world["customer"], evidence_id, name.replace('"', "'"), b"content")
     assert answer.status_code == 201, answer.text
     file_id = answer.json()["data"]["file"]["id"]
     download = client.get(f"{API}/files/{file_id}/content", headers=world["customer"].headers)
     disposition = download.headers["content-disposition"]
     assert disposition.startswith('attachment; filename="Prufbericht Q3 ')
-    assert "filename*=UTF-8''Pr%C3%BCfbericht%20Q3%20%27final%27%3B%20v2%20%E2%80%94%20%E6%97%A5%E6%9C%AC.txt" in disposition
+    assert (
+        "filename*=UTF-8''Pr%C3%BCfbericht%20Q3%20%27final%27%3B%20v2%20%E2%80%94%20%E6%97%A5%E6%9C%AC.txt"
+        in disposition
+    )
     assert disposition.isascii() and "\n" not in disposition
 
 
-@pytest.mark.parametrize(("name", "data"), [
-    ("drawing.svg", corpus.SVG_WITH_SCRIPT),
-    ("drawing.png", corpus.SVG_WITH_SCRIPT),
-    ("setup.pdf", corpus.EXECUTABLE),
-    ("data.xml", b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'),
-], ids=["svg-with-script", "svg-named-png", "executable", "xml"])
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("drawing.svg", corpus.SVG_WITH_SCRIPT),
+        ("drawing.png", corpus.SVG_WITH_SCRIPT),
+        ("setup.pdf", corpus.EXECUTABLE),
+        ("data.xml", b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'),
+    ],
+    ids=["svg-with-script", "svg-named-png", "executable", "xml"],
+)
 @pytest.mark.parametrize("send", [put_raw, post_form], ids=["raw", "multipart"])
-def test_disallowed_types_are_refused_at_upload(client, world, container, evidence_id, send, name, data):
+def test_disallowed_types_are_refused_at_upload(
+    client, world, container, evidence_id, send, name, data
+):
     answer = send(client, world["customer"], evidence_id, name, data)
     assert_clean(client, container, answer, 415, "unsupported_media_type")
 
@@ -101,7 +123,11 @@ FAILING = {
     "encrypted-pdf": ("policy.pdf", corpus.encrypted_pdf(), "password"),
     "zip-bomb-docx": ("policy.docx", corpus.zip_bomb_docx(), "ZIP bomb"),
     "many-parts-docx": ("policy.docx", corpus.many_entries_docx(), "parts"),
-    "plain-zip-as-docx": ("policy.docx", corpus._zip({"a.txt": b"x"}), "ZIP archives are not accepted"),
+    "plain-zip-as-docx": (
+        "policy.docx",
+        corpus._zip({"a.txt": b"x"}),
+        "ZIP archives are not accepted",
+    ),
     "polyglot-pdf-zip": ("policy.pdf", corpus.polyglot_pdf_zip(), "ZIP archive"),
     "polyglot-png-html": ("screen.png", corpus.polyglot_png_html(), "polyglot"),
     "png-named-pdf": ("policy.pdf", corpus.png(), "is a PNG image but its name ends in .pdf"),
@@ -112,8 +138,9 @@ FAILING = {
 
 
 @pytest.mark.parametrize(("name", "data", "reason"), list(FAILING.values()), ids=list(FAILING))
-def test_bad_content_fails_processing_with_a_readable_reason(client, world, container, evidence_id,
-                                                            name, data, reason):
+def test_bad_content_fails_processing_with_a_readable_reason(
+    client, world, container, evidence_id, name, data, reason
+):
     answer = put_raw(client, world["customer"], evidence_id, name, data)
     assert answer.status_code == 201, answer.text
     file_id = answer.json()["data"]["file"]["id"]
@@ -125,11 +152,16 @@ def test_bad_content_fails_processing_with_a_readable_reason(client, world, cont
     assert shown["status"] == "failed" and reason in shown["statusReason"]
     assert shown["wordCount"] is None
     # the upload itself stays downloadable for the people fixing it
-    assert client.get(f"{API}/files/{file_id}/content", headers=world["customer"].headers).status_code == 200
+    assert (
+        client.get(f"{API}/files/{file_id}/content", headers=world["customer"].headers).status_code
+        == 200
+    )
 
 
 def test_declared_type_mismatch_is_flagged_not_fatal(client, world, container, evidence_id):
-    answer = put_raw(client, world["customer"], evidence_id, "policy.pdf", corpus.pdf(1), "image/png")
+    answer = put_raw(
+        client, world["customer"], evidence_id, "policy.pdf", corpus.pdf(1), "image/png"
+    )
     file_id = answer.json()["data"]["file"]["id"]
     [outcome] = process_all(container)
     assert outcome.type == "evidence.processed"
@@ -138,12 +170,18 @@ def test_declared_type_mismatch_is_flagged_not_fatal(client, world, container, e
     assert shown["typeMismatch"] is True and shown["detectedType"] == "application/pdf"
 
 
-def test_html_with_script_keeps_text_only_and_downloads_inert(client, world, container, evidence_id):
-    answer = put_raw(client, world["customer"], evidence_id, "review.html", corpus.HTML_WITH_SCRIPT, "text/html")
+def test_html_with_script_keeps_text_only_and_downloads_inert(
+    client, world, container, evidence_id
+):
+    answer = put_raw(
+        client, world["customer"], evidence_id, "review.html", corpus.HTML_WITH_SCRIPT, "text/html"
+    )
     file_id = answer.json()["data"]["file"]["id"]
     [outcome] = process_all(container)
     assert outcome.type == "evidence.processed"
-    text = client.get(f"{API}/files/{file_id}/text", headers=world["customer"].headers).json()["data"]["text"]
+    text = client.get(f"{API}/files/{file_id}/text", headers=world["customer"].headers).json()[
+        "data"
+    ]["text"]
     assert "Quarterly access review completed" in text
     assert "fetch" not in text and "cookie" not in text and "alert" not in text and "<" not in text
     download = client.get(f"{API}/files/{file_id}/content", headers=world["customer"].headers)
@@ -169,15 +207,24 @@ def test_page_limit(client, world, container, evidence_id):
 
 def test_unknown_form_fields_and_cut_off_bodies_are_refused(client, world, container, evidence_id):
     body, headers = multipart("a.txt", b"text", fields={"owner": "someone-else"})
-    answer = client.post(f"{API}/evidence/{evidence_id}/files", content=body,
-                         headers={**world["customer"].headers, **headers})
+    answer = client.post(
+        f"{API}/evidence/{evidence_id}/files",
+        content=body,
+        headers={**world["customer"].headers, **headers},
+    )
     assert_clean(client, container, answer, 400, "validation_error")
     body, headers = multipart("a.txt", b"text that never ends", close=False)
-    answer = client.post(f"{API}/evidence/{evidence_id}/files", content=body,
-                         headers={**world["customer"].headers, **headers})
+    answer = client.post(
+        f"{API}/evidence/{evidence_id}/files",
+        content=body,
+        headers={**world["customer"].headers, **headers},
+    )
     assert_clean(client, container, answer, 400, "validation_error")
-    answer = client.post(f"{API}/evidence/{evidence_id}/files", content=b"just bytes",
-                         headers={**world["customer"].headers, "Content-Type": "text/plain"})
+    answer = client.post(
+        f"{API}/evidence/{evidence_id}/files",
+        content=b"just bytes",
+        headers={**world["customer"].headers, "Content-Type": "text/plain"},
+    )
     assert_clean(client, container, answer, 415, "unsupported_media_type")
 
 
@@ -198,7 +245,7 @@ def small(tmp_path, database_url) -> Iterator[tuple]:
 
 def _chunked(data: bytes, size: int = 32 * 1024) -> Iterator[bytes]:
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -207,24 +254,37 @@ def test_over_the_limit_is_413_and_leaves_nothing(small, framing, send):
     client, c, world, evidence_id = small
     data = b"x" * (LIMIT + 1)
     if send == "raw":
-        url, headers, body = (f"{API}/evidence/{evidence_id}/files/raw?filename=big.txt",
-                              {"Content-Type": "text/plain"}, data)
+        url, headers, body = (
+            f"{API}/evidence/{evidence_id}/files/raw?filename=big.txt",
+            {"Content-Type": "text/plain"},
+            data,
+        )
     else:
         body, headers = multipart("big.txt", data, "text/plain")
         url = f"{API}/evidence/{evidence_id}/files"
     content = body if framing == "content-length" else _chunked(body)
-    answer = client.request("POST" if send == "multipart" else "PUT", url, content=content,
-                            headers={**world["customer"].headers, **headers})
+    answer = client.request(
+        "POST" if send == "multipart" else "PUT",
+        url,
+        content=content,
+        headers={**world["customer"].headers, **headers},
+    )
     assert_clean(client, c, answer, 413, "payload_too_large")
     # exactly at the limit is fine, and the server keeps serving
-    ok = client.put(f"{API}/evidence/{evidence_id}/files/raw?filename=max.txt", content=b"y" * LIMIT,
-                    headers={**world["customer"].headers, "Content-Type": "text/plain"})
+    ok = client.put(
+        f"{API}/evidence/{evidence_id}/files/raw?filename=max.txt",
+        content=b"y" * LIMIT,
+        headers={**world["customer"].headers, "Content-Type": "text/plain"},
+    )
     assert ok.status_code == 201
     assert file_rows(c) == 1
 
 
 def test_ordinary_json_routes_keep_the_small_body_limit(small):
     client, c, world, evidence_id = small
-    answer = client.patch(f"{API}/evidence/{evidence_id}", headers=world["customer"].headers,
-                          content=b'{"description": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    answer = client.patch(
+        f"{API}/evidence/{evidence_id}",
+        headers=world["customer"].headers,
+        content=b'{"description": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+    )
     assert answer.status_code == 413

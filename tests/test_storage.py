@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from studio.documents.storage import LocalStorage, ObjectNotFound, ObjectTooLarge, S3Storage, Storage
+from studio.documents.storage import (
+    LocalStorage,
+    ObjectNotFound,
+    ObjectTooLarge,
+    S3Storage,
+    Storage,
+)
 from tests.documents_support import moto_endpoint  # noqa: F401  (fixture)
 
 MiB = 1024 * 1024
@@ -24,7 +30,7 @@ MiB = 1024 * 1024
 
 def chunks_of(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 async def achunks_of(data: bytes, size: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -128,7 +134,9 @@ class TestLocalStorage(StorageContract):
 
     def all_keys(self, storage: Storage) -> list[str]:
         assert isinstance(storage, LocalStorage)
-        return sorted(p.name for p in storage.root.rglob("*") if p.is_file() and ".tmp" not in p.parts)
+        return sorted(
+            p.name for p in storage.root.rglob("*") if p.is_file() and ".tmp" not in p.parts
+        )
 
     def test_content_addressed_identical_content_is_stored_once(self, storage: Storage) -> None:
         first = storage.put([b"same bytes"])
@@ -139,15 +147,21 @@ class TestLocalStorage(StorageContract):
 
 
 def make_s3_storage(endpoint: str, part_size: int = 5 * MiB) -> S3Storage:
-    storage = S3Storage(bucket=f"studio-test-{uuid.uuid4().hex[:12]}", endpoint=endpoint,
-                        access_key="test", secret_key="test", region="us-east-1", part_size=part_size)
+    storage = S3Storage(
+        bucket=f"studio-test-{uuid.uuid4().hex[:12]}",
+        endpoint=endpoint,
+        access_key="test",
+        secret_key="test",
+        region="us-east-1",
+        part_size=part_size,
+    )
     storage.ensure_bucket()
     return storage
 
 
 class TestS3Storage(StorageContract):
     @pytest.fixture
-    def storage(self, moto_endpoint: str) -> Storage:
+    def storage(self, moto_endpoint: str) -> Storage:  # noqa: F811
         return make_s3_storage(moto_endpoint)
 
     def leftovers(self, storage: Storage) -> list[str]:

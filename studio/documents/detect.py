@@ -27,23 +27,50 @@ MIME = {
     "jpeg": "image/jpeg",
 }
 LABEL = {
-    "pdf": "a PDF document", "docx": "a Word document (DOCX)", "xlsx": "an Excel workbook (XLSX)",
-    "csv": "a CSV file", "text": "a text file", "markdown": "a Markdown file",
-    "json": "a JSON file", "html": "an HTML page", "png": "a PNG image", "jpeg": "a JPEG image",
-    "zip": "a ZIP archive", "svg": "an SVG image", "xml": "an XML file",
+    "pdf": "a PDF document",
+    "docx": "a Word document (DOCX)",
+    "xlsx": "an Excel workbook (XLSX)",
+    "csv": "a CSV file",
+    "text": "a text file",
+    "markdown": "a Markdown file",
+    "json": "a JSON file",
+    "html": "an HTML page",
+    "png": "a PNG image",
+    "jpeg": "a JPEG image",
+    "zip": "a ZIP archive",
+    "svg": "an SVG image",
+    "xml": "an XML file",
 }
 TEXT_KINDS = frozenset({"csv", "text", "markdown", "json", "html"})
 EXTENSIONS = {
-    "pdf": "pdf", "docx": "docx", "xlsx": "xlsx", "csv": "csv", "txt": "text", "text": "text",
-    "log": "text", "md": "markdown", "markdown": "markdown", "json": "json", "html": "html",
-    "htm": "html", "png": "png", "jpg": "jpeg", "jpeg": "jpeg",
+    "pdf": "pdf",
+    "docx": "docx",
+    "xlsx": "xlsx",
+    "csv": "csv",
+    "txt": "text",
+    "text": "text",
+    "log": "text",
+    "md": "markdown",
+    "markdown": "markdown",
+    "json": "json",
+    "html": "html",
+    "htm": "html",
+    "png": "png",
+    "jpg": "jpeg",
+    "jpeg": "jpeg",
 }
 DECLARED = {
     **{mime: kind for kind, mime in MIME.items()},
-    "application/x-pdf": "pdf", "image/jpg": "jpeg", "image/pjpeg": "jpeg",
+    "application/x-pdf": "pdf",
+    "image/jpg": "jpeg",
+    "image/pjpeg": "jpeg",
     "application/vnd.ms-excel": "csv",  # what Windows browsers declare for .csv
-    "text/x-markdown": "markdown", "application/xhtml+xml": "html",
-    "image/svg+xml": "svg", "application/zip": "zip", "text/xml": "xml", "application/xml": "xml",
+    "text/x-markdown": "markdown",
+    "application/xhtml+xml": "html",
+    "image/svg+xml": "svg",
+    "application/zip": "zip",
+    "text/xml": "xml",
+    "application/xml": "xml",
 }
 ACCEPTED = frozenset(MIME)
 
@@ -74,7 +101,8 @@ def sniff(head: bytes) -> str | None:
     if start.startswith("<svg") or (start.startswith("<?xml") and "<svg" in start):
         return "svg"
     if start.startswith(("<!doctype html", "<html")) or any(
-            tag in start[:2048] for tag in ("<html", "<head", "<body", "<script")):
+        tag in start[:2048] for tag in ("<html", "<head", "<body", "<script")
+    ):
         return "html"
     if start.startswith("<?xml"):
         return "xml"
@@ -116,11 +144,15 @@ def detect(path: Path, file_name: str, declared: str | None) -> Detection:
         raise Refused("the file is empty")
     kind = sniff(head)
     if kind is None:
-        raise Refused("the file is not one of the accepted types (PDF, DOCX, XLSX, CSV, text, "
-                      "Markdown, JSON, HTML, PNG, JPEG)")
+        raise Refused(
+            "the file is not one of the accepted types (PDF, DOCX, XLSX, CSV, text, "
+            "Markdown, JSON, HTML, PNG, JPEG)"
+        )
     if kind in ("svg", "xml"):
-        raise Refused(f"{label(kind)} is not accepted: it can carry scripts and is not an "
-                      "evidence format; export it as PDF or PNG")
+        raise Refused(
+            f"{label(kind)} is not accepted: it can carry scripts and is not an "
+            "evidence format; export it as PDF or PNG"
+        )
     if kind == "zip":
         kind = _office_kind(path)
     elif b"PK\x05\x06" in tail:
@@ -128,8 +160,10 @@ def detect(path: Path, file_name: str, declared: str | None) -> Detection:
         # reads as two different types depending on the reader (a polyglot).
         raise Refused(f"the file is both {label(kind)} and a ZIP archive; upload each separately")
     if kind in ("pdf", "png", "jpeg") and _has_markup(head):
-        raise Refused(f"the file starts as {label(kind)} but carries HTML or script; "
-                      "it is refused as a polyglot")
+        raise Refused(
+            f"the file starts as {label(kind)} but carries HTML or script; "
+            "it is refused as a polyglot"
+        )
 
     ext = extension_of(file_name)
     mismatch = None
@@ -138,8 +172,10 @@ def detect(path: Path, file_name: str, declared: str | None) -> Detection:
         if claimed is None:
             raise Refused(f"files ending in .{ext} are not accepted")
         if family(claimed) != family(kind):
-            raise Refused(f"the file is {label(kind)} but its name ends in .{ext}; "
-                          "rename it or upload the right file")
+            raise Refused(
+                f"the file is {label(kind)} but its name ends in .{ext}; "
+                "rename it or upload the right file"
+            )
         if kind in TEXT_KINDS and claimed != kind:
             if kind == "text" or (kind == "json" and claimed in ("text", "markdown", "csv")):
                 kind = claimed  # plain text with a more specific extension
@@ -162,7 +198,9 @@ def _office_kind(path: Path) -> str:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise Refused("the file looks like a ZIP-based document but the archive is damaged") from exc
+        raise Refused(
+            "the file looks like a ZIP-based document but the archive is damaged"
+        ) from exc
     if "[Content_Types].xml" in names:
         if "word/document.xml" in names:
             return "docx"

@@ -65,8 +65,10 @@ class _Deadline:
 
     def check(self) -> None:
         if time.monotonic() > self.until:
-            raise ExtractionFailed(f"processing took longer than {self.seconds:g} seconds; "
-                                   "the file is too large or too complex to read")
+            raise ExtractionFailed(
+                f"processing took longer than {self.seconds:g} seconds; "
+                "the file is too large or too complex to read"
+            )
 
 
 class _Text:
@@ -123,8 +125,9 @@ def _pdf(path: Path, limits: Limits, deadline: _Deadline, out: _Text) -> Extract
     with path.open("rb") as handle:
         handle.seek(max(0, path.stat().st_size - 2048))
         if b"%%EOF" not in handle.read():
-            raise ExtractionFailed("the PDF is truncated (it has no end-of-file marker); "
-                                   "upload the complete file")
+            raise ExtractionFailed(
+                "the PDF is truncated (it has no end-of-file marker); upload the complete file"
+            )
     try:
         reader = PdfReader(path, strict=False)
         if reader.is_encrypted:
@@ -146,8 +149,17 @@ def _pdf(path: Path, limits: Limits, deadline: _Deadline, out: _Text) -> Extract
                 break
     except ExtractionFailed:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError,
-            RecursionError, OSError, ZeroDivisionError) as exc:
+    except (
+        PdfReadError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RecursionError,
+        OSError,
+        ZeroDivisionError,
+    ) as exc:
         log.info("pdf_unreadable", extra={"error": repr(exc)})
         raise ExtractionFailed("the PDF is damaged and cannot be read") from exc
     return out.result(pages)
@@ -162,18 +174,26 @@ def _open_office(path: Path, limits: Limits) -> zipfile.ZipFile:
     infos = archive.infolist()
     if len(infos) > limits.max_zip_entries:
         archive.close()
-        raise ExtractionFailed(f"the document holds {len(infos)} parts; the limit is "
-                               f"{limits.max_zip_entries} (it may be a ZIP bomb)")
+        raise ExtractionFailed(
+            f"the document holds {len(infos)} parts; the limit is "
+            f"{limits.max_zip_entries} (it may be a ZIP bomb)"
+        )
     total = sum(info.file_size for info in infos)
     if total > limits.max_unzipped_bytes:
         archive.close()
-        raise ExtractionFailed(f"the document unpacks to {total} bytes; the limit is "
-                               f"{limits.max_unzipped_bytes} (it may be a ZIP bomb)")
+        raise ExtractionFailed(
+            f"the document unpacks to {total} bytes; the limit is "
+            f"{limits.max_unzipped_bytes} (it may be a ZIP bomb)"
+        )
     for info in infos:
-        if info.file_size > 1024 * 1024 and info.file_size > limits.max_ratio * max(info.compress_size, 1):
+        if info.file_size > 1024 * 1024 and info.file_size > limits.max_ratio * max(
+            info.compress_size, 1
+        ):
             archive.close()
-            raise ExtractionFailed(f"the part {info.filename!r} is compressed more than "
-                                   f"{limits.max_ratio}:1; the document looks like a ZIP bomb")
+            raise ExtractionFailed(
+                f"the part {info.filename!r} is compressed more than "
+                f"{limits.max_ratio}:1; the document looks like a ZIP bomb"
+            )
     return archive
 
 
@@ -182,8 +202,9 @@ def _xml_events(archive: zipfile.ZipFile, name: str, deadline: _Deadline) -> Ite
     # so a lying header cannot make this read more than the limit.
     try:
         with archive.open(name) as member:
-            for count, (_, element) in enumerate(SafeET.iterparse(member, events=("end",),
-                                                                   forbid_dtd=True)):
+            for count, (_, element) in enumerate(
+                SafeET.iterparse(member, events=("end",), forbid_dtd=True)
+            ):
                 if count % 2000 == 0:
                     deadline.check()
                 yield element
@@ -191,7 +212,9 @@ def _xml_events(archive: zipfile.ZipFile, name: str, deadline: _Deadline) -> Ite
         raise ExtractionFailed(f"the document part {name!r} is damaged") from exc
     except Exception as exc:  # defusedxml's DTD/entity refusals
         if type(exc).__module__.startswith("defusedxml"):
-            raise ExtractionFailed("the document uses XML entities or a DTD, which are refused") from exc
+            raise ExtractionFailed(
+                "the document uses XML entities or a DTD, which are refused"
+            ) from exc
         raise
 
 
@@ -228,12 +251,18 @@ def _xlsx(path: Path, limits: Limits, deadline: _Deadline, out: _Text) -> Extrac
         if "xl/sharedStrings.xml" in names:
             for element in _xml_events(archive, "xl/sharedStrings.xml", deadline):
                 if _local(element.tag) == "si":
-                    shared.append("".join(t.text or "" for t in element.iter() if _local(t.tag) == "t"))
+                    shared.append(
+                        "".join(t.text or "" for t in element.iter() if _local(t.tag) == "t")
+                    )
                     element.clear()
-        sheets = sorted((n for n in names if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n)),
-                        key=lambda n: int(re.sub(r"\D", "", n.rpartition("/")[2])))
+        sheets = sorted(
+            (n for n in names if re.fullmatch(r"xl/worksheets/sheet\d+\.xml", n)),
+            key=lambda n: int(re.sub(r"\D", "", n.rpartition("/")[2])),
+        )
         if len(sheets) > limits.max_pages:
-            raise ExtractionFailed(f"the workbook has {len(sheets)} sheets; the limit is {limits.max_pages}")
+            raise ExtractionFailed(
+                f"the workbook has {len(sheets)} sheets; the limit is {limits.max_pages}"
+            )
         for sheet in sheets:
             for element in _xml_events(archive, sheet, deadline):
                 name = _local(element.tag)
@@ -298,8 +327,12 @@ def _json(path: Path, raw: str, deadline: _Deadline, out: _Text) -> Extraction:
 
 
 def _html_text(raw: str) -> str:
-    cleaned = nh3.clean(raw, tags=set(), clean_content_tags={"script", "style", "template", "noscript"},
-                        strip_comments=True)
+    cleaned = nh3.clean(
+        raw,
+        tags=set(),
+        clean_content_tags={"script", "style", "template", "noscript"},
+        strip_comments=True,
+    )
     text = html.unescape(cleaned)
     lines = (line.strip() for line in text.splitlines())
     return "\n".join(line for line in lines if line)
@@ -314,12 +347,15 @@ def _image(path: Path, deadline: _Deadline, out: _Text) -> Extraction:
     if binary is None:
         return out.result(1, OCR_UNAVAILABLE)
     try:
-        done = subprocess.run([binary, str(path), "-"], capture_output=True,  # noqa: S603
-                              timeout=max(1.0, deadline.remaining()), check=False)
+        done = subprocess.run(  # noqa: S603 - fixed program, our own temporary path
+            [binary, str(path), "-"],
+            capture_output=True,
+            timeout=max(1.0, deadline.remaining()),
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise ExtractionFailed("reading the image's text (OCR) took too long") from exc
     if done.returncode != 0:
         raise ExtractionFailed("the image could not be read by OCR (it may be damaged)")
     out.add(done.stdout.decode("utf-8", errors="replace"))
     return out.result(1)
-

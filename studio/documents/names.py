@@ -36,8 +36,19 @@ def clean_file_name(raw: str | None) -> str:
         if category == "Cc":
             raise BadFileName(f"the file name contains a control character (U+{ord(ch):04X})")
         if category in ("Cf", "Zl", "Zp") or unicodedata.bidirectional(ch) in (
-                "RLO", "LRO", "RLE", "LRE", "PDF", "RLI", "LRI", "FSI", "PDI"):
-            raise BadFileName(f"the file name contains an invisible formatting character (U+{ord(ch):04X})")
+            "RLO",
+            "LRO",
+            "RLE",
+            "LRE",
+            "PDF",
+            "RLI",
+            "LRI",
+            "FSI",
+            "PDI",
+        ):
+            raise BadFileName(
+                f"the file name contains an invisible formatting character (U+{ord(ch):04X})"
+            )
     if len(name) > MAX_NAME_CHARS:
         raise BadFileName(f"the file name is longer than {MAX_NAME_CHARS} characters")
     if len(name.encode("utf-8")) > 1020:
@@ -64,4 +75,6 @@ def ascii_fallback(name: str) -> str:
 
 def content_disposition(name: str) -> str:
     """`attachment` with an RFC 6266 / RFC 5987 filename* and an ASCII fallback."""
-    return f"attachment; filename=\"{ascii_fallback(name)}\"; filename*=UTF-8''{quote(name, safe='')}"
+    return (
+        f"attachment; filename=\"{ascii_fallback(name)}\"; filename*=UTF-8''{quote(name, safe='')}"
+    )

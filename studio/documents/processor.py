@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from studio.db import utcnow
 from studio.documents.detect import MIME, Refused, detect
-from studio.documents.extract import ExtractionFailed, Extraction, Limits, extract
+from studio.documents.extract import Extraction, ExtractionFailed, Limits, extract
 from studio.documents.models import evidence_files
 from studio.documents.storage import LocalStorage, ObjectNotFound, Storage
 from studio.domains.projects.service import stream_of
@@ -55,8 +55,11 @@ class DocumentProcessor:
         except ValueError:
             log.warning("uploaded_event_without_file", event_id=str(event.id))
             return
-        row = uow.conn.execute(
-            select(evidence_files).where(evidence_files.c.id == file_id)).mappings().first()
+        row = (
+            uow.conn.execute(select(evidence_files).where(evidence_files.c.id == file_id))
+            .mappings()
+            .first()
+        )
         if row is None or row["status"] != "pending":
             return
         kind: str | None = None
@@ -77,24 +80,42 @@ class DocumentProcessor:
             reason = "the file could not be read (its format is damaged or unusual)"
 
         base = {
-            "evidenceId": str(row["evidence_id"]), "projectId": str(row["project_id"]),
-            "fileId": str(file_id), "sha256": row["sha256"], "detectedType": MIME.get(kind or ""),
+            "evidenceId": str(row["evidence_id"]),
+            "projectId": str(row["project_id"]),
+            "fileId": str(file_id),
+            "sha256": row["sha256"],
+            "detectedType": MIME.get(kind or ""),
             "typeMismatch": mismatch,
         }
-        values = {"detected_type": MIME.get(kind or ""), "type_mismatch": mismatch is not None,
-                  "processed_at": utcnow()}
+        values = {
+            "detected_type": MIME.get(kind or ""),
+            "type_mismatch": mismatch is not None,
+            "processed_at": utcnow(),
+        }
         if result is None:
             values.update(status="failed", status_reason=reason)
             event_type, data = "evidence.processing_failed", {**base, "reason": reason}
         else:
             note = "; ".join(n for n in (mismatch, result.note) if n) or None
-            values.update(status="processed", status_reason=note, page_count=result.page_count,
-                          word_count=result.word_count, text=result.text,
-                          text_truncated=result.truncated)
+            values.update(
+                status="processed",
+                status_reason=note,
+                page_count=result.page_count,
+                word_count=result.word_count,
+                text=result.text,
+                text_truncated=result.truncated,
+            )
             event_type = "evidence.processed"
-            data = {**base, "pageCount": result.page_count, "wordCount": result.word_count,
-                    "textTruncated": result.truncated, "note": note}
-        uow.conn.execute(update(evidence_files).where(evidence_files.c.id == file_id).values(**values))
+            data = {
+                **base,
+                "pageCount": result.page_count,
+                "wordCount": result.word_count,
+                "textTruncated": result.truncated,
+                "note": note,
+            }
+        uow.conn.execute(
+            update(evidence_files).where(evidence_files.c.id == file_id).values(**values)
+        )
         uow.touch(row["organization_id"])
         uow.emit(event_type, stream_of(row["project_id"]), data, source="documents")
         log.info("file_processed", file_id=str(file_id), status=values["status"], kind=kind)

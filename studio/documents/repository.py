@@ -17,7 +17,8 @@ class EvidenceFileRepository(Repository):
 
     def next_revision(self, evidence_id: uuid.UUID, file_name: str) -> int:
         query = select(func.coalesce(func.max(evidence_files.c.revision), 0)).where(
-            evidence_files.c.evidence_id == evidence_id, evidence_files.c.file_name == file_name)
+            evidence_files.c.evidence_id == evidence_id, evidence_files.c.file_name == file_name
+        )
         return int(self.conn.execute(query).scalar_one()) + 1
 
     def same_content(self, project_id: uuid.UUID, sha256: str, limit: int = 20) -> list[RowMapping]:
@@ -30,5 +31,7 @@ class EvidenceFileRepository(Repository):
         return list(self.conn.execute(query).mappings())
 
     def key_in_use(self, storage_key: str) -> bool:
-        query = select(evidence_files.c.id).where(evidence_files.c.storage_key == storage_key).limit(1)
+        query = (
+            select(evidence_files.c.id).where(evidence_files.c.storage_key == storage_key).limit(1)
+        )
         return self.conn.execute(query).first() is not None

@@ -26,8 +26,10 @@ router = APIRouter(tags=["evidence files"])
 DOWNLOAD_TYPES = frozenset(MIME.values()) - {"text/html"}
 
 _UPLOAD_DOC = {
-    201: {"description": "The stored revision (processing pending) and any revisions with "
-                         "identical content in the project."},
+    201: {
+        "description": "The stored revision (processing pending) and any revisions with "
+        "identical content in the project."
+    },
     400: {"description": "Empty file, bad file name, malformed body."},
     404: {"description": "No such evidence, or in a project you may not see."},
     409: {"description": "The evidence is in review or approved."},
@@ -47,35 +49,78 @@ async def _receive_file(request: Request, writer: Writer, receive: Any) -> Any:
         result = await receive()
         stored = await run_in_threadpool(svc.finish, writer)
     except ObjectTooLarge as exc:
-        raise AppError("payload_too_large",
-                       f"the file exceeds the upload limit of {exc.limit} bytes") from exc
+        raise AppError(
+            "payload_too_large", f"the file exceeds the upload limit of {exc.limit} bytes"
+        ) from exc
     finally:
         writer.abort()  # no-op after a commit; removes every trace otherwise
     return result, stored
 
 
-@router.post("/evidence/{evidence_id}/files", status_code=201, responses=_UPLOAD_DOC,
-             openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
-                 "schema": {"type": "object", "required": ["file"], "properties": {
-                     "file": {"type": "string", "format": "binary"},
-                     "effectiveDate": {"type": "string", "format": "date"}}}}}}})
-async def upload_file(request: Request, principal: CurrentPrincipal, evidence_id: uuid.UUID) -> Response:
+@router.post(
+    "/evidence/{evidence_id}/files",
+    status_code=201,
+    responses=_UPLOAD_DOC,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "effectiveDate": {"type": "string", "format": "date"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def upload_file(
+    request: Request, principal: CurrentPrincipal, evidence_id: uuid.UUID
+) -> Response:
     """Upload a file (multipart/form-data, field 'file'); a known name makes a new revision."""
     svc = _service(request)
     await run_in_threadpool(svc.upload_target, principal, evidence_id)
     writer = await run_in_threadpool(svc.new_writer)
-    form, stored = await _receive_file(request, writer, lambda: stream_multipart(
-        request.headers.get("content-type"), request.stream(), writer, check_head))
+    form, stored = await _receive_file(
+        request,
+        writer,
+        lambda: stream_multipart(
+            request.headers.get("content-type"), request.stream(), writer, check_head
+        ),
+    )
     effective = parse_effective_date(form.fields.get("effectiveDate"))
-    body = await run_in_threadpool(lambda: svc.record(
-        principal, evidence_id, stored, file_name=form.file_name, declared_type=form.content_type,
-        effective_date=effective, request_id=request_id(request)))
+    body = await run_in_threadpool(
+        lambda: svc.record(
+            principal,
+            evidence_id,
+            stored,
+            file_name=form.file_name,
+            declared_type=form.content_type,
+            effective_date=effective,
+            request_id=request_id(request),
+        )
+    )
     return ok(request, body, 201)
 
 
-@router.put("/evidence/{evidence_id}/files/raw", status_code=201, responses=_UPLOAD_DOC,
-            openapi_extra={"requestBody": {"required": True, "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+@router.put(
+    "/evidence/{evidence_id}/files/raw",
+    status_code=201,
+    responses=_UPLOAD_DOC,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
 async def upload_raw(
     request: Request,
     principal: CurrentPrincipal,
@@ -89,22 +134,43 @@ async def upload_raw(
     except BadFileName as exc:
         raise bad_name(exc) from exc
     svc = _service(request)
+    declared_length = request.headers.get("content-length", "")
+    if declared_length.isdigit() and int(declared_length) > svc.max_upload_bytes:
+        raise AppError(
+            "payload_too_large",
+            f"the file exceeds the upload limit of {svc.max_upload_bytes} bytes",
+        )
     await run_in_threadpool(svc.upload_target, principal, evidence_id)
     writer = await run_in_threadpool(svc.new_writer)
-    _, stored = await _receive_file(request, writer, lambda: stream_raw(request.stream(), writer, check_head))
+    _, stored = await _receive_file(
+        request, writer, lambda: stream_raw(request.stream(), writer, check_head)
+    )
     declared = request.headers.get("content-type")
-    body = await run_in_threadpool(lambda: svc.record(
-        principal, evidence_id, stored, file_name=name, declared_type=declared,
-        effective_date=effective_date, request_id=request_id(request)))
+    body = await run_in_threadpool(
+        lambda: svc.record(
+            principal,
+            evidence_id,
+            stored,
+            file_name=name,
+            declared_type=declared,
+            effective_date=effective_date,
+            request_id=request_id(request),
+        )
+    )
     return ok(request, body, 201)
 
 
 @router.get("/evidence/{evidence_id}/files")
-def list_files(request: Request, principal: CurrentPrincipal, evidence_id: uuid.UUID,
-               paging: Paging = Depends()) -> Response:
+def list_files(
+    request: Request,
+    principal: CurrentPrincipal,
+    evidence_id: uuid.UUID,
+    paging: Paging = Depends(),
+) -> Response:
     """Every file revision of an evidence item, newest first, with its processing status."""
-    items, cursor = _service(request).list_for_evidence(principal, evidence_id, cursor=paging.cursor,
-                                                        limit=paging.limit)
+    items, cursor = _service(request).list_for_evidence(
+        principal, evidence_id, cursor=paging.cursor, limit=paging.limit
+    )
     return page(request, items, cursor)
 
 
@@ -152,27 +218,44 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 def _unsatisfiable(size: int) -> AppError:
-    err = AppError("range_not_satisfiable", f"the file has {size} bytes",
-                   headers={"Content-Range": f"bytes */{size}"})
+    err = AppError(
+        "range_not_satisfiable",
+        f"the file has {size} bytes",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
     return err
 
 
-@router.get("/files/{file_id}/content", responses={
-    200: {"content": {"application/octet-stream": {}}, "description": "The file, as an attachment."},
-    206: {"description": "The requested byte range."},
-    307: {"description": "Redirect to a short-lived pre-signed URL (S3 with presigning on)."},
-    404: {"description": "No such file, or in a project you may not see."},
-    416: {"description": "The range lies outside the file."},
-})
+@router.get(
+    "/files/{file_id}/content",
+    responses={
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "The file, as an attachment.",
+        },
+        206: {"description": "The requested byte range."},
+        307: {"description": "Redirect to a short-lived pre-signed URL (S3 with presigning on)."},
+        404: {"description": "No such file, or in a project you may not see."},
+        416: {"description": "The range lies outside the file."},
+    },
+)
 def download_file(request: Request, principal: CurrentPrincipal, file_id: uuid.UUID) -> Response:
     """Download a file revision (Range requests supported)."""
     c = container(request)
     row = _service(request).for_download(principal, file_id)
     storage: Storage = c.storage
-    media_type = row["detected_type"] if row["detected_type"] in DOWNLOAD_TYPES else "application/octet-stream"
+    media_type = (
+        row["detected_type"]
+        if row["detected_type"] in DOWNLOAD_TYPES
+        else "application/octet-stream"
+    )
     if c.settings.s3_presign_downloads:
-        url = storage.presigned_url(row["storage_key"], filename=row["file_name"], content_type=media_type,
-                                    expires_seconds=c.settings.s3_presign_ttl_seconds)
+        url = storage.presigned_url(
+            row["storage_key"],
+            filename=row["file_name"],
+            content_type=media_type,
+            expires_seconds=c.settings.s3_presign_ttl_seconds,
+        )
         if url:
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     size = row["size"]

@@ -66,7 +66,9 @@ class DocumentService:
         self.max_upload_bytes = max_upload_bytes
 
     # -- upload ------------------------------------------------------------------------------
-    def _target(self, conn: Any, principal: Principal, evidence_id: uuid.UUID) -> tuple[Any, UploadTarget]:
+    def _target(
+        self, conn: Any, principal: Principal, evidence_id: uuid.UUID
+    ) -> tuple[Any, UploadTarget]:
         found = EvidenceRepository(conn).get_visible(principal, evidence_id)
         if found is None or found[1] is None:
             raise not_found("evidence")
@@ -89,14 +91,25 @@ class DocumentService:
         """Commit a fully received stream to storage, or refuse it (empty, wrong kind)."""
         if writer.size == 0:
             writer.abort()
-            raise AppError("validation_error", "the file is empty",
-                           details=[{"field": "file", "message": "a file must have at least one byte"}])
+            raise AppError(
+                "validation_error",
+                "the file is empty",
+                details=[{"field": "file", "message": "a file must have at least one byte"}],
+            )
         check_head(writer)
         return writer.commit()
 
-    def record(self, principal: Principal, evidence_id: uuid.UUID, stored: StoredObject, *,
-               file_name: str, declared_type: str | None, effective_date: dt.date | None,
-               request_id: str | None = None) -> dict[str, Any]:
+    def record(
+        self,
+        principal: Principal,
+        evidence_id: uuid.UUID,
+        stored: StoredObject,
+        *,
+        file_name: str,
+        declared_type: str | None,
+        effective_date: dt.date | None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
         """Record a stored object as the next revision of `file_name` and announce it."""
         try:
             with self.db.write(**principal.metadata(), request_id=request_id) as uow:
@@ -104,32 +117,62 @@ class DocumentService:
                 repo = EvidenceFileRepository(uow.conn)
                 duplicates = repo.same_content(target.project_id, stored.sha256)
                 file_id = uuid.uuid4()
-                row = repo.create({
-                    "id": file_id, "evidence_id": target.evidence_id, "project_id": target.project_id,
-                    "organization_id": target.organization_id, "file_name": file_name,
-                    "revision": repo.next_revision(target.evidence_id, file_name),
-                    "storage_key": stored.key, "size": stored.size, "sha256": stored.sha256,
-                    "declared_type": (declared_type or None) and declared_type[:255],
-                    "detected_type": None, "type_mismatch": False, "effective_date": effective_date,
-                    "uploaded_by": principal.user_id, "uploaded_at": utcnow(), "status": "pending",
-                    "status_reason": None, "page_count": None, "word_count": None, "text": None,
-                    "text_truncated": False, "processed_at": None,
-                })
+                row = repo.create(
+                    {
+                        "id": file_id,
+                        "evidence_id": target.evidence_id,
+                        "project_id": target.project_id,
+                        "organization_id": target.organization_id,
+                        "file_name": file_name,
+                        "revision": repo.next_revision(target.evidence_id, file_name),
+                        "storage_key": stored.key,
+                        "size": stored.size,
+                        "sha256": stored.sha256,
+                        "declared_type": (declared_type or None) and declared_type[:255],
+                        "detected_type": None,
+                        "type_mismatch": False,
+                        "effective_date": effective_date,
+                        "uploaded_by": principal.user_id,
+                        "uploaded_at": utcnow(),
+                        "status": "pending",
+                        "status_reason": None,
+                        "page_count": None,
+                        "word_count": None,
+                        "text": None,
+                        "text_truncated": False,
+                        "processed_at": None,
+                    }
+                )
                 uow.touch(target.organization_id)
-                uow.emit("evidence.uploaded", stream_of(target.project_id), {
-                    "evidenceId": str(target.evidence_id), "projectId": str(target.project_id),
-                    "fileId": str(file_id), "fileName": file_name, "revision": row["revision"],
-                    "sha256": stored.sha256, "size": stored.size, "declaredType": row["declared_type"],
-                    "duplicateOf": [str(d["id"]) for d in duplicates],
-                }, source="documents")
+                uow.emit(
+                    "evidence.uploaded",
+                    stream_of(target.project_id),
+                    {
+                        "evidenceId": str(target.evidence_id),
+                        "projectId": str(target.project_id),
+                        "fileId": str(file_id),
+                        "fileName": file_name,
+                        "revision": row["revision"],
+                        "sha256": stored.sha256,
+                        "size": stored.size,
+                        "declaredType": row["declared_type"],
+                        "duplicateOf": [str(d["id"]) for d in duplicates],
+                    },
+                    source="documents",
+                )
         except BaseException:
             self._discard(stored)
             raise
         return {
             "file": file_wire(row),
             "duplicates": [
-                {"id": str(d["id"]), "evidenceId": str(d["evidence_id"]), "fileName": d["file_name"],
-                 "revision": d["revision"], "uploadedAt": to_wire(d, ("uploaded_at",))["uploadedAt"]}
+                {
+                    "id": str(d["id"]),
+                    "evidenceId": str(d["evidence_id"]),
+                    "fileName": d["file_name"],
+                    "revision": d["revision"],
+                    "uploadedAt": to_wire(d, ("uploaded_at",))["uploadedAt"],
+                }
                 for d in duplicates
             ],
         }
@@ -156,16 +199,21 @@ class DocumentService:
             raise not_found("file")
         return row
 
-    def list_for_evidence(self, principal: Principal, evidence_id: uuid.UUID, *, cursor: str | None,
-                          limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    def list_for_evidence(
+        self, principal: Principal, evidence_id: uuid.UUID, *, cursor: str | None, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """The files of an evidence item, every revision, newest first."""
         with self.db.read() as conn:
             found = EvidenceRepository(conn).get_visible(principal, evidence_id)
             if found is None or found[1] is None or not allowed(found[1], "evidence.read"):
                 raise not_found("evidence")
             page = EvidenceFileRepository(conn).find_all(
-                where=[evidence_files.c.evidence_id == evidence_id], sort="uploaded_at", desc=True,
-                cursor=cursor, limit=limit)
+                where=[evidence_files.c.evidence_id == evidence_id],
+                sort="uploaded_at",
+                desc=True,
+                cursor=cursor,
+                limit=limit,
+            )
             return [file_wire(r) for r in page.items], page.next_cursor
 
     def get(self, principal: Principal, file_id: uuid.UUID) -> dict[str, Any]:
@@ -177,8 +225,13 @@ class DocumentService:
         """The text extracted from one revision (empty until processed)."""
         with self.db.read() as conn:
             row = self._visible_file(conn, principal, file_id)
-            return {"id": str(row["id"]), "status": row["status"], "text": row["text"] or "",
-                    "truncated": row["text_truncated"], "wordCount": row["word_count"]}
+            return {
+                "id": str(row["id"]),
+                "status": row["status"],
+                "text": row["text"] or "",
+                "truncated": row["text_truncated"],
+                "wordCount": row["word_count"],
+            }
 
     def for_download(self, principal: Principal, file_id: uuid.UUID) -> Any:
         """The revision row, if the caller may see its project (404 otherwise)."""

@@ -134,8 +134,9 @@ class Storage(ABC):
     def delete(self, key: str) -> None:
         """Remove an object; removing a missing one is not an error."""
 
-    def presigned_url(self, key: str, *, filename: str, content_type: str,
-                      expires_seconds: int = 300) -> str | None:
+    def presigned_url(
+        self, key: str, *, filename: str, content_type: str, expires_seconds: int = 300
+    ) -> str | None:
         """A short-lived direct download URL, where the backend has them."""
         return None
 
@@ -149,7 +150,9 @@ class Storage(ABC):
             raise
         return writer.commit()
 
-    async def aput(self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None) -> StoredObject:
+    async def aput(
+        self, chunks: AsyncIterable[bytes], *, max_bytes: int | None = None
+    ) -> StoredObject:
         writer = self.writer(max_bytes)
         try:
             await write_async(writer, chunks)
@@ -357,8 +360,13 @@ class _S3Writer(Writer):
             started = s3.create_multipart_upload(Bucket=self.storage.bucket, Key=self.key)
             self.upload_id = started["UploadId"]
         number = len(self.parts) + 1
-        answer = s3.upload_part(Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id,
-                                PartNumber=number, Body=body)
+        answer = s3.upload_part(
+            Bucket=self.storage.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=body,
+        )
         self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
 
     def _commit(self) -> tuple[str, bool]:
@@ -368,9 +376,12 @@ class _S3Writer(Writer):
         else:
             if self.buffer:
                 self._upload_part(bytes(self.buffer))
-            s3.complete_multipart_upload(Bucket=self.storage.bucket, Key=self.key,
-                                         UploadId=self.upload_id,
-                                         MultipartUpload={"Parts": self.parts})
+            s3.complete_multipart_upload(
+                Bucket=self.storage.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": self.parts},
+            )
         self.buffer = bytearray()
         return self.key, True
 
@@ -379,7 +390,8 @@ class _S3Writer(Writer):
         if self.upload_id is not None:
             with contextlib.suppress(Exception):
                 self.storage.client.abort_multipart_upload(
-                    Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id)
+                    Bucket=self.storage.bucket, Key=self.key, UploadId=self.upload_id
+                )
 
 
 class S3Storage(Storage):
@@ -391,9 +403,17 @@ class S3Storage(Storage):
 
     name = "s3"
 
-    def __init__(self, *, bucket: str, endpoint: str | None = None, access_key: str | None = None,
-                 secret_key: str | None = None, region: str = "us-east-1",
-                 part_size: int = 8 * 1024 * 1024, prefix: str = "objects/"):
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        region: str = "us-east-1",
+        part_size: int = 8 * 1024 * 1024,
+        prefix: str = "objects/",
+    ):
         import boto3
         from botocore.config import Config
 
@@ -409,8 +429,11 @@ class S3Storage(Storage):
             aws_secret_access_key=secret_key,
             region_name=region,
             # Path-style addressing works with MinIO and any endpoint without wildcard DNS.
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                          retries={"max_attempts": 3, "mode": "standard"}),
+            config=Config(
+                signature_version="s3v4",
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
         )
 
     def ensure_bucket(self) -> None:
@@ -425,7 +448,7 @@ class S3Storage(Storage):
         return _S3Writer(self, max_bytes)
 
     def _check_key(self, key: str) -> None:
-        if not key.startswith(self.prefix) or "/" in key[len(self.prefix):]:
+        if not key.startswith(self.prefix) or "/" in key[len(self.prefix) :]:
             raise ObjectNotFound(key)
 
     def open(self, key: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
@@ -466,16 +489,20 @@ class S3Storage(Storage):
             self._check_key(key)
             self.client.delete_object(Bucket=self.bucket, Key=key)
 
-    def presigned_url(self, key: str, *, filename: str, content_type: str,
-                      expires_seconds: int = 300) -> str | None:
+    def presigned_url(
+        self, key: str, *, filename: str, content_type: str, expires_seconds: int = 300
+    ) -> str | None:
         from studio.documents.names import content_disposition
 
         self._check_key(key)
         return self.client.generate_presigned_url(
             "get_object",
-            Params={"Bucket": self.bucket, "Key": key,
-                    "ResponseContentDisposition": content_disposition(filename),
-                    "ResponseContentType": content_type},
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": content_disposition(filename),
+                "ResponseContentType": content_type,
+            },
             ExpiresIn=expires_seconds,
         )
 
@@ -483,7 +510,8 @@ class S3Storage(Storage):
         """Every object key under the prefix (tests and maintenance)."""
         found: list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix):
+            Bucket=self.bucket, Prefix=self.prefix
+        ):
             found.extend(item["Key"] for item in page.get("Contents", []))
         return found
 

@@ -23,8 +23,11 @@ MAX_FIELD_BYTES = 1024
 
 
 def bad_name(exc: BadFileName) -> AppError:
-    return AppError("validation_error", f"invalid file name: {exc}",
-                    details=[{"field": "filename", "message": str(exc)}])
+    return AppError(
+        "validation_error",
+        f"invalid file name: {exc}",
+        details=[{"field": "filename", "message": str(exc)}],
+    )
 
 
 def parse_effective_date(value: str | None) -> dt.date | None:
@@ -33,12 +36,16 @@ def parse_effective_date(value: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value.strip())
     except ValueError as exc:
-        raise AppError("validation_error", "effectiveDate must be a date (YYYY-MM-DD)",
-                       details=[{"field": "effectiveDate", "message": "expected YYYY-MM-DD"}]) from exc
+        raise AppError(
+            "validation_error",
+            "effectiveDate must be a date (YYYY-MM-DD)",
+            details=[{"field": "effectiveDate", "message": "expected YYYY-MM-DD"}],
+        ) from exc
 
 
-async def stream_raw(chunks: AsyncIterator[bytes], writer: Writer,
-                     check_head: Callable[[Writer], None]) -> None:
+async def stream_raw(
+    chunks: AsyncIterator[bytes], writer: Writer, check_head: Callable[[Writer], None]
+) -> None:
     """Write a raw body; `check_head` sees the first bytes once and may refuse them."""
     pipe = PipelinedWriter(writer)
     pending = bytearray()
@@ -109,12 +116,18 @@ class _Parts:
         name = options.get(b"name", b"").decode("utf-8", errors="replace")
         if b"filename" in options:
             if name != "file":
-                raise AppError("validation_error", f"unexpected file field {name!r}; send it as 'file'",
-                               details=[{"field": name or "file", "message": "unknown field"}])
+                raise AppError(
+                    "validation_error",
+                    f"unexpected file field {name!r}; send it as 'file'",
+                    details=[{"field": name or "file", "message": "unknown field"}],
+                )
             self.files_seen += 1
             if self.files_seen > 1:
-                raise AppError("validation_error", "send one file per request",
-                               details=[{"field": "file", "message": "more than one file"}])
+                raise AppError(
+                    "validation_error",
+                    "send one file per request",
+                    details=[{"field": "file", "message": "more than one file"}],
+                )
             raw_name = options[b"filename"].decode("utf-8", errors="replace")
             try:
                 self.result.file_name = clean_file_name(raw_name)
@@ -126,8 +139,11 @@ class _Parts:
         elif name in self.allowed_fields:
             self.current = name
         else:
-            raise AppError("validation_error", f"unknown form field {name!r}",
-                           details=[{"field": name or "?", "message": "unknown field"}])
+            raise AppError(
+                "validation_error",
+                f"unknown form field {name!r}",
+                details=[{"field": name or "?", "message": "unknown field"}],
+            )
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.current == "file":
@@ -135,8 +151,11 @@ class _Parts:
         elif self.current is not None:
             self.field_buffer += data[start:end]
             if len(self.field_buffer) > MAX_FIELD_BYTES:
-                raise AppError("validation_error", f"the form field {self.current!r} is too long",
-                               details=[{"field": self.current, "message": "too long"}])
+                raise AppError(
+                    "validation_error",
+                    f"the form field {self.current!r} is too long",
+                    details=[{"field": self.current, "message": "too long"}],
+                )
 
     def on_part_end(self) -> None:
         if self.current and self.current != "file":
@@ -144,16 +163,22 @@ class _Parts:
         self.current = None
 
 
-async def stream_multipart(content_type: str | None, chunks: AsyncIterator[bytes], writer: Writer,
-                           check_head: Callable[[Writer], None],
-                           allowed_fields: frozenset[str] = frozenset({"effectiveDate"})) -> MultipartUpload:
+async def stream_multipart(
+    content_type: str | None,
+    chunks: AsyncIterator[bytes],
+    writer: Writer,
+    check_head: Callable[[Writer], None],
+    allowed_fields: frozenset[str] = frozenset({"effectiveDate"}),
+) -> MultipartUpload:
     """Parse multipart/form-data with one 'file' part, writing that part to `writer`."""
     mime, options = parse_options_header(content_type or "")
     boundary = options.get(b"boundary")
     if mime != b"multipart/form-data" or not boundary:
-        raise AppError("unsupported_media_type",
-                       "send the file as multipart/form-data (field 'file'), or use "
-                       "PUT .../files/raw with the file as the body")
+        raise AppError(
+            "unsupported_media_type",
+            "send the file as multipart/form-data (field 'file'), or use "
+            "PUT .../files/raw with the file as the body",
+        )
     parts = _Parts(allowed_fields)
     try:
         parser = MultipartParser(boundary, parts.callbacks())
@@ -177,15 +202,20 @@ async def stream_multipart(content_type: str | None, chunks: AsyncIterator[bytes
         # The parser does not check that the closing boundary arrived; a cut-off body must
         # not be stored as if it were the whole file.
         if parser.state != MultipartState.END:
-            raise AppError("validation_error", "the multipart body is incomplete (no closing boundary)")
+            raise AppError(
+                "validation_error", "the multipart body is incomplete (no closing boundary)"
+            )
         if parts.pending:
             await pipe.write(bytes(parts.pending))
         await pipe.drain()
     finally:
         await pipe.settle()
     if parts.result.file_name is None:
-        raise AppError("validation_error", "the form has no file",
-                       details=[{"field": "file", "message": "required"}])
+        raise AppError(
+            "validation_error",
+            "the form has no file",
+            details=[{"field": "file", "message": "required"}],
+        )
     if not checked:
         check_head(writer)
     return parts.result
