@@ -312,3 +312,24 @@ def test_s3_backend_end_to_end(tmp_path, database_url, moto_endpoint):  # noqa: 
             assert ranged.status_code == 206 and ranged.content == data[:8]
     finally:
         c.close()
+
+
+def test_raw_upload_keeps_the_effective_date_apart_from_the_upload_time(client, world, container):
+    evidence_id = new_evidence(container, world["customer"], world.project_a)
+    answer = upload_raw(
+        client, world["customer"], evidence_id, "q2.csv", b"a,b\n", effectiveDate="2026-03-31"
+    )
+    meta = answer.json()["data"]["file"]
+    assert meta["effectiveDate"] == "2026-03-31"
+    assert meta["uploadedAt"].startswith("2026-") and meta["uploadedAt"] != meta["effectiveDate"]
+    bad = upload_raw(client, world["customer"], evidence_id, "q3.csv", b"a,b\n", effectiveDate="Q3")
+    assert bad.status_code == 400
+    assert file_rows(container) == 1
+
+
+def test_openapi_documents_the_upload_bodies(client):
+    spec = client.get("/openapi.json").json()
+    form = spec["paths"]["/api/v1/evidence/{evidence_id}/files"]["post"]["requestBody"]
+    assert "multipart/form-data" in form["content"]
+    raw = spec["paths"]["/api/v1/evidence/{evidence_id}/files/raw"]["put"]["requestBody"]
+    assert "application/octet-stream" in raw["content"]

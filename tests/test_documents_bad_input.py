@@ -14,6 +14,7 @@ from studio.documents.extract import Limits
 from tests import corpus
 from tests.conftest import make_settings, seed_world
 from tests.documents_support import (
+    BOUNDARY,
     events_of,
     file_rows,
     multipart,
@@ -288,3 +289,58 @@ def test_ordinary_json_routes_keep_the_small_body_limit(small):
         content=b'{"description": "' + b"x" * (2 * 1024 * 1024) + b'"}',
     )
     assert answer.status_code == 413
+
+
+def test_bad_effective_date_after_the_file_part_leaves_nothing(
+    client, world, container, evidence_id
+):
+    body, headers = multipart("a.txt", b"text", "text/plain")
+    # the date field arrives after the file, as browsers may order it
+    body = body.replace(
+        f"--{BOUNDARY}--".encode(),
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="effectiveDate"\r\n\r\n'
+        f"30/06/2026\r\n--{BOUNDARY}--".encode(),
+    )
+    answer = client.post(
+        f"{API}/evidence/{evidence_id}/files",
+        content=body,
+        headers={**world["customer"].headers, **headers},
+    )
+    assert_clean(client, container, answer, 400, "validation_error")
+    assert answer.json()["error"]["details"][0]["field"] == "effectiveDate"
+
+
+def test_legacy_encoded_csv_is_accepted_and_read(client, world, container, evidence_id):
+    data = "Benutzer;Rolle;Prüfung\nJosé;admin;bestätigt\n".encode("cp1252")
+    answer = put_raw(client, world["customer"], evidence_id, "export.csv", data, "text/csv")
+    assert answer.status_code == 201, answer.text
+    file_id = answer.json()["data"]["file"]["id"]
+    [outcome] = process_all(container)
+    assert outcome.type == "evidence.processed"
+    text = client.get(f"{API}/files/{file_id}/text", headers=world["customer"].headers).json()
+    assert "José;admin;bestätigt" in text["data"]["text"]
+
+
+def test_the_hold_out_corpus_end_to_end(client, world, container, evidence_id):
+    """Every file of the hold-out set: valid ones (and HTML, whose scripts are dropped from
+    the text) are processed, the rest refused (4xx) or failed in processing, and the
+    server answers throughout."""
+    outcomes: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    for name, data in corpus.hold_out().items():
+        answer = put_raw(client, world["customer"], evidence_id, name, data)
+        if answer.status_code == 201:
+            ids[answer.json()["data"]["file"]["id"]] = name
+        else:
+            assert 400 <= answer.status_code < 500, (name, answer.text)
+            outcomes[name] = str(answer.status_code)
+    limits = Limits(max_zip_entries=1000, max_unzipped_bytes=64 * 1024 * 1024)
+    for event in process_all(container, limits):
+        outcomes[ids[event.data["fileId"]]] = event.type.removeprefix("evidence.")
+    for name in corpus.hold_out():
+        expected = "processed" if name.startswith("valid.") or name == "script.html" else None
+        assert outcomes[name] == expected if expected else outcomes[name] != "processed", (
+            name,
+            outcomes[name],
+        )
+    assert client.get("/healthz").status_code == 200

@@ -119,7 +119,12 @@ def _as_text(head: bytes) -> str | None:
         # final=False: a multi-byte character cut at the end of the head is not an error.
         return decoder.decode(head.removeprefix(codecs.BOM_UTF8), final=False)
     except UnicodeDecodeError:
+        pass
+    # Legacy 8-bit text (a CSV exported as Windows-1252): accepted when it has no control
+    # bytes besides tab, line breaks and form feed, which binary formats always have.
+    if any(b < 0x20 and b not in (0x09, 0x0A, 0x0C, 0x0D) for b in head):
         return None
+    return head.decode("cp1252", errors="replace")
 
 
 @dataclass(frozen=True, slots=True)

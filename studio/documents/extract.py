@@ -295,8 +295,16 @@ def _read_text(path: Path, max_chars: int) -> str:
     # UTF-8 takes at most 4 bytes per character: this many bytes is enough for the limit.
     with path.open("rb") as handle:
         raw = handle.read(max_chars * 4 + 4)
-    text = raw.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    return text
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A cut through the last character is still UTF-8; anything else is legacy 8-bit.
+        text = (
+            raw[: exc.start].decode("utf-8")
+            if exc.start >= len(raw) - 3
+            else raw.decode("cp1252", errors="replace")
+        )
+    return text.removeprefix("\ufeff")
 
 
 def _json(path: Path, raw: str, deadline: _Deadline, out: _Text) -> Extraction:

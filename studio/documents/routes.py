@@ -42,11 +42,17 @@ def _service(request: Request) -> DocumentService:
     return container(request).documents
 
 
-async def _receive_file(request: Request, writer: Writer, receive: Any) -> Any:
-    """Run a streaming receive, turning storage limits into API errors; abort on any failure."""
+async def _receive_file(
+    request: Request, writer: Writer, receive: Any, validate: Any = None
+) -> Any:
+    """Run a streaming receive, turning storage limits into API errors; abort on any failure.
+
+    `validate` checks what arrived with the file (form fields may follow the file part)
+    before the object is committed, so a refusal leaves nothing behind."""
     svc = _service(request)
     try:
         result = await receive()
+        checked = validate(result) if validate else None
         stored = await run_in_threadpool(svc.finish, writer)
     except ObjectTooLarge as exc:
         raise AppError(
@@ -54,7 +60,7 @@ async def _receive_file(request: Request, writer: Writer, receive: Any) -> Any:
         ) from exc
     finally:
         writer.abort()  # no-op after a commit; removes every trace otherwise
-    return result, stored
+    return checked, stored
 
 
 @router.post(
@@ -86,14 +92,14 @@ async def upload_file(
     svc = _service(request)
     await run_in_threadpool(svc.upload_target, principal, evidence_id)
     writer = await run_in_threadpool(svc.new_writer)
-    form, stored = await _receive_file(
+    (form, effective), stored = await _receive_file(
         request,
         writer,
         lambda: stream_multipart(
             request.headers.get("content-type"), request.stream(), writer, check_head
         ),
+        lambda form: (form, parse_effective_date(form.fields.get("effectiveDate"))),
     )
-    effective = parse_effective_date(form.fields.get("effectiveDate"))
     body = await run_in_threadpool(
         lambda: svc.record(
             principal,
