@@ -8,6 +8,7 @@ is refused at upload (415) or fails processing with a reason a person can read.
 from __future__ import annotations
 
 import codecs
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,9 @@ class Refused(Exception):
     """The file is not acceptable; the message is for the uploader."""
 
 
-def detect(path: Path, file_name: str, declared: str | None) -> Detection:
+def detect(
+    path: Path, file_name: str, declared: str | None, *, max_zip_entries: int = 2000
+) -> Detection:
     """Decide the file's kind from its bytes; refuse disallowed kinds, polyglots and
     extensions that name another kind of file."""
     size = path.stat().st_size
@@ -159,6 +162,14 @@ def detect(path: Path, file_name: str, declared: str | None) -> Detection:
             "evidence format; export it as PDF or PNG"
         )
     if kind == "zip":
+        entries = zip_entry_count(tail)
+        if entries is not None and entries > max_zip_entries:
+            # Checked from the end record before zipfile reads the central directory,
+            # which would build one object per entry.
+            raise Refused(
+                f"the document holds {entries} parts; the limit is {max_zip_entries} "
+                "(it may be a ZIP bomb)"
+            )
         kind = _office_kind(path)
     elif b"PK\x05\x06" in tail:
         # A ZIP directory at the end of a file that starts as something else: the file
@@ -191,6 +202,22 @@ def detect(path: Path, file_name: str, declared: str | None) -> Detection:
         note = f"declared as {declared} but the content is {label(kind)}"
         mismatch = f"{mismatch}; {note}" if mismatch else note
     return Detection(kind, mismatch)
+
+
+def zip_entry_count(tail: bytes) -> int | None:
+    """The entry count a ZIP's end-of-central-directory record declares (ZIP64 included),
+    or None when no such record is in the tail."""
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return None
+    (count,) = struct.unpack_from("<H", tail, at + 10)
+    if count != 0xFFFF:
+        return count
+    at64 = tail.rfind(b"PK\x06\x06", 0, at)
+    if at64 < 0 or len(tail) < at64 + 40:
+        return None
+    (count64,) = struct.unpack_from("<Q", tail, at64 + 32)
+    return count64
 
 
 def _has_markup(head: bytes) -> bool:

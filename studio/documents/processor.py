@@ -68,7 +68,12 @@ class DocumentProcessor:
         reason: str | None = None
         try:
             with self._local_copy(row["storage_key"]) as path:
-                detection = detect(path, row["file_name"], row["declared_type"])
+                detection = detect(
+                    path,
+                    row["file_name"],
+                    row["declared_type"],
+                    max_zip_entries=self.limits.max_zip_entries,
+                )
                 kind, mismatch = detection.kind, detection.mismatch
                 result = extract(path, kind, self.limits)
         except (Refused, ExtractionFailed) as exc:
