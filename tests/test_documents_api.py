@@ -333,3 +333,26 @@ def test_openapi_documents_the_upload_bodies(client):
     assert "multipart/form-data" in form["content"]
     raw = spec["paths"]["/api/v1/evidence/{evidence_id}/files/raw"]["put"]["requestBody"]
     assert "application/octet-stream" in raw["content"]
+
+
+def test_concurrent_uploads_of_one_name_get_distinct_revisions(world, container):
+    from concurrent.futures import ThreadPoolExecutor
+
+    evidence_id = uuid.UUID(new_evidence(container, world["customer"], world.project_a))
+    svc = container.documents
+    objects = [svc.storage.put([f"revision body {i}\n".encode()]) for i in range(8)]
+
+    def record(stored):
+        return svc.record(
+            world["customer"].principal,
+            evidence_id,
+            stored,
+            file_name="log.txt",
+            declared_type="text/plain",
+            effective_date=None,
+        )["file"]["revision"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        revisions = sorted(pool.map(record, objects))
+    assert revisions == list(range(1, 9))
+    assert len(events_of(container, "evidence.uploaded")) == 8

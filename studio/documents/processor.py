@@ -55,8 +55,11 @@ class DocumentProcessor:
         except ValueError:
             log.warning("uploaded_event_without_file", event_id=str(event.id))
             return
+        # The row lock makes a second worker holding the same event wait, then skip it.
         row = (
-            uow.conn.execute(select(evidence_files).where(evidence_files.c.id == file_id))
+            uow.conn.execute(
+                select(evidence_files).where(evidence_files.c.id == file_id).with_for_update()
+            )
             .mappings()
             .first()
         )

@@ -8,12 +8,18 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import RowMapping
 
 from studio.documents.models import evidence_files
+from studio.domains.evidence.models import evidence
 from studio.repository import Repository
 
 
 class EvidenceFileRepository(Repository):
     table = evidence_files
     sortable = frozenset({"uploaded_at"})
+
+    def lock_evidence(self, evidence_id: uuid.UUID) -> None:
+        self.conn.execute(
+            select(evidence.c.id).where(evidence.c.id == evidence_id).with_for_update()
+        )
 
     def next_revision(self, evidence_id: uuid.UUID, file_name: str) -> int:
         query = select(func.coalesce(func.max(evidence_files.c.revision), 0)).where(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 
 from studio.db import Database, utcnow
 from studio.documents.detect import sniff
@@ -25,6 +26,7 @@ from studio.principal import Principal
 from studio.wire import to_wire
 
 log = structlog.get_logger("studio.documents")
+RECORD_ATTEMPTS = 5
 
 FILE_FIELDS = (
     "id", "evidence_id", "project_id", "file_name", "revision", "size", "sha256",
@@ -112,54 +114,25 @@ class DocumentService:
     ) -> dict[str, Any]:
         """Record a stored object as the next revision of `file_name` and announce it."""
         try:
-            with self.db.write(**principal.metadata(), request_id=request_id) as uow:
-                _, target = self._target(uow.conn, principal, evidence_id)
-                repo = EvidenceFileRepository(uow.conn)
-                duplicates = repo.same_content(target.project_id, stored.sha256)
-                file_id = uuid.uuid4()
-                row = repo.create(
-                    {
-                        "id": file_id,
-                        "evidence_id": target.evidence_id,
-                        "project_id": target.project_id,
-                        "organization_id": target.organization_id,
-                        "file_name": file_name,
-                        "revision": repo.next_revision(target.evidence_id, file_name),
-                        "storage_key": stored.key,
-                        "size": stored.size,
-                        "sha256": stored.sha256,
-                        "declared_type": (declared_type or None) and declared_type[:255],
-                        "detected_type": None,
-                        "type_mismatch": False,
-                        "effective_date": effective_date,
-                        "uploaded_by": principal.user_id,
-                        "uploaded_at": utcnow(),
-                        "status": "pending",
-                        "status_reason": None,
-                        "page_count": None,
-                        "word_count": None,
-                        "text": None,
-                        "text_truncated": False,
-                        "processed_at": None,
-                    }
-                )
-                uow.touch(target.organization_id)
-                uow.emit(
-                    "evidence.uploaded",
-                    stream_of(target.project_id),
-                    {
-                        "evidenceId": str(target.evidence_id),
-                        "projectId": str(target.project_id),
-                        "fileId": str(file_id),
-                        "fileName": file_name,
-                        "revision": row["revision"],
-                        "sha256": stored.sha256,
-                        "size": stored.size,
-                        "declaredType": row["declared_type"],
-                        "duplicateOf": [str(d["id"]) for d in duplicates],
-                    },
-                    source="documents",
-                )
+            for attempt in range(1, RECORD_ATTEMPTS + 1):
+                try:
+                    row, duplicates = self._record_once(
+                        principal,
+                        evidence_id,
+                        stored,
+                        file_name,
+                        declared_type,
+                        effective_date,
+                        request_id,
+                    )
+                    break
+                except IntegrityError as exc:
+                    # Defence in depth behind the evidence row lock: a lost race for
+                    # a revision number takes the next one.
+                    if attempt == RECORD_ATTEMPTS:
+                        raise AppError(
+                            "conflict", "other revisions of this file are being uploaded; retry"
+                        ) from exc
         except BaseException:
             self._discard(stored)
             raise
@@ -176,6 +149,69 @@ class DocumentService:
                 for d in duplicates
             ],
         }
+
+    def _record_once(
+        self,
+        principal: Principal,
+        evidence_id: uuid.UUID,
+        stored: StoredObject,
+        file_name: str,
+        declared_type: str | None,
+        effective_date: dt.date | None,
+        request_id: str | None,
+    ) -> tuple[Any, list[Any]]:
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            _, target = self._target(uow.conn, principal, evidence_id)
+            repo = EvidenceFileRepository(uow.conn)
+            # Uploads to one evidence item take turns for the revision number (a row lock
+            # on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers).
+            repo.lock_evidence(target.evidence_id)
+            duplicates = repo.same_content(target.project_id, stored.sha256)
+            file_id = uuid.uuid4()
+            row = repo.create(
+                {
+                    "id": file_id,
+                    "evidence_id": target.evidence_id,
+                    "project_id": target.project_id,
+                    "organization_id": target.organization_id,
+                    "file_name": file_name,
+                    "revision": repo.next_revision(target.evidence_id, file_name),
+                    "storage_key": stored.key,
+                    "size": stored.size,
+                    "sha256": stored.sha256,
+                    "declared_type": (declared_type or None) and declared_type[:255],
+                    "detected_type": None,
+                    "type_mismatch": False,
+                    "effective_date": effective_date,
+                    "uploaded_by": principal.user_id,
+                    "uploaded_at": utcnow(),
+                    "status": "pending",
+                    "status_reason": None,
+                    "page_count": None,
+                    "word_count": None,
+                    "text": None,
+                    "text_truncated": False,
+                    "processed_at": None,
+                }
+            )
+            uow.touch(target.organization_id)
+            uow.emit(
+                "evidence.uploaded",
+                stream_of(target.project_id),
+                {
+                    "evidenceId": str(target.evidence_id),
+                    "projectId": str(target.project_id),
+                    "fileId": str(file_id),
+                    "fileName": file_name,
+                    "revision": row["revision"],
+                    "sha256": stored.sha256,
+                    "size": stored.size,
+                    "declaredType": row["declared_type"],
+                    "duplicateOf": [str(d["id"]) for d in duplicates],
+                },
+                source="documents",
+            )
+        return row, duplicates
 
     def _discard(self, stored: StoredObject) -> None:
         """Remove an object whose row did not commit, unless another row uses it."""
