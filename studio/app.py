@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse, Response
 from studio import __version__
 from studio.api import install_error_handlers, ok
 from studio.bootstrap import Container, bootstrap
+from studio.documents.routes import router as documents_router
 from studio.domains.auth.routes import router as auth_router
 from studio.domains.evidence.routes import router as evidence_router
 from studio.domains.projects.routes import router as projects_router
@@ -86,7 +87,8 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         return ok(request, {"status": "ready", "database": c.db.dialect})
 
     router = APIRouter(prefix=API_PREFIX)
-    for domain_router in (auth_router, users_router, projects_router, evidence_router):
+    for domain_router in (auth_router, users_router, projects_router, evidence_router,
+                          documents_router):
         router.include_router(domain_router)
     api.include_router(router)
     install_web(api)
@@ -95,7 +97,9 @@ def create_app(container: Container | None = None, settings: Settings | None = N
 
     app: Any = api
     if s.cache_enabled:
-        app = ResponseCacheMiddleware(app, c.cache, s.cache_ttl_seconds, prefix=f"{API_PREFIX}/")
+        # File downloads stream; the cache would hold them whole, so they bypass it.
+        app = ResponseCacheMiddleware(app, c.cache, s.cache_ttl_seconds, prefix=f"{API_PREFIX}/",
+                                      exclude=(f"{API_PREFIX}/files/",))
     if s.rate_limit_enabled:
         app = RateLimitMiddleware(app, c.limiter, s.rate_limit_user, principal_key, "user")
     app = AuthenticationMiddleware(
@@ -107,7 +111,11 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     )
     if s.rate_limit_enabled:
         app = RateLimitMiddleware(app, c.limiter, s.rate_limit_ip, client_ip, "ip")
-    app = BodyLimitMiddleware(app, s.max_body_bytes)
+    # Uploads stream to storage under their own cap; 64 KiB more covers multipart framing.
+    upload_cap = s.max_upload_bytes + 64 * 1024
+    app = BodyLimitMiddleware(app, s.max_body_bytes, overrides={
+        f"{API_PREFIX}/evidence/*/files": upload_cap,
+    })
     app = ErrorEnvelopeMiddleware(app)
     app = SecurityHeadersMiddleware(app)
     app = RequestIdMiddleware(app)

@@ -13,6 +13,8 @@ import structlog
 
 from studio import __version__
 from studio.db import Database, UnitOfWork
+from studio.documents.service import DocumentService
+from studio.documents.storage import Storage, build_storage
 from studio.domains.auth.service import AuthService
 from studio.domains.evidence.service import EvidenceService
 from studio.domains.projects.service import ProjectService
@@ -39,6 +41,8 @@ class Container:
     auth: AuthService
     projects: ProjectService
     evidence: EvidenceService
+    storage: Storage
+    documents: DocumentService
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -76,6 +80,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
                 log.warning("cache_invalidation_failed", organization=org, error=str(exc))
 
     db.after_commit.append(invalidate_cache)
+    storage = build_storage(settings)
     return Container(
         settings=settings,
         db=db,
@@ -88,4 +93,6 @@ def bootstrap(settings: Settings | None = None) -> Container:
         auth=AuthService(db, passwords, tokens, settings.refresh_token_ttl_seconds),
         projects=ProjectService(db),
         evidence=EvidenceService(db),
+        storage=storage,
+        documents=DocumentService(db, storage, max_upload_bytes=settings.max_upload_bytes),
     )

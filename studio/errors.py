@@ -29,6 +29,7 @@ ERROR_CATALOGUE: dict[str, tuple[int, str]] = {
     "duplicate": (409, "An object with the same unique value already exists."),
     "payload_too_large": (413, "The request body exceeds the configured limit."),
     "unsupported_media_type": (415, "The request body's content type is not accepted."),
+    "range_not_satisfiable": (416, "The requested byte range lies outside the file."),
     "rate_limited": (429, "Too many requests; wait for Retry-After seconds."),
     "internal_error": (500, "An unexpected error; the request id identifies it in the logs."),
     "service_unavailable": (503, "A dependency (the database) is unavailable; retry later."),

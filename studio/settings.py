@@ -48,6 +48,25 @@ class Settings(BaseSettings):
     rate_limit_login: str = "10/minute"
 
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0,
+                                  description="cap on one uploaded evidence file")
+
+    # Object storage: S3-compatible (AWS S3, MinIO) when s3_bucket is set, else local.
+    s3_endpoint: str | None = None
+    s3_bucket: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_region: str = "us-east-1"
+    s3_part_size: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    s3_presign_downloads: bool = False
+    s3_presign_ttl_seconds: int = Field(default=300, gt=0, le=7 * 24 * 3600)
+
+    # Document processing bounds, per file.
+    processing_timeout_seconds: float = Field(default=60.0, gt=0)
+    processing_max_pages: int = Field(default=5000, gt=0)
+    processing_max_zip_entries: int = Field(default=2000, gt=0)
+    processing_max_unzipped_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    processing_max_text_chars: int = Field(default=5_000_000, gt=0)
 
     cache_enabled: bool = True
     cache_ttl_seconds: int = Field(default=30, ge=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -12,16 +13,22 @@ from studio.gateway.envelope import send_error
 
 class BodyLimitMiddleware:
     """Caps request bodies at `max_bytes`; `overrides` maps path prefixes to other caps
-    (uploads stream to storage and set their own, larger one)."""
+    (uploads stream to storage and set their own, larger one). A `*` in a prefix stands
+    for one path segment, e.g. "/api/v1/evidence/*/files"."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
-        self.overrides = sorted((overrides or {}).items(), key=lambda kv: -len(kv[0]))
+        ordered = sorted((overrides or {}).items(), key=lambda kv: -len(kv[0]))
+        self.overrides = [
+            (re.compile("".join("[^/]+" if part == "*" else re.escape(part)
+                                for part in re.split(r"(\*)", prefix))), limit)
+            for prefix, limit in ordered
+        ]
 
     def _limit_for(self, path: str) -> int:
-        for prefix, limit in self.overrides:
-            if path.startswith(prefix):
+        for pattern, limit in self.overrides:
+            if pattern.match(path):
                 return limit
         return self.max_bytes
 

@@ -1,0 +1,1 @@
+"""The document service: object storage, streaming upload, type detection, text extraction."""

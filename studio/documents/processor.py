@@ -1,0 +1,151 @@
+"""The processing queue's handler: a consumer of evidence.uploaded.
+
+For each uploaded revision: detect the real type (allowlist, polyglots, lying names),
+extract text within the limits, record page count, word count and text, and announce
+evidence.processed or evidence.processing_failed (with a reason a person can read).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from studio.db import utcnow
+from studio.documents.detect import MIME, Refused, detect
+from studio.documents.extract import Extraction, ExtractionFailed, Limits, extract
+from studio.documents.models import evidence_files
+from studio.documents.storage import LocalStorage, ObjectNotFound, Storage
+from studio.domains.projects.service import stream_of
+
+if TYPE_CHECKING:
+    from studio.db import UnitOfWork
+    from studio.events.envelope import StoredEvent
+
+log = structlog.get_logger("studio.documents")
+
+
+class DocumentProcessor:
+    """Consumer: evidence.uploaded -> evidence.processed | evidence.processing_failed.
+
+    Idempotent: a revision that is no longer pending is skipped, so a redelivered event
+    (or a replay) neither processes it twice nor announces it twice. The outcome is a
+    fact recorded once, not a projection, so `reset` clears nothing.
+    """
+
+    name: ClassVar[str] = "documents.processor"
+    subscriptions: ClassVar[tuple[str, ...]] = ("evidence.uploaded",)
+    side_effects: ClassVar[bool] = False
+
+    def __init__(self, storage: Storage, limits: Limits | None = None):
+        self.storage = storage
+        self.limits = limits or Limits()
+
+    def handle(self, uow: UnitOfWork, event: StoredEvent) -> None:
+        try:
+            file_id = uuid.UUID(str(event.data.get("fileId")))
+        except ValueError:
+            log.warning("uploaded_event_without_file", event_id=str(event.id))
+            return
+        # The row lock makes a second worker holding the same event wait, then skip it.
+        row = (
+            uow.conn.execute(
+                select(evidence_files).where(evidence_files.c.id == file_id).with_for_update()
+            )
+            .mappings()
+            .first()
+        )
+        if row is None or row["status"] != "pending":
+            return
+        kind: str | None = None
+        mismatch: str | None = None
+        result: Extraction | None = None
+        reason: str | None = None
+        try:
+            with self._local_copy(row["storage_key"]) as path:
+                detection = detect(
+                    path,
+                    row["file_name"],
+                    row["declared_type"],
+                    max_zip_entries=self.limits.max_zip_entries,
+                )
+                kind, mismatch = detection.kind, detection.mismatch
+                result = extract(path, kind, self.limits)
+        except (Refused, ExtractionFailed) as exc:
+            reason = str(exc)
+        except ObjectNotFound:
+            reason = "the stored file is missing; upload it again"
+        except Exception as exc:  # a parser bug must not park the queue: the file fails
+            log.exception("processing_crashed", file_id=str(file_id), error=repr(exc))
+            reason = "the file could not be read (its format is damaged or unusual)"
+
+        base = {
+            "evidenceId": str(row["evidence_id"]),
+            "projectId": str(row["project_id"]),
+            "fileId": str(file_id),
+            "sha256": row["sha256"],
+            "detectedType": MIME.get(kind or ""),
+            "typeMismatch": mismatch,
+        }
+        values = {
+            "detected_type": MIME.get(kind or ""),
+            "type_mismatch": mismatch is not None,
+            "processed_at": utcnow(),
+        }
+        if result is None:
+            values.update(status="failed", status_reason=reason)
+            event_type, data = "evidence.processing_failed", {**base, "reason": reason}
+        else:
+            note = "; ".join(n for n in (mismatch, result.note) if n) or None
+            values.update(
+                status="processed",
+                status_reason=note,
+                page_count=result.page_count,
+                word_count=result.word_count,
+                text=result.text,
+                text_truncated=result.truncated,
+            )
+            event_type = "evidence.processed"
+            data = {
+                **base,
+                "pageCount": result.page_count,
+                "wordCount": result.word_count,
+                "textTruncated": result.truncated,
+                "note": note,
+            }
+        uow.conn.execute(
+            update(evidence_files).where(evidence_files.c.id == file_id).values(**values)
+        )
+        uow.touch(row["organization_id"])
+        uow.emit(event_type, stream_of(row["project_id"]), data, source="documents")
+        log.info("file_processed", file_id=str(file_id), status=values["status"], kind=kind)
+
+    def reset(self, conn: Connection) -> None:
+        """Nothing to clear: outcomes are recorded facts (see the class docstring)."""
+
+    @contextlib.contextmanager
+    def _local_copy(self, key: str) -> Iterator[Path]:
+        """A local path to the object: the file itself for local storage, else a temporary copy."""
+        if isinstance(self.storage, LocalStorage):
+            path = self.storage.path_of(key)
+            if not path.is_file():
+                raise ObjectNotFound(key)
+            yield path
+            return
+        with tempfile.NamedTemporaryFile(prefix="studio-process-") as handle:
+            for chunk in self.storage.open(key):
+                handle.write(chunk)
+            handle.flush()
+            yield Path(handle.name)
+
+
+def ocr_available() -> bool:
+    return shutil.which("tesseract") is not None
