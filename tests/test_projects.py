@@ -177,3 +177,17 @@ def test_project_listing_pages_without_gaps(client, world):
             if not cursor:
                 break
         assert names == sorted(names, reverse=order == "desc") and len(names) == 9
+
+
+def test_tampered_list_cursor_is_400_not_500(client, world):
+    import base64
+
+    import orjson
+
+    for payload in (["created_at", False, "yesterday", str(uuid.uuid4())],
+                    ["created_at", False, {"t": "2026-01-01T00:00:00"}, str(uuid.uuid4())],
+                    ["name", False, 1, str(uuid.uuid4())]):
+        cursor = base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
+        params = {"cursor": cursor, "sort": payload[0]}
+        response = client.get(PROJECTS, headers=world["admin"].headers, params=params)
+        assert response.status_code == 400 and code_of(response) == "invalid_cursor", payload
