@@ -317,3 +317,17 @@ def test_api_tokens_die_with_their_user(client, world):
     created = _create_token(client, world["viewer"].headers)
     client.delete(f"/api/v1/users/{world['viewer'].user_id}", headers=world["admin"].headers)
     assert client.get(ME, headers=bearer(created["token"])).status_code == 401
+
+
+def test_login_upgrades_a_hash_made_with_other_parameters(client, container, world):
+    old = Passwords(memory_kib=2048, time_cost=3, parallelism=1).hash(TEST_PASSWORD)
+    with container.db.write() as uow:
+        uow.conn.execute(users.update().where(users.c.email == "auditor@one.example").values(password_hash=old))
+    assert login(client, "auditor@one.example").status_code == 200
+    with container.db.read() as conn:
+        stored = conn.execute(select(users.c.password_hash).where(users.c.email == "auditor@one.example")).scalar_one()
+    params = extract_parameters(stored)
+    assert stored != old
+    assert (params.memory_cost, params.time_cost) == (container.settings.argon2_memory_kib,
+                                                      container.settings.argon2_time_cost)
+    assert login(client, "auditor@one.example").status_code == 200

@@ -170,3 +170,11 @@ def test_password_change_lets_the_user_log_in_with_the_new_one(client, world):
     old = client.post("/api/v1/auth/login", json={"email": "auditor@one.example", "password": TEST_PASSWORD})
     new = client.post("/api/v1/auth/login", json={"email": "auditor@one.example", "password": NEW_PASSWORD})
     assert (old.status_code, new.status_code) == (401, 200)
+
+
+def test_super_admin_cannot_create_users_in_a_missing_organization(client, world):
+    import uuid
+
+    response = new_user(client, world["super_admin"].headers, email="ghost@nowhere.example",
+                        organizationId=str(uuid.uuid4()))
+    assert response.status_code == 400 and code_of(response) == "validation_error"
