@@ -331,3 +331,32 @@ def test_login_upgrades_a_hash_made_with_other_parameters(client, container, wor
     assert (params.memory_cost, params.time_cost) == (container.settings.argon2_memory_kib,
                                                       container.settings.argon2_time_cost)
     assert login(client, "auditor@one.example").status_code == 200
+
+
+def test_concurrent_refresh_with_one_token_lets_exactly_one_through(client, container, world):
+    """Two holders racing with the same refresh token: one rotates, the other is a reuse."""
+    import threading
+
+    from studio.errors import AppError
+
+    pair = login(client, "manager@one.example").json()["data"]
+    barrier = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(container.auth.refresh(pair["refreshToken"]))
+        except AppError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    winners = [o for o in outcomes if isinstance(o, dict)]
+    assert len(winners) == 1 and outcomes.count("refresh_token_reused") == 1, outcomes
+    # The race itself is a reuse: the whole session ends, the winner's new pair included.
+    assert client.post(REFRESH, json={"refreshToken": winners[0]["refreshToken"]}).status_code == 401
+    assert client.get(ME, headers=bearer(winners[0]["accessToken"])).status_code == 401

@@ -259,3 +259,36 @@ def test_approved_evidence_is_deleted_only_by_admins(client, world):
     assert client.delete(f"/api/v1/evidence/{item['id']}", headers=world["customer"].headers).status_code == 409
     assert client.delete(f"/api/v1/evidence/{item['id']}", headers=world["manager"].headers).status_code == 409
     assert client.delete(f"/api/v1/evidence/{item['id']}", headers=world["admin"].headers).status_code == 200
+
+
+def test_two_reviewers_deciding_at_once_leave_exactly_one_decision(client, container, world):
+    import threading
+    import uuid
+
+    from studio.domains.evidence.schemas import Decision, ReviewCreate
+    from studio.errors import AppError
+
+    item = add(client, world)
+    submit(client, world, item["id"])
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def decide(role: str, decision: Decision) -> None:
+        barrier.wait()
+        try:
+            container.evidence.review(world[role].principal, uuid.UUID(item["id"]),
+                                      ReviewCreate(decision=decision, comment="racing"))
+            outcomes.append("ok")
+        except AppError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=decide, args=("auditor", Decision.APPROVED)),
+               threading.Thread(target=decide, args=("manager", Decision.REJECTED))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) in (["conflict", "ok"], ["ok", "version_conflict"]), outcomes
+    records = client.get(f"/api/v1/evidence/{item['id']}/reviews", headers=world["admin"].headers).json()["data"]["items"]
+    assert len(records) == 1
+    assert get(client, world, item["id"]).json()["data"]["status"] == records[0]["decision"]
