@@ -215,16 +215,14 @@ class RepositoryContract:
         ("name", ["name", False, "x"]),
         ("name", {"sort": "name"}),
     ])
-    def test_tampered_cursors_are_invalid_cursor(self, conn: Connection, many: list[dict[str, Any]],
-                                                 sort: str, payload: Any) -> None:
+    def test_tampered_cursors_are_invalid_cursor(self, conn: Connection, sort: str, payload: Any) -> None:
         cursor = base64.urlsafe_b64encode(orjson.dumps(payload)).decode().rstrip("=")
         with pytest.raises(AppError) as err:
             ThingRepository(conn).find_all(sort=sort, cursor=cursor)
         assert err.value.code == "invalid_cursor"
-        for garbage in ("%%%", "bm90IGpzb24", ""):
-            if garbage:
-                with pytest.raises(AppError):
-                    ThingRepository(conn).find_all(sort=sort, cursor=garbage)
+        for garbage in ("%%%", "bm90IGpzb24"):
+            with pytest.raises(AppError):
+                ThingRepository(conn).find_all(sort=sort, cursor=garbage)
 
     def test_hand_made_cursor_of_the_right_shape_works(self, conn: Connection, many: list[dict[str, Any]]) -> None:
         repo = ThingRepository(conn)
