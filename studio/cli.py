@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import getpass
 import os
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,14 +32,24 @@ def _container():
     return bootstrap(settings)
 
 
+@contextmanager
+def _opened() -> Iterator[Any]:
+    """A container for one command; its connections are closed when the command ends."""
+    c = _container()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply schema migrations (all of them by default)."""
     from studio.migrate import current, upgrade
 
-    c = _container()
-    upgrade(c.db.engine, revision)
-    console.print(f"[green]database at revision {current(c.db.engine)}[/] ({c.db.dialect})")
+    with _opened() as c:
+        upgrade(c.db.engine, revision)
+        console.print(f"[green]database at revision {current(c.db.engine)}[/] ({c.db.dialect})")
 
 
 @db_app.command("current")
@@ -45,7 +57,8 @@ def db_current() -> None:
     """Print the schema revision of the database."""
     from studio.migrate import current
 
-    typer.echo(current(_container().db.engine) or "empty")
+    with _opened() as c:
+        typer.echo(current(c.db.engine) or "empty")
 
 
 @user_app.command("create")
@@ -59,10 +72,14 @@ def user_create(
     """Create a user (and their organization if it does not exist yet)."""
     from pydantic import TypeAdapter, ValidationError
 
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     from studio.domains.users.repository import OrganizationRepository
     from studio.domains.users.schemas import UserCreate
     from studio.domains.users.service import create_organization, create_user
     from studio.errors import AppError
+    from studio.migrate import current
+    from studio.schemas import clean_plain
 
     password = password or os.environ.get("STUDIO_PASSWORD") or getpass.getpass("Password: ")
     try:
@@ -72,15 +89,26 @@ def user_create(
         for err in exc.errors():
             console.print(f"[red]{'.'.join(map(str, err['loc']))}: {err['msg']}[/]")
         raise typer.Exit(2) from exc
-    c = _container()
-    try:
-        with c.db.write(actor="cli") as uow:
-            org = OrganizationRepository(uow.conn).by_name(organization) or create_organization(uow, organization)
-            row = create_user(uow, org_id=org["id"], email=str(body.email), name=body.name, role=body.role,
-                              password_hash=c.passwords.hash(body.password))
-    except AppError as exc:
-        console.print(f"[red]{exc.message}[/]")
-        raise typer.Exit(1) from exc
+    organization = clean_plain(organization)
+    if not 1 <= len(organization) <= 255:
+        console.print("[red]organization: must be 1-255 visible characters[/]")
+        raise typer.Exit(2)
+    with _opened() as c:
+        password_hash = c.passwords.hash(body.password)
+        try:
+            with c.db.write(actor="cli") as uow:
+                org = OrganizationRepository(uow.conn).by_name(organization) or create_organization(
+                    uow, organization)
+                row = create_user(uow, org_id=org["id"], email=str(body.email), name=body.name,
+                                  role=body.role, password_hash=password_hash)
+        except AppError as exc:
+            console.print(f"[red]{exc.message}[/]")
+            raise typer.Exit(1) from exc
+        except (OperationalError, ProgrammingError) as exc:
+            if current(c.db.engine) is None:
+                console.print("[red]the database has no schema yet: run `studio db upgrade` first[/]")
+                raise typer.Exit(1) from exc
+            raise
     console.print(f"[green]created {row['role']} {row['email']}[/] ({row['id']}) in {organization}")
 
 
@@ -116,9 +144,9 @@ def demo(
     from studio.demo import load_demo
     from studio.migrate import upgrade
 
-    c = _container()
-    upgrade(c.db.engine)
-    credentials, created = load_demo(c)
+    with _opened() as c:
+        upgrade(c.db.engine)
+        credentials, created = load_demo(c)
     table = Table(title="Demo users" + ("" if created else " (already loaded)"))
     for col in ("role", "e-mail", "password"):
         table.add_column(col)

@@ -49,14 +49,42 @@ def encode_cursor(sort: str, desc: bool, value: Any, row_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: str, desc: bool) -> tuple[Any, uuid.UUID]:
+def _python_type(column: Any) -> type | None:
+    try:
+        return column.type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _check_type(value: Any, expected: type | None) -> None:
+    # A cursor comes from the client: a value of the wrong type would reach the database
+    # driver (or a column type's bind hook) and fail there as a 500.
+    if expected is None or expected is object:
+        return
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
+        raise ValueError(f"cursor value is not a {expected.__name__}")
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        raise ValueError("cursor timestamp has no time zone")
+    if expected is dt.date and isinstance(value, dt.datetime):
+        raise ValueError("cursor value is not a date")
+
+
+def decode_cursor(
+    cursor: str, sort: str, desc: bool, expected: type | None = None
+) -> tuple[Any, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         c_sort, c_desc, value, row_id = orjson.loads(raw)
         if c_sort != sort or c_desc != desc:
             raise ValueError("cursor belongs to another ordering")
-        return _decode_value(value), uuid.UUID(row_id)
-    except (ValueError, TypeError, orjson.JSONDecodeError) as exc:
+        if not isinstance(row_id, str):
+            raise ValueError("cursor row id is not a string")
+        value = _decode_value(value)
+        _check_type(value, expected)
+        return value, uuid.UUID(row_id)
+    except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as exc:
         raise AppError("invalid_cursor", f"invalid cursor: {exc}") from exc
 
 
@@ -131,7 +159,7 @@ class Repository:
         col, id_col = self.table.c[sort], self.table.c.id
         cond = list(where)
         if cursor:
-            value, last_id = decode_cursor(cursor, sort, desc)
+            value, last_id = decode_cursor(cursor, sort, desc, _python_type(col))
             if desc:
                 cond.append(or_(col < value, and_(col == value, id_col < last_id)))
             else:

@@ -47,7 +47,8 @@ class AuthService:
             user = UserRepository(conn).by_email(email)
         ok = self.passwords.verify(user["password_hash"] if user else None, password)
         if not ok or user is None or not user["is_active"]:
-            with self.db.write(request_id=request_id, actor=None) as uow:
+            org = str(user["organization_id"]) if user else None
+            with self.db.write(request_id=request_id, actor="anonymous", organization=org) as uow:
                 stream = f"user:{user['id']}" if user else "auth:unknown-users"
                 uow.emit("auth.login_failed", stream, {
                     "email": email.lower(), "userId": str(user["id"]) if user else None,
@@ -88,11 +89,18 @@ class AuthService:
             row = repo.refresh_by_hash(digest)
             if row is None:
                 raise AppError("invalid_token", "unknown refresh token")
+            # Whoever holds the token acts for its user (or against them, on reuse).
+            uow.context["actor"] = str(row["user_id"])
             if row["revoked_at"] is not None and row["rotated_at"] is None:
                 raise AppError("invalid_token", "this session has ended; log in again")
             if row["rotated_at"] is not None or not repo.mark_rotated(row["id"]):
                 # Reuse: someone holds a copy. End the whole session for everyone.
                 repo.revoke_family(row["family_id"])
+                owner = UserRepository(uow.conn).get(row["user_id"])
+                if owner is not None:
+                    uow.context["organization"] = str(owner["organization_id"])
+                # Cached reads of the revoked session must not outlive it.
+                uow.touch(owner["organization_id"] if owner else None)
                 uow.emit("auth.refresh_reused", f"user:{row['user_id']}",
                          {"userId": str(row["user_id"]), "sessionId": str(row["family_id"])})
                 reused = True

@@ -127,9 +127,10 @@ class EvidenceService:
                      "effectiveDate": "effective_date", "expiresAt": "expires_at",
                      "qualityScore": "quality_score"}
             values: dict[str, Any] = {names[k]: v for k, v in changes.items()}
-            for required in ("title",):
-                if required in values and values[required] is None:
-                    raise AppError("validation_error", details=[{"field": required, "message": "cannot be null"}])
+            for field, column in (("title", "title"), ("description", "description")):
+                if column in values and values[column] is None:
+                    raise AppError("validation_error", f"{field} cannot be null",
+                                   details=[{"field": field, "message": "cannot be null"}])
             eff = values.get("effective_date", row["effective_date"])
             exp = values.get("expires_at", row["expires_at"])
             if eff and exp and exp < eff:

@@ -156,12 +156,16 @@ def create_project(uow: UnitOfWork, principal: Principal, body: ProjectCreate) -
                        details=[{"field": "name", "message": "already in use"}])
     now = utcnow()
     project_id = uuid.uuid4()
-    row = repo.create({
-        "id": project_id, "organization_id": principal.organization_id, "name": body.name,
-        "description": body.description, "framework": body.framework, "status": body.status.value,
-        "compliance_score": 0.0, "created_by": principal.user_id, "created_at": now,
-        "updated_at": now, "version": 1,
-    })
+    try:
+        row = repo.create({
+            "id": project_id, "organization_id": principal.organization_id, "name": body.name,
+            "description": body.description, "framework": body.framework,
+            "status": body.status.value, "compliance_score": 0.0, "created_by": principal.user_id,
+            "created_at": now, "updated_at": now, "version": 1,
+        })
+    except IntegrityError as exc:  # a concurrent create won the race past the check above
+        raise AppError("duplicate", f"a project named {body.name!r} already exists",
+                       details=[{"field": "name", "message": "already in use"}]) from exc
     uow.emit("project.created", stream_of(project_id), {
         "projectId": str(project_id), "organizationId": str(principal.organization_id),
         "name": body.name, "framework": body.framework, "status": body.status.value,

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from studio.db import Database, utcnow
+from studio.domains.auth.repository import TokenRepository
 from studio.domains.users.repository import OrganizationRepository, UserRepository
 from studio.domains.users.schemas import UserCreate, UserUpdate
 from studio.errors import AppError, forbidden, not_found
@@ -109,6 +110,9 @@ class UserService:
             values["updated_at"] = utcnow()
             row = repo.update(user_id, values, expected_version=expected_version)
             assert row is not None
+            if values.get("is_active") is False:
+                # Reactivating later must not bring the old sessions and API tokens back.
+                TokenRepository(uow.conn).revoke_all_for_user(user_id)
             uow.touch(row["organization_id"])
             changed = sorted(k for k in values if k not in ("updated_at", "password_hash"))
             if "password_hash" in values:
@@ -130,8 +134,6 @@ class UserService:
             if current["role"] == Role.SUPER_ADMIN and not principal.is_super_admin:
                 raise forbidden("delete a super_admin")
             repo.update(user_id, {"is_active": False, "updated_at": utcnow()})
-            from studio.domains.auth.repository import TokenRepository
-
             TokenRepository(uow.conn).revoke_all_for_user(user_id)
             uow.touch(current["organization_id"])
             uow.emit("user.deleted", f"user:{user_id}", {"userId": str(user_id)})
