@@ -17,6 +17,10 @@ from studio.domains.auth.service import AuthService
 from studio.domains.evidence.service import EvidenceService
 from studio.domains.projects.service import ProjectService
 from studio.domains.users.service import UserService
+from studio.events.activity import ProjectActivityProjection
+from studio.events.consumers import Consumer
+from studio.events.dispatcher import Dispatcher, RetryPolicy
+from studio.events.metrics import EVENTS_PUBLISHED
 from studio.events.store import EventStore
 from studio.gateway.cache import CacheBackend, MemoryCache, RedisCache
 from studio.gateway.rate_limit import RateLimiter
@@ -39,10 +43,35 @@ class Container:
     auth: AuthService
     projects: ProjectService
     evidence: EvidenceService
+    dispatcher: Dispatcher | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         self.db.dispose()
+
+
+def event_consumers() -> list[Consumer]:
+    """THE table of who consumes which events (subscriptions are on each class).
+
+    consumer (name)                     subscribes to                         effect
+    ----------------------------------  ------------------------------------  ----------------------
+    ProjectActivityProjection           project.*, evidence.*, member.*       project_activity table
+    (project_activity)
+    """
+    return [
+        ProjectActivityProjection(),
+    ]
+
+
+def log_published(uow: UnitOfWork) -> None:
+    """One structured line and one counter tick per committed event."""
+    for ev in uow.appended:
+        EVENTS_PUBLISHED.labels(ev.type).inc()
+        log.info("event_published", event_id=str(ev.id), type=ev.type, stream=ev.stream,
+                 position=ev.position, source=ev.source, actor=ev.metadata.get("actor"),
+                 request_id=ev.metadata.get("request_id"))
 
 
 def bootstrap(settings: Settings | None = None) -> Container:
@@ -76,6 +105,16 @@ def bootstrap(settings: Settings | None = None) -> Container:
                 log.warning("cache_invalidation_failed", organization=org, error=str(exc))
 
     db.after_commit.append(invalidate_cache)
+    db.after_commit.append(log_published)
+    dispatcher = Dispatcher(
+        db,
+        event_consumers(),
+        retry=RetryPolicy(settings.event_max_attempts, settings.event_retry_base_seconds,
+                          settings.event_retry_max_seconds),
+        batch_size=settings.event_batch_size,
+        poll_interval=settings.event_poll_interval_seconds,
+    )
+    db.after_commit.append(dispatcher.wake)
     return Container(
         settings=settings,
         db=db,
@@ -88,4 +127,5 @@ def bootstrap(settings: Settings | None = None) -> Container:
         auth=AuthService(db, passwords, tokens, settings.refresh_token_ttl_seconds),
         projects=ProjectService(db),
         evidence=EvidenceService(db),
+        dispatcher=dispatcher,
     )
