@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+import contextlib
 
 import fastapi_offline
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import HTMLResponse, Response
 
 from studio import __version__
 from studio.api import install_error_handlers, ok
 from studio.bootstrap import Container, bootstrap
+from studio.db import DatabaseUnavailable
 from studio.domains.auth.routes import router as auth_router
 from studio.domains.evidence.routes import router as evidence_router
 from studio.domains.projects.routes import router as projects_router
 from studio.domains.users.routes import router as users_router
+from studio.events.routes import router as events_router
 from studio.errors import AppError
 from studio.gateway.authentication import AuthenticationMiddleware
 from studio.gateway.body_limit import BodyLimitMiddleware
@@ -49,7 +56,25 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     """
     c = container or bootstrap(settings)
     s = c.settings
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Event delivery runs beside the API: consumers unless --no-workers, and the
+        # NATS relay whenever a NATS URL is configured.
+        if s.run_workers and c.dispatcher is not None:
+            c.dispatcher.start()
+        if c.relay is not None:
+            c.relay.start()
+        try:
+            yield
+        finally:
+            if c.relay is not None:
+                c.relay.stop()
+            if c.dispatcher is not None:
+                c.dispatcher.stop()
+
     api = FastAPI(
+        lifespan=lifespan,
         title="Studio Platform API",
         version=__version__,
         description=API_DESCRIPTION,
@@ -84,8 +109,16 @@ def create_app(container: Container | None = None, settings: Settings | None = N
                            headers={"Retry-After": "5"})
         return ok(request, {"status": "ready", "database": c.db.dialect})
 
+    @api.get("/metrics", tags=["operations"], include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus metrics; consumer lag and parked counts are read at scrape time."""
+        if c.dispatcher is not None:
+            with contextlib.suppress(DatabaseUnavailable):
+                c.dispatcher.update_gauges()
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     router = APIRouter(prefix=API_PREFIX)
-    for domain_router in (auth_router, users_router, projects_router, evidence_router):
+    for domain_router in (auth_router, users_router, projects_router, evidence_router, events_router):
         router.include_router(domain_router)
     api.include_router(router)
     for extend in c.extras.get("app_extensions", []):
@@ -93,7 +126,9 @@ def create_app(container: Container | None = None, settings: Settings | None = N
 
     app: Any = api
     if s.cache_enabled:
-        app = ResponseCacheMiddleware(app, c.cache, s.cache_ttl_seconds, prefix=f"{API_PREFIX}/")
+        # Event reads change with every commit and with consumers' progress: never cached.
+        app = ResponseCacheMiddleware(app, c.cache, s.cache_ttl_seconds, prefix=f"{API_PREFIX}/",
+                                      exclude=(f"{API_PREFIX}/events",))
     if s.rate_limit_enabled:
         app = RateLimitMiddleware(app, c.limiter, s.rate_limit_user, principal_key, "user")
     app = AuthenticationMiddleware(

@@ -22,6 +22,7 @@ from studio.events.consumers import Consumer
 from studio.events.dispatcher import Dispatcher, RetryPolicy
 from studio.events.metrics import EVENTS_PUBLISHED
 from studio.events.store import EventStore
+from studio.events.transport_nats import NatsRelay
 from studio.gateway.cache import CacheBackend, MemoryCache, RedisCache
 from studio.gateway.rate_limit import RateLimiter
 from studio.security import AccessTokens, Passwords
@@ -44,9 +45,12 @@ class Container:
     projects: ProjectService
     evidence: EvidenceService
     dispatcher: Dispatcher | None = None
+    relay: NatsRelay | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         self.db.dispose()
@@ -115,6 +119,10 @@ def bootstrap(settings: Settings | None = None) -> Container:
         poll_interval=settings.event_poll_interval_seconds,
     )
     db.after_commit.append(dispatcher.wake)
+    relay = None
+    if settings.nats_url:
+        relay = NatsRelay(db, settings.nats_url, settings.nats_stream, settings.nats_subject_prefix)
+        db.after_commit.append(relay.wake)
     return Container(
         settings=settings,
         db=db,
@@ -128,4 +136,5 @@ def bootstrap(settings: Settings | None = None) -> Container:
         projects=ProjectService(db),
         evidence=EvidenceService(db),
         dispatcher=dispatcher,
+        relay=relay,
     )

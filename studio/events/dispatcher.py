@@ -144,7 +144,7 @@ class Dispatcher:
                 if name in existing:
                     continue
                 start = head if consumer.side_effects else 0
-                stmt = _insert_ignore(uow.conn).values(consumer=name, position=start, updated_at=utcnow())
+                stmt = upsert_insert(uow.conn).values(consumer=name, position=start, updated_at=utcnow())
                 uow.conn.execute(stmt.on_conflict_do_nothing(index_elements=["consumer"]))
         self._ready = True
 
@@ -380,6 +380,7 @@ def _event_at(conn: Connection, position: int) -> StoredEvent:
     return row_to_event(conn.execute(select(events_t).where(events_t.c.position == position)).one()._mapping)
 
 
-def _insert_ignore(conn: Connection) -> Any:
+def upsert_insert(conn: Connection, table: Any = cp_t) -> Any:
+    """An INSERT that supports `.on_conflict_do_nothing()` on both backends."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(cp_t)
+    return dialect.insert(table)
