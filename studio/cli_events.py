@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import signal
 import threading
 import time
 import uuid
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,10 +22,28 @@ audit_app = typer.Typer(help="Tamper evidence of the event store.", no_args_is_h
 out = Console()
 
 
+_opened: list[Any] = []
+
+
 def _container():
+    """The container, closed (pool disposed, threads stopped) when the command ends."""
     from studio.cli import _container as build
 
-    return build()
+    c = build()
+    _opened.append(c)
+    return c
+
+
+def _closing(command: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        finally:
+            while _opened:
+                _opened.pop().close()
+
+    return run
 
 
 def _parse_time(value: str) -> dt.datetime:
@@ -35,6 +55,7 @@ def _parse_time(value: str) -> dt.datetime:
 
 
 @events_app.command("status")
+@_closing
 def status() -> None:
     """Each consumer's checkpoint, lag and dead letters."""
     c = _container()
@@ -46,6 +67,7 @@ def status() -> None:
 
 
 @events_app.command("parked")
+@_closing
 def parked(
     include_retrying: Annotated[bool, typer.Option("--retrying", help="also list events still being retried")] = False,
 ) -> None:
@@ -67,6 +89,7 @@ def parked(
 
 
 @events_app.command("retry")
+@_closing
 def retry(
     event_id: Annotated[str | None, typer.Argument(help="the parked event's id")] = None,
     all_: Annotated[bool, typer.Option("--all", help="retry every parked event")] = False,
@@ -91,6 +114,7 @@ def retry(
 
 
 @events_app.command("replay")
+@_closing
 def replay(
     consumer: Annotated[str, typer.Argument(help="consumer name (see `studio events status`)")],
     from_position: Annotated[int | None, typer.Option("--from", min=1, help="replay from this position")] = None,
@@ -122,6 +146,7 @@ def replay(
 
 
 @events_app.command("tail")
+@_closing
 def tail(
     types: Annotated[list[str] | None, typer.Option("--type", help="exact type or 'prefix.*'; repeatable")] = None,
     last: Annotated[int, typer.Option(help="start with the last N events")] = 10,
@@ -151,6 +176,7 @@ def tail(
 
 
 @audit_app.command("verify")
+@_closing
 def audit_verify(
     project: Annotated[str | None, typer.Option(help="only this project's stream")] = None,
 ) -> None:
@@ -197,10 +223,9 @@ def worker() -> None:
     stop.wait()
     if nats_worker is not None:
         nats_worker.stop()
-    c.close()
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(events_app, name="events")
     app.add_typer(audit_app, name="audit")
-    app.command("worker")(worker)
+    app.command("worker")(_closing(worker))
