@@ -164,3 +164,42 @@ def test_process_killed_between_change_and_commit_leaves_neither(container, stag
         events = conn.execute(text("SELECT count(*) FROM events WHERE type = 'organization.created' "
                                    "AND data LIKE :n"), {"n": f"%{name}%"}).scalar_one()
     assert (orgs, events) == (1, 1)
+
+
+def test_studio_worker_runs_the_consumers_until_sigterm(container, world, tmp_path):
+    container.dispatcher.stop()
+    with container.db.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM project_activity")).scalar_one() == 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "STUDIO_DATABASE_URL": container.db.url,
+           "STUDIO_DATA_DIR": str(tmp_path), "STUDIO_EVENT_POLL_INTERVAL_SECONDS": "0.1"}
+    env.pop("STUDIO_NATS_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "worker"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with container.db.read() as conn:
+                if conn.execute(text("SELECT count(*) FROM project_activity")).scalar_one() == 3:
+                    break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with container.db.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM project_activity")).scalar_one() == 3
+
+
+def test_max_attempts_comes_from_the_environment(monkeypatch, tmp_path):
+    from studio.bootstrap import bootstrap
+    from studio.settings import Settings
+
+    monkeypatch.setenv("STUDIO_EVENT_MAX_ATTEMPTS", "2")
+    monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path))
+    c = bootstrap(Settings())
+    try:
+        assert c.dispatcher.retry.max_attempts == 2
+    finally:
+        c.close()
