@@ -40,10 +40,17 @@ from studio.events.store import EventStore  # noqa: E402
 from studio.events.transport_nats import NatsRelay, NatsWorker, connect  # noqa: E402
 from studio.migrate import upgrade  # noqa: E402
 
-PG_URL = os.environ.get("STUDIO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_URL = os.environ.get(
+    "STUDIO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 NATS_URL = os.environ.get("STUDIO_BENCH_NATS_URL", "nats://127.0.0.1:4222")
-PAYLOAD = {"title": "Quarterly access review", "controlId": "AC-2", "status": "pending",
-           "projectId": str(uuid.uuid4()), "tags": ["q3", "iam"]}
+PAYLOAD = {
+    "title": "Quarterly access review",
+    "controlId": "AC-2",
+    "status": "pending",
+    "projectId": str(uuid.uuid4()),
+    "tags": ["q3", "iam"],
+}
 
 
 @contextmanager
@@ -54,7 +61,9 @@ def sqlite_url() -> Iterator[str]:
 
 @contextmanager
 def postgres_url() -> Iterator[str]:
-    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        PG_URL.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+    )
     name = f"studio_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -95,10 +104,24 @@ def baseline_rate(db: Database, per_tx: int, total: int) -> float:
         rows = []
         for _ in range(per_tx):
             position += 1
-            rows.append({"position": position, "id": uuid.uuid4(), "type": "evidence.created", "stream": "s",
-                         "stream_version": position, "timestamp": utcnow(), "source": "backend",
-                         "version": "1.0", "actor_id": None, "organization_id": None, "data": data,
-                         "metadata": "{}", "prev_hash": "0" * 64, "hash": "0" * 64})
+            rows.append(
+                {
+                    "position": position,
+                    "id": uuid.uuid4(),
+                    "type": "evidence.created",
+                    "stream": "s",
+                    "stream_version": position,
+                    "timestamp": utcnow(),
+                    "source": "backend",
+                    "version": "1.0",
+                    "actor_id": None,
+                    "organization_id": None,
+                    "data": data,
+                    "metadata": "{}",
+                    "prev_hash": "0" * 64,
+                    "hash": "0" * 64,
+                }
+            )
         with db.engine.begin() as conn:
             conn.execute(insert(copy), rows)
     return total / (time.perf_counter() - started)
@@ -196,15 +219,24 @@ def main() -> None:
     # One log line per event handled is the production behaviour; here it would measure the terminal.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller runs (smoke test of the bench)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller runs (smoke test of the bench)"
+    )
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
     seconds = 2.0 if args.quick else 6.0
     targets = {("sqlite", 100): 30_000, ("postgresql", 100): 5_000}
-    print("Append throughput (events/s; hash chain + gap-free positions; baseline = bare executemany)")
-    print(f"  {'backend':<11}{'events/tx':>10}{'store':>12}{'baseline':>12}{'ratio':>8}{'target':>10}")
+    print(
+        "Append throughput (events/s; hash chain + gap-free positions; baseline = bare executemany)"
+    )
+    print(
+        f"  {'backend':<11}{'events/tx':>10}{'store':>12}{'baseline':>12}{'ratio':>8}{'target':>10}"
+    )
     for backend, url_factory in (("sqlite", sqlite_url), ("postgresql", postgres_url)):
-        for per_tx, total in ((1, 2000 if backend == "sqlite" else 1000), (100, 40_000 if backend == "sqlite" else 20_000)):
+        for per_tx, total in (
+            (1, 2000 if backend == "sqlite" else 1000),
+            (100, 40_000 if backend == "sqlite" else 20_000),
+        ):
             total = max(int(total * scale) // per_tx * per_tx, per_tx)
             with url_factory() as url:
                 db = migrated(url)
@@ -212,12 +244,23 @@ def main() -> None:
                 base = baseline_rate(db, per_tx, total)
                 db.dispose()
             target = targets.get((backend, per_tx))
-            verdict = "" if target is None else (f"{target:>7,} {'ok' if store_rate >= target else 'MISS'}")
-            print(f"  {backend:<11}{per_tx:>10}{store_rate:>12,.0f}{base:>12,.0f}{store_rate / base:>8.2f}  {verdict}")
-    print(f"\nPublish-to-handled latency at a steady 500 events/s for {seconds:.0f} s (ms; target p99 <= 50)")
+            verdict = (
+                ""
+                if target is None
+                else (f"{target:>7,} {'ok' if store_rate >= target else 'MISS'}")
+            )
+            print(
+                f"  {backend:<11}{per_tx:>10}{store_rate:>12,.0f}{base:>12,.0f}{store_rate / base:>8.2f}  {verdict}"
+            )
+    print(
+        f"\nPublish-to-handled latency at a steady 500 events/s for {seconds:.0f} s (ms; target p99 <= 50)"
+    )
     print(f"  {'transport':<26}{'p50':>8}{'p99':>8}")
-    runs = (("in-process, sqlite", sqlite_url, in_process), ("in-process, postgresql", postgres_url, in_process),
-            ("NATS JetStream, postgresql", postgres_url, through_nats))
+    runs = (
+        ("in-process, sqlite", sqlite_url, in_process),
+        ("in-process, postgresql", postgres_url, in_process),
+        ("NATS JetStream, postgresql", postgres_url, through_nats),
+    )
     for label, url_factory, fn in runs:
         with url_factory() as url:
             db = migrated(url)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-
-import contextlib
 
 import fastapi_offline
 from fastapi import APIRouter, FastAPI, Request
@@ -24,8 +23,8 @@ from studio.domains.auth.routes import router as auth_router
 from studio.domains.evidence.routes import router as evidence_router
 from studio.domains.projects.routes import router as projects_router
 from studio.domains.users.routes import router as users_router
-from studio.events.routes import router as events_router
 from studio.errors import AppError
+from studio.events.routes import router as events_router
 from studio.gateway.authentication import AuthenticationMiddleware
 from studio.gateway.body_limit import BodyLimitMiddleware
 from studio.gateway.cache import ResponseCacheMiddleware
@@ -118,7 +117,8 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     router = APIRouter(prefix=API_PREFIX)
-    for domain_router in (auth_router, users_router, projects_router, evidence_router, events_router):
+    domain_routers = (auth_router, users_router, projects_router, evidence_router, events_router)
+    for domain_router in domain_routers:
         router.include_router(domain_router)
     api.include_router(router)
     for extend in c.extras.get("app_extensions", []):

@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-events_app = typer.Typer(help="The event store: consumers, dead letters, replay, live tail.",
-                         no_args_is_help=True)
+events_app = typer.Typer(
+    help="The event store: consumers, dead letters, replay, live tail.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="Tamper evidence of the event store.", no_args_is_help=True)
 out = Console()
 
@@ -61,15 +62,24 @@ def status() -> None:
     c = _container()
     table = Table("consumer", "subscriptions", "checkpoint", "lag", "retrying", "parked", "blocked")
     for row in c.dispatcher.status():
-        table.add_row(row["consumer"], ", ".join(row["subscriptions"]), str(row["checkpoint"]),
-                      str(row["lag"]), str(row["retrying"]), str(row["parked"]), str(row["blocked"]))
+        table.add_row(
+            row["consumer"],
+            ", ".join(row["subscriptions"]),
+            str(row["checkpoint"]),
+            str(row["lag"]),
+            str(row["retrying"]),
+            str(row["parked"]),
+            str(row["blocked"]),
+        )
     out.print(table)
 
 
 @events_app.command("parked")
 @_closing
 def parked(
-    include_retrying: Annotated[bool, typer.Option("--retrying", help="also list events still being retried")] = False,
+    include_retrying: Annotated[
+        bool, typer.Option("--retrying", help="also list events still being retried")
+    ] = False,
 ) -> None:
     """Parked events (dead letters) and those blocked behind them in the same stream."""
     from studio.events.dispatcher import BLOCKED, PARKED_STATUS, RETRYING, dead_letters
@@ -81,10 +91,20 @@ def parked(
     if not rows:
         out.print("no parked events")
         return
-    table = Table("event id", "position", "consumer", "type", "stream", "status", "attempts", "last error")
+    table = Table(
+        "event id", "position", "consumer", "type", "stream", "status", "attempts", "last error"
+    )
     for r in rows:
-        table.add_row(str(r["event_id"]), str(r["position"]), r["consumer"], r["event_type"], r["stream"],
-                      r["status"], str(r["attempts"]), (r["last_error"] or "")[:80])
+        table.add_row(
+            str(r["event_id"]),
+            str(r["position"]),
+            r["consumer"],
+            r["event_type"],
+            r["stream"],
+            r["status"],
+            str(r["attempts"]),
+            (r["last_error"] or "")[:80],
+        )
     out.print(table)
 
 
@@ -117,8 +137,12 @@ def retry(
 @_closing
 def replay(
     consumer: Annotated[str, typer.Argument(help="consumer name (see `studio events status`)")],
-    from_position: Annotated[int | None, typer.Option("--from", min=1, help="replay from this position")] = None,
-    since: Annotated[str | None, typer.Option(help="replay events at or after this ISO-8601 time")] = None,
+    from_position: Annotated[
+        int | None, typer.Option("--from", min=1, help="replay from this position")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="replay events at or after this ISO-8601 time")
+    ] = None,
 ) -> None:
     """Rebuild a projection from position 0 (default), a position or a time."""
     from studio.events.dispatcher import ReplayRefused, UnknownConsumer
@@ -127,7 +151,12 @@ def replay(
         raise typer.BadParameter("--from and --since exclude each other")
     moment = _parse_time(since) if since else None
     c = _container()
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=out) as progress:
         task = progress.add_task(f"replay {consumer}", total=None)
 
@@ -135,9 +164,13 @@ def replay(
             progress.update(task, completed=done, total=total)
 
         try:
-            total = c.dispatcher.replay(consumer, from_position=from_position, since=moment, progress=report)
+            total = c.dispatcher.replay(
+                consumer, from_position=from_position, since=moment, progress=report
+            )
         except UnknownConsumer as exc:
-            out.print(f"[red]unknown consumer {consumer!r}; known: {', '.join(c.dispatcher.consumers)}[/]")
+            out.print(
+                f"[red]unknown consumer {consumer!r}; known: {', '.join(c.dispatcher.consumers)}[/]"
+            )
             raise typer.Exit(2) from exc
         except ReplayRefused as exc:
             out.print(f"[red]{exc}[/]")
@@ -148,9 +181,13 @@ def replay(
 @events_app.command("tail")
 @_closing
 def tail(
-    types: Annotated[list[str] | None, typer.Option("--type", help="exact type or 'prefix.*'; repeatable")] = None,
+    types: Annotated[
+        list[str] | None, typer.Option("--type", help="exact type or 'prefix.*'; repeatable")
+    ] = None,
     last: Annotated[int, typer.Option(help="start with the last N events")] = 10,
-    follow: Annotated[bool, typer.Option("--follow/--no-follow", help="keep printing new events")] = True,
+    follow: Annotated[
+        bool, typer.Option("--follow/--no-follow", help="keep printing new events")
+    ] = True,
     interval: Annotated[float, typer.Option(help="poll interval in seconds")] = 0.5,
 ) -> None:
     """Print events as they are committed (Ctrl-C to stop)."""
@@ -163,9 +200,12 @@ def tail(
                 head = c.store.head_position(conn)  # read first: nothing below it can appear later
                 batch = c.store.read(conn, after=after, limit=500, types=types)
             for ev in batch:
-                out.print(f"[dim]{ev.position:>8}[/] {ev.timestamp:%H:%M:%S.%f}"[:-3] +
-                          f" [bold cyan]{ev.type:<24}[/] {ev.stream} [dim]actor={ev.metadata.get('actor', '-')}"
-                          f" id={ev.id}[/]", highlight=False)
+                out.print(
+                    f"[dim]{ev.position:>8}[/] {ev.timestamp:%H:%M:%S.%f}"[:-3]
+                    + f" [bold cyan]{ev.type:<24}[/] {ev.stream} [dim]actor={ev.metadata.get('actor', '-')}"
+                    f" id={ev.id}[/]",
+                    highlight=False,
+                )
             after = batch[-1].position if batch else max(after, head)
             if not follow:
                 return
@@ -193,13 +233,21 @@ def audit_verify(
     with c.db.read() as conn:
         report = verify(conn, stream=stream)
     if report.ok:
-        out.print(f"[green]OK[/]: {report.events} event(s) in {report.streams} stream(s), every chain intact")
+        out.print(
+            f"[green]OK[/]: {report.events} event(s) in {report.streams} stream(s), every chain intact"
+        )
         return
     for b in report.breaks:
-        where = f"position {b.position} (event {b.event_id}, version {b.stream_version})" if b.position \
+        where = (
+            f"position {b.position} (event {b.event_id}, version {b.stream_version})"
+            if b.position
             else f"version {b.stream_version}"
-        out.print(f"[red]BROKEN[/] {b.stream}: first bad event at {where}: {b.reason}", highlight=False,
-                  soft_wrap=True)
+        )
+        out.print(
+            f"[red]BROKEN[/] {b.stream}: first bad event at {where}: {b.reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
     raise typer.Exit(1)
 
 
@@ -218,8 +266,10 @@ def worker() -> None:
     if s.nats_url:
         nats_worker = NatsWorker(c.dispatcher, s.nats_url, s.nats_stream, s.nats_subject_prefix)
         nats_worker.start()
-    Console(stderr=True).print(f"studio worker: {len(c.dispatcher.consumers)} consumer(s), "
-                               f"{'NATS ' + s.nats_url if s.nats_url else 'polling the store'}")
+    Console(stderr=True).print(
+        f"studio worker: {len(c.dispatcher.consumers)} consumer(s), "
+        f"{'NATS ' + s.nats_url if s.nats_url else 'polling the store'}"
+    )
     stop.wait()
     if nats_worker is not None:
         nats_worker.stop()

@@ -32,8 +32,10 @@ class EffectCounter:
     def handle(self, uow, event) -> None:
         if self.delay:
             time.sleep(self.delay)
-        uow.conn.execute(text("INSERT INTO test_effects (event_id, position) VALUES (:e, :p)"),
-                         {"e": str(event.id), "p": event.position})
+        uow.conn.execute(
+            text("INSERT INTO test_effects (event_id, position) VALUES (:e, :p)"),
+            {"e": str(event.id), "p": event.position},
+        )
 
     def reset(self, conn) -> None:
         conn.execute(text("DELETE FROM test_effects"))

@@ -16,10 +16,15 @@ from tests.conftest import make_settings, seed_world
 
 
 def _evidence_event(client, world) -> dict:
-    r = client.post(f"/api/v1/projects/{world.project_a}/evidence", headers=world["customer"].headers,
-                    json={"title": "Firewall rules", "controlId": "SC-7"})
+    r = client.post(
+        f"/api/v1/projects/{world.project_a}/evidence",
+        headers=world["customer"].headers,
+        json={"title": "Firewall rules", "controlId": "SC-7"},
+    )
     assert r.status_code == 201, r.text
-    listed = client.get("/api/v1/events", params={"type": "evidence.created"}, headers=world["admin"].headers)
+    listed = client.get(
+        "/api/v1/events", params={"type": "evidence.created"}, headers=world["admin"].headers
+    )
     assert listed.status_code == 200, listed.text
     items = listed.json()["data"]["items"]
     assert items and all(e["type"] == "evidence.created" for e in items)
@@ -28,8 +33,11 @@ def _evidence_event(client, world) -> dict:
 
 def test_wait_for_a_consumer_then_report_who_handled(client, world):
     event = _evidence_event(client, world)
-    r = client.get(f"/api/v1/events/{event['id']}", params={"wait_for": "project_activity", "timeout": 5},
-                   headers=world["admin"].headers)
+    r = client.get(
+        f"/api/v1/events/{event['id']}",
+        params={"wait_for": "project_activity", "timeout": 5},
+        headers=world["admin"].headers,
+    )
     assert r.status_code == 200, r.text
     data = r.json()["data"]
     assert data["complete"] is True
@@ -45,15 +53,25 @@ def test_wait_is_bounded_when_no_consumer_runs(tmp_path, database_url):
         with TestClient(create_app(c), raise_server_exceptions=False) as client:
             event = _evidence_event(client, world)
             started = time.monotonic()
-            r = client.get(f"/api/v1/events/{event['id']}", params={"wait_for": "project_activity", "timeout": 0.4},
-                           headers=world["admin"].headers)
+            r = client.get(
+                f"/api/v1/events/{event['id']}",
+                params={"wait_for": "project_activity", "timeout": 0.4},
+                headers=world["admin"].headers,
+            )
             elapsed = time.monotonic() - started
             assert r.status_code == 200
             data = r.json()["data"]
-            assert data["complete"] is False and data["handledBy"] == [] and data["pending"] == ["project_activity"]
+            assert (
+                data["complete"] is False
+                and data["handledBy"] == []
+                and data["pending"] == ["project_activity"]
+            )
             assert 0.4 <= elapsed < 3
-            too_long = client.get(f"/api/v1/events/{event['id']}", params={"timeout": 31},
-                                  headers=world["admin"].headers)
+            too_long = client.get(
+                f"/api/v1/events/{event['id']}",
+                params={"timeout": 31},
+                headers=world["admin"].headers,
+            )
             assert too_long.status_code == 400
     finally:
         c.close()
@@ -61,13 +79,26 @@ def test_wait_is_bounded_when_no_consumer_runs(tmp_path, database_url):
 
 def test_event_access_rules(client, world):
     event = _evidence_event(client, world)
-    assert client.get(f"/api/v1/events/{event['id']}", headers=world["auditor"].headers).status_code == 403
+    assert (
+        client.get(f"/api/v1/events/{event['id']}", headers=world["auditor"].headers).status_code
+        == 403
+    )
     assert client.get("/api/v1/events", headers=world["manager"].headers).status_code == 403
     # another organization's admin: the event does not exist for them
-    assert client.get(f"/api/v1/events/{event['id']}", headers=world.outsider.headers).status_code == 404
-    assert client.get(f"/api/v1/events/{uuid.uuid4()}", headers=world["admin"].headers).status_code == 404
-    assert client.get("/api/v1/events/not-a-uuid", headers=world["admin"].headers).status_code == 400
-    bad = client.get(f"/api/v1/events/{event['id']}", params={"wait_for": "nope"}, headers=world["admin"].headers)
+    assert (
+        client.get(f"/api/v1/events/{event['id']}", headers=world.outsider.headers).status_code
+        == 404
+    )
+    assert (
+        client.get(f"/api/v1/events/{uuid.uuid4()}", headers=world["admin"].headers).status_code
+        == 404
+    )
+    assert (
+        client.get("/api/v1/events/not-a-uuid", headers=world["admin"].headers).status_code == 400
+    )
+    bad = client.get(
+        f"/api/v1/events/{event['id']}", params={"wait_for": "nope"}, headers=world["admin"].headers
+    )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_parameter"
     other = client.get("/api/v1/events", headers=world.outsider.headers).json()["data"]["items"]
     assert all(e["metadata"].get("organization") == str(world.other_org_id) for e in other)
@@ -75,7 +106,9 @@ def test_event_access_rules(client, world):
 
 def test_query_filters_and_cursor_pagination(client, world):
     headers = world["admin"].headers
-    everything = client.get("/api/v1/events", params={"limit": 500}, headers=headers).json()["data"]["items"]
+    everything = client.get("/api/v1/events", params={"limit": 500}, headers=headers).json()[
+        "data"
+    ]["items"]
     positions = [e["position"] for e in everything]
     assert positions == sorted(positions) and len(positions) > 5
     paged, cursor = [], None
@@ -88,12 +121,18 @@ def test_query_filters_and_cursor_pagination(client, world):
             break
     assert paged == positions
     stream = f"project:{world.project_a}"
-    by_stream = client.get("/api/v1/events", params={"stream": stream}, headers=headers).json()["data"]["items"]
+    by_stream = client.get("/api/v1/events", params={"stream": stream}, headers=headers).json()[
+        "data"
+    ]["items"]
     assert by_stream and all(e["stream"] == stream for e in by_stream)
-    members = client.get("/api/v1/events", params={"type": "member.*"}, headers=headers).json()["data"]["items"]
+    members = client.get("/api/v1/events", params={"type": "member.*"}, headers=headers).json()[
+        "data"
+    ]["items"]
     assert members and all(e["type"].startswith("member.") for e in members)
     actor = str(world["admin"].user_id)
-    mine = client.get("/api/v1/events", params={"actor": actor}, headers=headers).json()["data"]["items"]
+    mine = client.get("/api/v1/events", params={"actor": actor}, headers=headers).json()["data"][
+        "items"
+    ]
     assert mine and all(e["metadata"]["actor"] == actor for e in mine)
     future = client.get("/api/v1/events", params={"since": "2999-01-01T00:00:00Z"}, headers=headers)
     assert future.json()["data"]["items"] == []
@@ -107,7 +146,9 @@ def test_metrics_expose_publishing_handling_and_lag(client, world):
     client.app.container.dispatcher.drain()
     text = client.get("/metrics").text
     assert 'studio_events_published_total{type="evidence.created"}' in text
-    assert 'studio_events_handled_total{consumer="project_activity",type="evidence.created"}' in text
+    assert (
+        'studio_events_handled_total{consumer="project_activity",type="evidence.created"}' in text
+    )
     assert 'studio_consumer_lag_positions{consumer="project_activity"} 0.0' in text
     assert "studio_event_handler_seconds_bucket" in text
     assert 'studio_events_parked{consumer="project_activity",status="parked"} 0.0' in text
@@ -133,7 +174,12 @@ def test_two_writers_at_the_same_version_one_wins_one_gets_409(tmp_path, databas
     stream = f"s-{uuid.uuid4().hex[:8]}"
     try:
         with TestClient(create_app(c), raise_server_exceptions=False) as client:
-            assert client.post(f"/api/v1/test-append/{stream}/0", headers=world["admin"].headers).status_code == 200
+            assert (
+                client.post(
+                    f"/api/v1/test-append/{stream}/0", headers=world["admin"].headers
+                ).status_code
+                == 200
+            )
             barrier = threading.Barrier(2)
             statuses: list[int] = []
 

@@ -21,8 +21,12 @@ def _stream(container, n=5) -> str:
 
 def _positions(container, stream) -> list[int]:
     with container.db.read() as conn:
-        return list(conn.execute(text("SELECT position FROM events WHERE stream = :s ORDER BY stream_version"),
-                                 {"s": stream}).scalars())
+        return list(
+            conn.execute(
+                text("SELECT position FROM events WHERE stream = :s ORDER BY stream_version"),
+                {"s": stream},
+            ).scalars()
+        )
 
 
 def _sql(container, sql, **params) -> None:
@@ -45,20 +49,27 @@ def test_untouched_chains_verify(container):
     assert report.ok and report.events == 7 and report.streams == 2
 
 
-@pytest.mark.parametrize("column,value", [
-    ("data", '{"i":9,"title":"x"}'),
-    ("data", '{"i": 2, "title": "x"}'),  # same content, not canonical text
-    ("metadata", '{"actor":"someone-else"}'),
-    ("type", "evidence.approved"),
-    ("timestamp", None),
-    ("source", "forged"),
-])
+@pytest.mark.parametrize(
+    "column,value",
+    [
+        ("data", '{"i":9,"title":"x"}'),
+        ("data", '{"i": 2, "title": "x"}'),  # same content, not canonical text
+        ("metadata", '{"actor":"someone-else"}'),
+        ("type", "evidence.approved"),
+        ("timestamp", None),
+        ("source", "forged"),
+    ],
+)
 def test_altered_event_is_named(container, column, value):
     stream = _stream(container)
     target = _positions(container, stream)[2]
     if column == "timestamp":
-        _sql(container, "UPDATE events SET timestamp = (SELECT timestamp FROM events WHERE position = 1) "
-                        "WHERE position = :p", p=target)
+        _sql(
+            container,
+            "UPDATE events SET timestamp = (SELECT timestamp FROM events WHERE position = 1) "
+            "WHERE position = :p",
+            p=target,
+        )
     else:
         _sql(container, f"UPDATE events SET {column} = :v WHERE position = :p", v=value, p=target)  # noqa: S608
     found = _first_break(container, stream)
@@ -83,9 +94,14 @@ def test_deleted_last_event_is_detected(container):
 def test_swapped_payloads_are_detected(container):
     stream = _stream(container)
     a, b = _positions(container, stream)[1:3]
-    _sql(container, "UPDATE events SET data = CASE WHEN position = :a THEN "
-                    "(SELECT data FROM events WHERE position = :b) ELSE "
-                    "(SELECT data FROM events WHERE position = :a) END WHERE position IN (:a, :b)", a=a, b=b)
+    _sql(
+        container,
+        "UPDATE events SET data = CASE WHEN position = :a THEN "
+        "(SELECT data FROM events WHERE position = :b) ELSE "
+        "(SELECT data FROM events WHERE position = :a) END WHERE position IN (:a, :b)",
+        a=a,
+        b=b,
+    )
     found = _first_break(container, stream)
     assert found is not None and found.position == a
 
@@ -94,9 +110,19 @@ def test_reordered_events_are_detected(container):
     stream = _stream(container)
     a, b = _positions(container, stream)[1:3]
     # swap the two events' places in the stream (versions), keeping everything else
-    _sql(container, "UPDATE events SET stream_version = -stream_version WHERE position IN (:a, :b)", a=a, b=b)
-    _sql(container, "UPDATE events SET stream_version = CASE WHEN position = :a THEN 3 ELSE 2 END "
-                    "WHERE position IN (:a, :b)", a=a, b=b)
+    _sql(
+        container,
+        "UPDATE events SET stream_version = -stream_version WHERE position IN (:a, :b)",
+        a=a,
+        b=b,
+    )
+    _sql(
+        container,
+        "UPDATE events SET stream_version = CASE WHEN position = :a THEN 3 ELSE 2 END "
+        "WHERE position IN (:a, :b)",
+        a=a,
+        b=b,
+    )
     found = _first_break(container, stream)
     assert found is not None and found.position == b and found.stream_version == 2
 

@@ -50,15 +50,25 @@ def test_replay_rebuilds_and_rejects_unknown_consumers(container, world, cli):
     result = cli("events", "replay", "project_activity")
     assert result.exit_code == 0, result.output
     with container.db.read() as conn:
-        assert conn.execute(select(project_activity).order_by(project_activity.c.project_id)).all() == live
+        assert (
+            conn.execute(select(project_activity).order_by(project_activity.c.project_id)).all()
+            == live
+        )
     assert cli("events", "replay", "nope").exit_code == 2
     assert cli("events", "replay", "project_activity", "--since", "yesterday").exit_code != 0
-    assert cli("events", "replay", "project_activity", "--since", "2020-01-01T00:00:00Z").exit_code == 0
+    assert (
+        cli("events", "replay", "project_activity", "--since", "2020-01-01T00:00:00Z").exit_code
+        == 0
+    )
 
 
 def test_tail_and_status_show_events_and_lag(container, world, cli):
     emit(container.db, "evidence.created", "project:tail-test")
     shown = cli("events", "tail", "--no-follow", "--last", "3")
-    assert shown.exit_code == 0 and "evidence.created" in shown.output and "project:tail-test" in shown.output
+    assert (
+        shown.exit_code == 0
+        and "evidence.created" in shown.output
+        and "project:tail-test" in shown.output
+    )
     status = cli("events", "status")
     assert status.exit_code == 0 and "project_activity" in status.output

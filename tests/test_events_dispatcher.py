@@ -14,7 +14,10 @@ from tests.events_support import EFFECTS_DDL, EffectCounter, Poison, emit
 
 def _activity(db) -> list[tuple]:
     with db.read() as conn:
-        return [tuple(r) for r in conn.execute(select(project_activity).order_by(project_activity.c.project_id))]
+        return [
+            tuple(r)
+            for r in conn.execute(select(project_activity).order_by(project_activity.c.project_id))
+        ]
 
 
 def test_projection_follows_the_store_and_acks_each_event(container, world, client):
@@ -23,14 +26,23 @@ def test_projection_follows_the_store_and_acks_each_event(container, world, clie
     rows = {r.project_id: r for r in _rows(container.db)}
     a = rows[str(world.project_a)]
     assert a.members == 4  # the four members added in the seeded world
-    created = client.post(f"/api/v1/projects/{world.project_a}/evidence", headers=world["customer"].headers,
-                          json={"title": "Policy", "controlId": "AC-1"})
+    created = client.post(
+        f"/api/v1/projects/{world.project_a}/evidence",
+        headers=world["customer"].headers,
+        json={"title": "Policy", "controlId": "AC-1"},
+    )
     assert created.status_code == 201
     d.drain()
     a2 = {r.project_id: r for r in _rows(container.db)}[str(world.project_a)]
     assert a2.evidence_total == 1 and a2.events == a.events + 1
     with container.db.read() as conn:
-        acked = conn.execute(select(event_acks.c.position).where(event_acks.c.consumer == "project_activity")).scalars().all()
+        acked = (
+            conn.execute(
+                select(event_acks.c.position).where(event_acks.c.consumer == "project_activity")
+            )
+            .scalars()
+            .all()
+        )
     assert a2.last_position in acked
     assert all(s["lag"] == 0 for s in d.status())
 
@@ -42,17 +54,24 @@ def _rows(db):
 
 def test_replay_rebuilds_the_same_projection(container, world, client):
     for i in range(3):
-        r = client.post(f"/api/v1/projects/{world.project_a}/evidence", headers=world["customer"].headers,
-                        json={"title": f"E{i}", "controlId": "AC-1"})
+        r = client.post(
+            f"/api/v1/projects/{world.project_a}/evidence",
+            headers=world["customer"].headers,
+            json={"title": f"E{i}", "controlId": "AC-1"},
+        )
         assert r.status_code == 201
     container.dispatcher.drain()
     live = _activity(container.db)
     assert live
     with container.db.write() as uow:  # damage the projection: replay must repair it
-        uow.conn.execute(project_activity.delete().where(project_activity.c.project_id == str(world.project_b)))
+        uow.conn.execute(
+            project_activity.delete().where(project_activity.c.project_id == str(world.project_b))
+        )
         uow.conn.execute(project_activity.update().values(events=999))
     seen = []
-    container.dispatcher.replay("project_activity", progress=lambda done, total: seen.append((done, total)))
+    container.dispatcher.replay(
+        "project_activity", progress=lambda done, total: seen.append((done, total))
+    )
     assert _activity(container.db) == live
     assert seen and seen[-1][0] == seen[-1][1]
     # a partial replay from a time re-applies only the tail; from 0 is the only full rebuild
@@ -87,7 +106,9 @@ def test_side_effect_consumers_are_never_replayed(container):
 def test_poison_event_is_parked_after_exact_attempts_without_blocking_other_streams(container):
     db = container.db
     poison = Poison("bad")
-    d = Dispatcher(db, [poison], retry=RetryPolicy(max_attempts=3, base_seconds=0.05, max_seconds=0.2))
+    d = Dispatcher(
+        db, [poison], retry=RetryPolicy(max_attempts=3, base_seconds=0.05, max_seconds=0.2)
+    )
     emit(db, "work.item", "bad", 2)
     emit(db, "work.item", "good", 3)
     deadline = time.monotonic() + 10

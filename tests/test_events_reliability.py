@@ -32,8 +32,10 @@ def test_concurrent_writers_and_a_tailing_reader_miss_nothing(container, backend
     def write(w: int) -> None:
         for i in range(per_writer):
             with db.write(actor="w") as uow:
-                evs = [uow.emit("load.tick", f"writer-{w}-{i % 3}", {"w": w, "i": i, "k": k})
-                       for k in range(1 + i % 3)]
+                evs = [
+                    uow.emit("load.tick", f"writer-{w}-{i % 3}", {"w": w, "i": i, "k": k})
+                    for k in range(1 + i % 3)
+                ]
             with lock:
                 written.extend(e.id for e in evs)
 
@@ -93,9 +95,14 @@ def test_two_writers_at_the_same_stream_version_exactly_one_wins(container):
 
 
 def _spawn(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.event_worker_script", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.event_worker_script", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def _finish(proc: subprocess.Popen, sig: int | None = None) -> int:
@@ -138,8 +145,12 @@ def test_worker_killed_mid_batch_then_restarted_handles_everything_once(containe
     _wait_line(second, lambda line: line == "drained", timeout=60)
     assert _finish(second) == 0
     with db.read() as conn:
-        effects = conn.execute(text("SELECT count(*), count(DISTINCT event_id) FROM test_effects")).one()
-        acks = conn.execute(text("SELECT count(*) FROM event_acks WHERE consumer = 'effect_counter'")).scalar_one()
+        effects = conn.execute(
+            text("SELECT count(*), count(DISTINCT event_id) FROM test_effects")
+        ).one()
+        acks = conn.execute(
+            text("SELECT count(*) FROM event_acks WHERE consumer = 'effect_counter'")
+        ).scalar_one()
         assert dead_letters(conn) == []
     assert tuple(effects) == (300, 300) and acks == 300
 
@@ -151,18 +162,32 @@ def test_process_killed_between_change_and_commit_leaves_neither(container, stag
     _wait_line(proc, lambda line: line in ("changed", "appended"))
     _finish(proc, signal.SIGKILL)
     with container.db.read() as conn:
-        orgs = conn.execute(text("SELECT count(*) FROM organizations WHERE name = :n"), {"n": name}).scalar_one()
-        events = conn.execute(text("SELECT count(*) FROM events WHERE type = 'organization.created' "
-                                   "AND data LIKE :n"), {"n": f"%{name}%"}).scalar_one()
+        orgs = conn.execute(
+            text("SELECT count(*) FROM organizations WHERE name = :n"), {"n": name}
+        ).scalar_one()
+        events = conn.execute(
+            text(
+                "SELECT count(*) FROM events WHERE type = 'organization.created' "
+                "AND data LIKE :n"
+            ),
+            {"n": f"%{name}%"},
+        ).scalar_one()
     assert (orgs, events) == (0, 0)
     # and the same program left alone commits both
     done = _spawn("outbox", container.db.url, name, "none")
     _wait_line(done, lambda line: line == "committed")
     _finish(done)
     with container.db.read() as conn:
-        orgs = conn.execute(text("SELECT count(*) FROM organizations WHERE name = :n"), {"n": name}).scalar_one()
-        events = conn.execute(text("SELECT count(*) FROM events WHERE type = 'organization.created' "
-                                   "AND data LIKE :n"), {"n": f"%{name}%"}).scalar_one()
+        orgs = conn.execute(
+            text("SELECT count(*) FROM organizations WHERE name = :n"), {"n": name}
+        ).scalar_one()
+        events = conn.execute(
+            text(
+                "SELECT count(*) FROM events WHERE type = 'organization.created' "
+                "AND data LIKE :n"
+            ),
+            {"n": f"%{name}%"},
+        ).scalar_one()
     assert (orgs, events) == (1, 1)
 
 
@@ -170,11 +195,21 @@ def test_studio_worker_runs_the_consumers_until_sigterm(container, world, tmp_pa
     container.dispatcher.stop()
     with container.db.read() as conn:
         assert conn.execute(text("SELECT count(*) FROM project_activity")).scalar_one() == 0
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "STUDIO_DATABASE_URL": container.db.url,
-           "STUDIO_DATA_DIR": str(tmp_path), "STUDIO_EVENT_POLL_INTERVAL_SECONDS": "0.1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "STUDIO_DATABASE_URL": container.db.url,
+        "STUDIO_DATA_DIR": str(tmp_path),
+        "STUDIO_EVENT_POLL_INTERVAL_SECONDS": "0.1",
+    }
     env.pop("STUDIO_NATS_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "worker"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "studio.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

@@ -58,12 +58,20 @@ def test_nats_down_writes_succeed_and_delivery_catches_up(tmp_path, database_url
     nats = OwnNats(tmp_path / "jetstream")
     nats.start()
     suffix = uuid.uuid4().hex[:8]
-    settings = make_settings(tmp_path, database_url, run_workers=False, nats_url=nats.url,
-                             nats_stream=f"TEST_{suffix}", nats_subject_prefix=f"test{suffix}")
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        run_workers=False,
+        nats_url=nats.url,
+        nats_stream=f"TEST_{suffix}",
+        nats_subject_prefix=f"test{suffix}",
+    )
     api = bootstrap(settings)
     # The worker's dispatcher polls only every 60 s: prompt delivery below comes from NATS.
     worker_dispatcher = Dispatcher(api.db, [EffectCounter()], poll_interval=60)
-    worker = NatsWorker(worker_dispatcher, nats.url, settings.nats_stream, settings.nats_subject_prefix)
+    worker = NatsWorker(
+        worker_dispatcher, nats.url, settings.nats_stream, settings.nats_subject_prefix
+    )
     try:
         with api.db.write() as uow:
             uow.conn.execute(text(EFFECTS_DDL))
@@ -104,9 +112,14 @@ def test_nats_down_writes_succeed_and_delivery_catches_up(tmp_path, database_url
 
 
 def _create_evidence(client, world, i) -> int:
-    r = client.post(f"/api/v1/projects/{world.project_a}/evidence", headers=world["customer"].headers,
-                    json={"title": f"Load {i}", "controlId": "AC-2"})
-    return r.status_code, (r.json()["data"]["id"] if r.status_code == 201 else r.json()["error"]["code"])
+    r = client.post(
+        f"/api/v1/projects/{world.project_a}/evidence",
+        headers=world["customer"].headers,
+        json={"title": f"Load {i}", "controlId": "AC-2"},
+    )
+    return r.status_code, (
+        r.json()["data"]["id"] if r.status_code == 201 else r.json()["error"]["code"]
+    )
 
 
 @pytest.mark.postgres
@@ -128,6 +141,7 @@ def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
         outcomes: list[tuple[int, str]] = []
         stop = threading.Event()
         with TestClient(create_app(c), raise_server_exceptions=False) as client:
+
             def load() -> None:
                 i = 0
                 while not stop.is_set():
@@ -144,7 +158,7 @@ def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
             pg.stop("immediate")
             down_from = len(outcomes)
             time.sleep(1.5)
-            during = outcomes[down_from + 1:]
+            during = outcomes[down_from + 1 :]
             ready = client.get("/readyz")
             pg.start()
             before_restart = len(acknowledged)
@@ -161,9 +175,14 @@ def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
             c.dispatcher.wake()
             _until(lambda: c.dispatcher.status()[0]["lag"] == 0, 15, "consumer lag back to zero")
             with c.db.read() as conn:
-                total = conn.execute(select(project_activity.c.evidence_total)
-                                     .where(project_activity.c.project_id == str(world.project_a))).scalar_one()
-                assert total == conn.execute(select(func.count()).select_from(evidence)).scalar_one()
+                total = conn.execute(
+                    select(project_activity.c.evidence_total).where(
+                        project_activity.c.project_id == str(world.project_a)
+                    )
+                ).scalar_one()
+                assert (
+                    total == conn.execute(select(func.count()).select_from(evidence)).scalar_one()
+                )
         c.close()
     finally:
         pg.remove()

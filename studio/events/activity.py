@@ -66,8 +66,16 @@ class ProjectActivityProjection:
         }
         counter = _COUNTERS.get(event.type)
         if row is None:
-            base = {c: 0 for c in ("evidence_total", "evidence_submitted", "evidence_approved",
-                                   "evidence_rejected", "members")}
+            base = {
+                c: 0
+                for c in (
+                    "evidence_total",
+                    "evidence_submitted",
+                    "evidence_approved",
+                    "evidence_rejected",
+                    "members",
+                )
+            }
             if counter:
                 base[counter[0]] += counter[1]
             conn.execute(t.insert().values(project_id=project_id, events=1, **base, **values))

@@ -38,7 +38,9 @@ class Report:
 
 
 def _rows(conn: Connection, stream: str | None) -> Iterator[Any]:
-    query = select(events_t).order_by(events_t.c.stream, events_t.c.stream_version, events_t.c.position)
+    query = select(events_t).order_by(
+        events_t.c.stream, events_t.c.stream_version, events_t.c.position
+    )
     if stream is not None:
         query = query.where(events_t.c.stream == stream)
     yield from conn.execution_options(yield_per=2000).execute(query)
@@ -47,8 +49,14 @@ def _rows(conn: Connection, stream: str | None) -> Iterator[Any]:
 def verify(conn: Connection, *, stream: str | None = None) -> Report:
     """Check every stream (or one): versions 1..n without gaps, positions increasing,
     prev_hash links, each hash recomputed from the canonical event, and the stream head."""
-    heads = {r.stream: r for r in conn.execute(
-        select(streams_t) if stream is None else select(streams_t).where(streams_t.c.stream == stream))}
+    heads = {
+        r.stream: r
+        for r in conn.execute(
+            select(streams_t)
+            if stream is None
+            else select(streams_t).where(streams_t.c.stream == stream)
+        )
+    }
     report = Report()
     current: str | None = None
     broken = False
@@ -60,12 +68,20 @@ def verify(conn: Connection, *, stream: str | None = None) -> Report:
             return
         head = heads.get(name)
         if head is None:
-            report.breaks.append(Break(name, None, None, None, "stream has events but no head record"))
+            report.breaks.append(
+                Break(name, None, None, None, "stream has events but no head record")
+            )
         elif head.version != expected_version or head.last_hash != prev_hash:
-            report.breaks.append(Break(
-                name, None, None, expected_version + 1,
-                f"stream head is at version {head.version} but the chain ends at {expected_version}: "
-                "the last event(s) were deleted or altered"))
+            report.breaks.append(
+                Break(
+                    name,
+                    None,
+                    None,
+                    expected_version + 1,
+                    f"stream head is at version {head.version} but the chain ends at {expected_version}: "
+                    "the last event(s) were deleted or altered",
+                )
+            )
 
     for row in _rows(conn, stream):
         if row.stream != current:
@@ -81,12 +97,16 @@ def verify(conn: Connection, *, stream: str | None = None) -> Report:
         expected_version += 1
         reason = None
         if row.stream_version != expected_version:
-            reason = (f"stream version {row.stream_version} where {expected_version} was expected: "
-                      "an earlier event was deleted")
+            reason = (
+                f"stream version {row.stream_version} where {expected_version} was expected: "
+                "an earlier event was deleted"
+            )
         elif row.position <= last_position:
             reason = "position is not after the previous event's: events were reordered"
         elif row.prev_hash != prev_hash:
-            reason = "prev_hash does not link to the previous event: an event was deleted or reordered"
+            reason = (
+                "prev_hash does not link to the previous event: an event was deleted or reordered"
+            )
         elif not _stored_canonically(row):
             reason = "data or metadata text is not its canonical form: the event was altered"
         else:
@@ -94,7 +114,9 @@ def verify(conn: Connection, *, stream: str | None = None) -> Report:
             if digest != row.hash:
                 reason = "content does not match its hash: the event was altered"
         if reason:
-            report.breaks.append(Break(row.stream, row.position, str(row.id), row.stream_version, reason))
+            report.breaks.append(
+                Break(row.stream, row.position, str(row.id), row.stream_version, reason)
+            )
             broken = True
             continue
         prev_hash, last_position = row.hash, row.position
@@ -102,19 +124,33 @@ def verify(conn: Connection, *, stream: str | None = None) -> Report:
         close_stream(current)
     for name in heads.keys() - seen:
         report.streams += 1
-        report.breaks.append(Break(name, None, None, 1, "stream head exists but all its events are missing"))
+        report.breaks.append(
+            Break(name, None, None, 1, "stream head exists but all its events are missing")
+        )
     return report
 
 
 def _canonical(row: Any) -> bytes:
-    return canonical_json(hashed_fields(
-        position=row.position, event_id=row.id, type_=row.type, stream=row.stream,
-        stream_version=row.stream_version, timestamp=row.timestamp, source=row.source,
-        version=row.version, data=orjson.loads(row.data), metadata=orjson.loads(row.metadata)))
+    return canonical_json(
+        hashed_fields(
+            position=row.position,
+            event_id=row.id,
+            type_=row.type,
+            stream=row.stream,
+            stream_version=row.stream_version,
+            timestamp=row.timestamp,
+            source=row.source,
+            version=row.version,
+            data=orjson.loads(row.data),
+            metadata=orjson.loads(row.metadata),
+        )
+    )
 
 
 def _stored_canonically(row: Any) -> bool:
     try:
-        return all(canonical_json(orjson.loads(text)).decode() == text for text in (row.data, row.metadata))
+        return all(
+            canonical_json(orjson.loads(text)).decode() == text for text in (row.data, row.metadata)
+        )
     except orjson.JSONDecodeError:
         return False

@@ -144,7 +144,9 @@ class Dispatcher:
                 if name in existing:
                     continue
                 start = head if consumer.side_effects else 0
-                stmt = upsert_insert(uow.conn).values(consumer=name, position=start, updated_at=utcnow())
+                stmt = upsert_insert(uow.conn).values(
+                    consumer=name, position=start, updated_at=utcnow()
+                )
                 uow.conn.execute(stmt.on_conflict_do_nothing(index_elements=["consumer"]))
         self._ready = True
 
@@ -170,18 +172,29 @@ class Dispatcher:
         with self.db.write(actor=f"consumer:{consumer.name}") as uow:
             conn = uow.conn
             locked = conn.execute(
-                select(cp_t.c.position).where(cp_t.c.consumer == consumer.name).with_for_update(skip_locked=True)
+                select(cp_t.c.position)
+                .where(cp_t.c.consumer == consumer.name)
+                .with_for_update(skip_locked=True)
             ).first()
             if locked is None:
                 return 0  # another process holds this consumer right now
             checkpoint = locked.position
             done = self._retry_due(uow, consumer)
-            batch = [row_to_event(r._mapping) for r in conn.execute(
-                select(events_t).where(events_t.c.position > checkpoint)
-                .order_by(events_t.c.position).limit(self.batch_size))]
+            batch = [
+                row_to_event(r._mapping)
+                for r in conn.execute(
+                    select(events_t)
+                    .where(events_t.c.position > checkpoint)
+                    .order_by(events_t.c.position)
+                    .limit(self.batch_size)
+                )
+            ]
             if batch:
-                waiting = set(conn.execute(
-                    select(dl_t.c.stream).where(dl_t.c.consumer == consumer.name).distinct()).scalars())
+                waiting = set(
+                    conn.execute(
+                        select(dl_t.c.stream).where(dl_t.c.consumer == consumer.name).distinct()
+                    ).scalars()
+                )
                 for event in batch:
                     if not matches(consumer.subscriptions, event.type):
                         continue
@@ -194,16 +207,25 @@ class Dispatcher:
                     status = PARKED_STATUS if self.retry.max_attempts <= 1 else RETRYING
                     self._add_dead_letter(conn, consumer, event, status, 1, error)
                     waiting.add(event.stream)
-                conn.execute(update(cp_t).where(cp_t.c.consumer == consumer.name)
-                             .values(position=batch[-1].position, updated_at=utcnow()))
+                conn.execute(
+                    update(cp_t)
+                    .where(cp_t.c.consumer == consumer.name)
+                    .values(position=batch[-1].position, updated_at=utcnow())
+                )
             return done + len(batch)
 
     def _retry_due(self, uow: UnitOfWork, consumer: Consumer) -> int:
         conn = uow.conn
         due = conn.execute(
-            select(dl_t).where(dl_t.c.consumer == consumer.name, dl_t.c.status == RETRYING,
-                               dl_t.c.next_attempt_at <= utcnow())
-            .order_by(dl_t.c.position).limit(self.batch_size)).all()
+            select(dl_t)
+            .where(
+                dl_t.c.consumer == consumer.name,
+                dl_t.c.status == RETRYING,
+                dl_t.c.next_attempt_at <= utcnow(),
+            )
+            .order_by(dl_t.c.position)
+            .limit(self.batch_size)
+        ).all()
         handled = 0
         for row in due:
             event = _event_at(conn, row.position)
@@ -212,28 +234,45 @@ class Dispatcher:
                 self._record_failure(conn, consumer, row.position, row.attempts + 1, error)
                 continue
             handled += 1
-            conn.execute(delete(dl_t).where(dl_t.c.consumer == consumer.name, dl_t.c.position == row.position))
+            conn.execute(
+                delete(dl_t).where(
+                    dl_t.c.consumer == consumer.name, dl_t.c.position == row.position
+                )
+            )
             handled += self._release_followers(uow, consumer, row.stream)
         return handled
 
     def _release_followers(self, uow: UnitOfWork, consumer: Consumer, stream: str) -> int:
         """Handle the events blocked behind a stream's head, in order, until one fails."""
         conn = uow.conn
-        followers = conn.execute(
-            select(dl_t.c.position).where(dl_t.c.consumer == consumer.name, dl_t.c.stream == stream,
-                                          dl_t.c.status == BLOCKED).order_by(dl_t.c.position)).scalars().all()
+        followers = (
+            conn.execute(
+                select(dl_t.c.position)
+                .where(
+                    dl_t.c.consumer == consumer.name,
+                    dl_t.c.stream == stream,
+                    dl_t.c.status == BLOCKED,
+                )
+                .order_by(dl_t.c.position)
+            )
+            .scalars()
+            .all()
+        )
         handled = 0
         for position in followers:
             error = self._attempt(uow, consumer, _event_at(conn, position))
             if error is not None:
                 self._record_failure(conn, consumer, position, 1, error)
                 break
-            conn.execute(delete(dl_t).where(dl_t.c.consumer == consumer.name, dl_t.c.position == position))
+            conn.execute(
+                delete(dl_t).where(dl_t.c.consumer == consumer.name, dl_t.c.position == position)
+            )
             handled += 1
         return handled
 
-    def _attempt(self, uow: UnitOfWork, consumer: Consumer, event: StoredEvent, *,
-                 replay: bool = False) -> str | None:
+    def _attempt(
+        self, uow: UnitOfWork, consumer: Consumer, event: StoredEvent, *, replay: bool = False
+    ) -> str | None:
         """Run the handler in a savepoint; on success record the ack. Returns the error."""
         recorded = len(uow.events)
         saved_context = dict(uow.context)
@@ -246,48 +285,111 @@ class Dispatcher:
         except Exception as exc:
             del uow.events[recorded:]
             HANDLER_FAILURES.labels(consumer.name, event.type).inc()
-            log.warning("event_handler_failed", consumer=consumer.name, event_id=str(event.id),
-                        type=event.type, position=event.position, error=repr(exc))
+            log.warning(
+                "event_handler_failed",
+                consumer=consumer.name,
+                event_id=str(event.id),
+                type=event.type,
+                position=event.position,
+                error=repr(exc),
+            )
             return f"{type(exc).__name__}: {exc}"[:2000]
         finally:
             uow.context.clear()
             uow.context.update(saved_context)
         elapsed = time.perf_counter() - started
-        uow.conn.execute(insert(acks_t).values(consumer=consumer.name, position=event.position,
-                                               event_id=event.id, handled_at=utcnow()))
+        uow.conn.execute(
+            insert(acks_t).values(
+                consumer=consumer.name,
+                position=event.position,
+                event_id=event.id,
+                handled_at=utcnow(),
+            )
+        )
         HANDLER_LATENCY.labels(consumer.name).observe(elapsed)
         EVENTS_HANDLED.labels(consumer.name, event.type).inc()
-        log.info("event_handled", consumer=consumer.name, event_id=str(event.id), type=event.type,
-                 stream=event.stream, position=event.position, replay=replay,
-                 duration_ms=round(elapsed * 1000, 3))
+        log.info(
+            "event_handled",
+            consumer=consumer.name,
+            event_id=str(event.id),
+            type=event.type,
+            stream=event.stream,
+            position=event.position,
+            replay=replay,
+            duration_ms=round(elapsed * 1000, 3),
+        )
         return None
 
-    def _add_dead_letter(self, conn: Connection, consumer: Consumer, event: StoredEvent,
-                         status: str, attempts: int, error: str | None) -> None:
+    def _add_dead_letter(
+        self,
+        conn: Connection,
+        consumer: Consumer,
+        event: StoredEvent,
+        status: str,
+        attempts: int,
+        error: str | None,
+    ) -> None:
         now = utcnow()
-        next_at = now + dt.timedelta(seconds=self.retry.delay(attempts)) if status == RETRYING else None
-        conn.execute(insert(dl_t).values(
-            consumer=consumer.name, position=event.position, event_id=event.id, event_type=event.type,
-            stream=event.stream, status=status, attempts=attempts, last_error=error,
-            next_attempt_at=next_at, created_at=now, updated_at=now))
+        next_at = (
+            now + dt.timedelta(seconds=self.retry.delay(attempts)) if status == RETRYING else None
+        )
+        conn.execute(
+            insert(dl_t).values(
+                consumer=consumer.name,
+                position=event.position,
+                event_id=event.id,
+                event_type=event.type,
+                stream=event.stream,
+                status=status,
+                attempts=attempts,
+                last_error=error,
+                next_attempt_at=next_at,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         if status == PARKED_STATUS:
-            log.error("event_parked", consumer=consumer.name, event_id=str(event.id), type=event.type,
-                      position=event.position, attempts=attempts, error=error)
+            log.error(
+                "event_parked",
+                consumer=consumer.name,
+                event_id=str(event.id),
+                type=event.type,
+                position=event.position,
+                attempts=attempts,
+                error=error,
+            )
 
-    def _record_failure(self, conn: Connection, consumer: Consumer, position: int,
-                        attempts: int, error: str) -> None:
+    def _record_failure(
+        self, conn: Connection, consumer: Consumer, position: int, attempts: int, error: str
+    ) -> None:
         now = utcnow()
         parked = attempts >= self.retry.max_attempts
-        conn.execute(update(dl_t).where(dl_t.c.consumer == consumer.name, dl_t.c.position == position).values(
-            status=PARKED_STATUS if parked else RETRYING, attempts=attempts, last_error=error,
-            next_attempt_at=None if parked else now + dt.timedelta(seconds=self.retry.delay(attempts)),
-            updated_at=now))
+        conn.execute(
+            update(dl_t)
+            .where(dl_t.c.consumer == consumer.name, dl_t.c.position == position)
+            .values(
+                status=PARKED_STATUS if parked else RETRYING,
+                attempts=attempts,
+                last_error=error,
+                next_attempt_at=None
+                if parked
+                else now + dt.timedelta(seconds=self.retry.delay(attempts)),
+                updated_at=now,
+            )
+        )
         if parked:
-            log.error("event_parked", consumer=consumer.name, position=position, attempts=attempts,
-                      error=error)
+            log.error(
+                "event_parked",
+                consumer=consumer.name,
+                position=position,
+                attempts=attempts,
+                error=error,
+            )
 
     # -- dead letters ----------------------------------------------------------------
-    def retry_parked(self, *, event_id: uuid.UUID | None = None, consumer: str | None = None) -> int:
+    def retry_parked(
+        self, *, event_id: uuid.UUID | None = None, consumer: str | None = None
+    ) -> int:
         """Move parked events back to 'retrying', due now, with a fresh attempt budget."""
         with self.db.write(actor="cli") as uow:
             stmt = update(dl_t).where(dl_t.c.status == PARKED_STATUS)
@@ -295,14 +397,23 @@ class Dispatcher:
                 stmt = stmt.where(dl_t.c.event_id == event_id)
             if consumer is not None:
                 stmt = stmt.where(dl_t.c.consumer == consumer)
-            result = uow.conn.execute(stmt.values(status=RETRYING, attempts=0, next_attempt_at=utcnow(),
-                                                  updated_at=utcnow()))
+            result = uow.conn.execute(
+                stmt.values(
+                    status=RETRYING, attempts=0, next_attempt_at=utcnow(), updated_at=utcnow()
+                )
+            )
         self.wake()
         return result.rowcount
 
     # -- replay ------------------------------------------------------------------------
-    def replay(self, name: str, *, from_position: int | None = None, since: dt.datetime | None = None,
-               progress: Callable[[int, int], None] | None = None) -> int:
+    def replay(
+        self,
+        name: str,
+        *,
+        from_position: int | None = None,
+        since: dt.datetime | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
         """Rebuild a consumer's effects from a position (0 = reset the projection) or a time."""
         consumer = self.consumers.get(name)
         if consumer is None:
@@ -312,10 +423,13 @@ class Dispatcher:
         self.ensure_checkpoints()
         with self.db.write(actor="cli") as uow:
             conn = uow.conn
-            conn.execute(select(cp_t.c.position).where(cp_t.c.consumer == name).with_for_update()).first()
+            conn.execute(
+                select(cp_t.c.position).where(cp_t.c.consumer == name).with_for_update()
+            ).first()
             if since is not None:
-                first = conn.execute(select(func.min(events_t.c.position))
-                                     .where(events_t.c.timestamp >= since)).scalar()
+                first = conn.execute(
+                    select(func.min(events_t.c.position)).where(events_t.c.timestamp >= since)
+                ).scalar()
                 start = (first or _head(conn) + 1) - 1
             else:
                 start = max((from_position or 1) - 1, 0)
@@ -323,7 +437,11 @@ class Dispatcher:
                 consumer.reset(conn)
             conn.execute(delete(acks_t).where(acks_t.c.consumer == name, acks_t.c.position > start))
             conn.execute(delete(dl_t).where(dl_t.c.consumer == name, dl_t.c.position > start))
-            conn.execute(update(cp_t).where(cp_t.c.consumer == name).values(position=start, updated_at=utcnow()))
+            conn.execute(
+                update(cp_t)
+                .where(cp_t.c.consumer == name)
+                .values(position=start, updated_at=utcnow())
+            )
             head = _head(conn)
         total = head - start
         done = 0
@@ -333,7 +451,9 @@ class Dispatcher:
             if progress:
                 progress(done, total)
             with self.db.read() as conn:
-                position = conn.execute(select(cp_t.c.position).where(cp_t.c.consumer == name)).scalar_one()
+                position = conn.execute(
+                    select(cp_t.c.position).where(cp_t.c.consumer == name)
+                ).scalar_one()
             if position >= head:
                 return total
 
@@ -344,18 +464,27 @@ class Dispatcher:
             head = _head(conn)
             positions = dict(conn.execute(select(cp_t.c.consumer, cp_t.c.position)).all())
             counts: dict[tuple[str, str], int] = {
-                (r.consumer, r.status): r.n for r in conn.execute(
-                    select(dl_t.c.consumer, dl_t.c.status, func.count().label("n"))
-                    .group_by(dl_t.c.consumer, dl_t.c.status))}
+                (r.consumer, r.status): r.n
+                for r in conn.execute(
+                    select(dl_t.c.consumer, dl_t.c.status, func.count().label("n")).group_by(
+                        dl_t.c.consumer, dl_t.c.status
+                    )
+                )
+            }
         out = []
         for name, consumer in self.consumers.items():
             position = positions.get(name, 0)
-            out.append({
-                "consumer": name, "subscriptions": list(consumer.subscriptions),
-                "sideEffects": consumer.side_effects, "checkpoint": position, "head": head,
-                "lag": max(head - position, 0),
-                **{s: counts.get((name, s), 0) for s in (RETRYING, PARKED_STATUS, BLOCKED)},
-            })
+            out.append(
+                {
+                    "consumer": name,
+                    "subscriptions": list(consumer.subscriptions),
+                    "sideEffects": consumer.side_effects,
+                    "checkpoint": position,
+                    "head": head,
+                    "lag": max(head - position, 0),
+                    **{s: counts.get((name, s), 0) for s in (RETRYING, PARKED_STATUS, BLOCKED)},
+                }
+            )
         return out
 
     def update_gauges(self) -> None:
@@ -365,10 +494,18 @@ class Dispatcher:
                 PARKED.labels(row["consumer"], s).set(row[s])
 
 
-def dead_letters(conn: Connection, *, statuses: Sequence[str] = (PARKED_STATUS, BLOCKED, RETRYING),
-                 limit: int = 500) -> list[dict[str, Any]]:
-    rows = conn.execute(select(dl_t).where(dl_t.c.status.in_(statuses))
-                        .order_by(dl_t.c.consumer, dl_t.c.position).limit(limit))
+def dead_letters(
+    conn: Connection,
+    *,
+    statuses: Sequence[str] = (PARKED_STATUS, BLOCKED, RETRYING),
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(dl_t)
+        .where(dl_t.c.status.in_(statuses))
+        .order_by(dl_t.c.consumer, dl_t.c.position)
+        .limit(limit)
+    )
     return [dict(r._mapping) for r in rows]
 
 
@@ -377,7 +514,9 @@ def _head(conn: Connection) -> int:
 
 
 def _event_at(conn: Connection, position: int) -> StoredEvent:
-    return row_to_event(conn.execute(select(events_t).where(events_t.c.position == position)).one()._mapping)
+    return row_to_event(
+        conn.execute(select(events_t).where(events_t.c.position == position)).one()._mapping
+    )
 
 
 def upsert_insert(conn: Connection, table: Any = cp_t) -> Any:

@@ -232,8 +232,9 @@ def row_to_event(row: Any) -> StoredEvent:
 
 _COLUMNS = ("position", "id", "type", "stream", "stream_version", "timestamp", "source", "version",
             "actor_id", "organization_id", "data", "metadata", "prev_hash", "hash")
+# Built from the constant column list above only.
 _INSERT_SQL = {
-    style: f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"
+    style: f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"  # noqa: S608
     for style, mark in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"))
 }
 

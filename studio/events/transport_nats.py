@@ -38,16 +38,24 @@ DUPLICATE_WINDOW_SECONDS = 120.0
 
 
 async def connect(url: str) -> Any:
-    return await nats.connect(url, connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                              allow_reconnect=True)
+    return await nats.connect(
+        url,
+        connect_timeout=2,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+    )
 
 
 async def ensure_stream(js: Any, stream: str, prefix: str) -> None:
     try:
         await js.stream_info(stream)
     except NotFoundError:
-        await js.add_stream(StreamConfig(name=stream, subjects=[f"{prefix}.>"],
-                                         duplicate_window=DUPLICATE_WINDOW_SECONDS))
+        await js.add_stream(
+            StreamConfig(
+                name=stream, subjects=[f"{prefix}.>"], duplicate_window=DUPLICATE_WINDOW_SECONDS
+            )
+        )
 
 
 class _AsyncService:
@@ -137,8 +145,11 @@ class NatsRelay(_AsyncService):
     async def publish_pending(self, js: Any) -> int:
         position, events = await asyncio.to_thread(self._pending)
         for ev in events:
-            await js.publish(f"{self.prefix}.{ev.type}", orjson.dumps(ev.to_wire()),
-                             headers={"Nats-Msg-Id": str(ev.id)})
+            await js.publish(
+                f"{self.prefix}.{ev.type}",
+                orjson.dumps(ev.to_wire()),
+                headers={"Nats-Msg-Id": str(ev.id)},
+            )
             EVENTS_RELAYED.inc()
         if events:
             await asyncio.to_thread(self._advance, events[-1].position)
@@ -146,17 +157,25 @@ class NatsRelay(_AsyncService):
 
     def _pending(self) -> tuple[int, list[Any]]:
         with self.db.read() as conn:
-            position = conn.execute(select(pub_t.c.position).where(pub_t.c.name == self.name)).scalar() or 0
+            position = (
+                conn.execute(select(pub_t.c.position).where(pub_t.c.name == self.name)).scalar()
+                or 0
+            )
             return position, self.store.read(conn, after=position, limit=self.batch)
 
     def _advance(self, position: int) -> None:
         with self.db.write() as uow:
             conn = uow.conn
-            stmt = upsert_insert(conn, pub_t).values(name=self.name, position=0, updated_at=utcnow())
+            stmt = upsert_insert(conn, pub_t).values(
+                name=self.name, position=0, updated_at=utcnow()
+            )
             conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
             # Two relays may race; the position only moves forward.
-            conn.execute(update(pub_t).where(pub_t.c.name == self.name, pub_t.c.position < position)
-                         .values(position=position, updated_at=utcnow()))
+            conn.execute(
+                update(pub_t)
+                .where(pub_t.c.name == self.name, pub_t.c.position < position)
+                .values(position=position, updated_at=utcnow())
+            )
 
 
 class NatsWorker(_AsyncService):
@@ -164,9 +183,22 @@ class NatsWorker(_AsyncService):
 
     thread_name = "studio-nats-worker"
 
-    def __init__(self, dispatcher: Dispatcher, url: str, stream: str, prefix: str, durable: str = "studio-workers"):
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        url: str,
+        stream: str,
+        prefix: str,
+        durable: str = "studio-workers",
+    ):
         super().__init__()
-        self.dispatcher, self.url, self.stream, self.prefix, self.durable = dispatcher, url, stream, prefix, durable
+        self.dispatcher, self.url, self.stream, self.prefix, self.durable = (
+            dispatcher,
+            url,
+            stream,
+            prefix,
+            durable,
+        )
         self.received = 0
 
     async def _serve(self) -> None:
@@ -175,9 +207,13 @@ class NatsWorker(_AsyncService):
             js = nc.jetstream(timeout=2)
             await ensure_stream(js, self.stream, self.prefix)
             sub = await js.pull_subscribe(
-                f"{self.prefix}.>", durable=self.durable, stream=self.stream,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW,
-                                      ack_wait=30))
+                f"{self.prefix}.>",
+                durable=self.durable,
+                stream=self.stream,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW, ack_wait=30
+                ),
+            )
             self.connected.set()
             while not self._stopping.is_set():
                 try:

@@ -5,10 +5,10 @@ Revises: 0001
 Create Date: 2026-11-25 13:12:57.087495
 """
 
-from alembic import op
 import sqlalchemy as sa
-import studio.db
+from alembic import op
 
+import studio.db
 
 revision = '0002'
 down_revision = '0001'
