@@ -161,14 +161,33 @@ class Dispatcher:
         return total
 
     def drain(self, timeout: float = 30.0) -> None:
-        """Run passes until every consumer is at the head and no retry is due (tests, CLI)."""
+        """Run passes until every consumer is at the head and no retry is due (tests, CLI).
+
+        A pass that handled nothing may mean another thread or process holds a consumer,
+        so the read-only check decides when the work is really done."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.run_once() == 0:
+            if self.run_once() > 0:
+                continue
+            if not any(self._has_work(name) for name in self.consumers):
                 return
+            time.sleep(0.01)
         raise TimeoutError("consumers did not catch up in time")
 
+    def _has_work(self, name: str) -> bool:
+        """A read-only look first, so an idle consumer never takes the write lock."""
+        with self.db.read() as conn:
+            checkpoint = conn.execute(select(cp_t.c.position).where(cp_t.c.consumer == name)).scalar()
+            if checkpoint is None or _head(conn) > checkpoint:
+                return True
+            due = conn.execute(select(dl_t.c.position).where(
+                dl_t.c.consumer == name, dl_t.c.status == RETRYING, dl_t.c.next_attempt_at <= utcnow()
+            ).limit(1)).first()
+            return due is not None
+
     def _run_consumer(self, consumer: Consumer, *, replay: bool = False) -> int:
+        if not self._has_work(consumer.name):
+            return 0
         with self.db.write(actor=f"consumer:{consumer.name}") as uow:
             conn = uow.conn
             locked = conn.execute(
@@ -444,18 +463,19 @@ class Dispatcher:
             )
             head = _head(conn)
         total = head - start
-        done = 0
         while True:
-            n = self._run_consumer(consumer, replay=True)
-            done = min(done + n, total)
-            if progress:
-                progress(done, total)
+            # Progress is read from the checkpoint: a live dispatcher may take passes too.
+            handled = self._run_consumer(consumer, replay=True)
             with self.db.read() as conn:
                 position = conn.execute(
                     select(cp_t.c.position).where(cp_t.c.consumer == name)
                 ).scalar_one()
+            if progress:
+                progress(min(position, head) - start, total)
             if position >= head:
                 return total
+            if handled == 0:
+                time.sleep(0.01)
 
     # -- monitoring --------------------------------------------------------------------
     def status(self) -> list[dict[str, Any]]:
