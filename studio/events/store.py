@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from studio.events.envelope import (
@@ -63,7 +63,7 @@ class EventStore:
         if conn.dialect.name == "postgresql":
             # Readers are not blocked by EXCLUSIVE; other appenders wait until we commit.
             conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
-        position = conn.execute(select(func.coalesce(func.max(events_t.c.position), 0))).scalar_one()
+        position = _sql(conn, "SELECT coalesce(max(position), 0) FROM events").scalar_one()
         heads = self._load_heads(conn, {ev.stream for ev in batch})
         rows: list[dict[str, Any]] = []
         stored: list[StoredEvent] = []
@@ -128,32 +128,29 @@ class EventStore:
         # One statement per kind, whatever the number of streams in the batch.
         last_position_by_stream = {row["stream"]: row["position"] for row in rows}
         changed = [
-            {"b_stream": stream, "version": head.version, "last_hash": head.last_hash,
-             "last_position": last_position_by_stream[stream]}
+            (head.version, head.last_hash, last_position_by_stream[stream], stream)
             for stream, head in heads.items() if head.exists
         ]
         created = [
-            {"stream": stream, "version": head.version, "last_hash": head.last_hash,
-             "last_position": last_position_by_stream[stream]}
+            (stream, head.version, head.last_hash, last_position_by_stream[stream])
             for stream, head in heads.items() if not head.exists
         ]
         if changed:
-            conn.execute(
-                update(streams_t).where(streams_t.c.stream == bindparam("b_stream")).values(
-                    version=bindparam("version"), last_hash=bindparam("last_hash"),
-                    last_position=bindparam("last_position")),
-                changed,
-            )
+            _sql(conn, "UPDATE event_streams SET version = ?, last_hash = ?, last_position = ? "
+                       "WHERE stream = ?", changed)
         if created:
-            conn.execute(insert(streams_t), created)
+            _sql(conn, "INSERT INTO event_streams (stream, version, last_hash, last_position) "
+                       "VALUES (?, ?, ?, ?)", created)
         return stored
 
     @staticmethod
     def _load_heads(conn: Connection, names: set[str]) -> dict[str, _Head]:
         heads = {name: _Head(version=0, last_hash=GENESIS_HASH, exists=False) for name in names}
-        for row in conn.execute(select(streams_t.c.stream, streams_t.c.version, streams_t.c.last_hash)
-                                .where(streams_t.c.stream.in_(names))):
-            heads[row.stream] = _Head(version=row.version, last_hash=row.last_hash, exists=True)
+        marks = ", ".join("?" * len(names))
+        rows = _sql(conn, f"SELECT stream, version, last_hash FROM event_streams "  # noqa: S608
+                          f"WHERE stream IN ({marks})", tuple(names))
+        for stream, version, last_hash in rows:
+            heads[stream] = _Head(version=version, last_hash=last_hash, exists=True)
         return heads
 
     @staticmethod
@@ -237,6 +234,15 @@ _INSERT_SQL = {
     style: f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"  # noqa: S608
     for style, mark in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"))
 }
+
+
+def _sql(conn: Connection, sql: str, params: Any = ()) -> Any:
+    """A driver-level statement on the append path (SQLAlchemy's statement building and
+    caching cost more than the query itself here). `?` placeholders; values are plain
+    strings and integers, so no type processing is skipped."""
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        sql = sql.replace("?", "%s")
+    return conn.exec_driver_sql(sql, params)
 
 
 def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
