@@ -267,6 +267,8 @@ def main() -> None:
             p50, p99 = fn(db, 500, seconds)
             db.dispose()
         print(f"  {label:<26}{p50:>8.1f}{p99:>8.1f}  {'ok' if p99 <= 50 else 'MISS'}")
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end")
 
 
 if __name__ == "__main__":
