@@ -226,6 +226,8 @@ def main() -> None:
     scale = 0.2 if args.quick else 1.0
     seconds = 2.0 if args.quick else 6.0
     targets = {("sqlite", 100): 30_000, ("postgresql", 100): 5_000}
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at start")
     print(
         "Append throughput (events/s; hash chain + gap-free positions; baseline = bare executemany)"
     )
