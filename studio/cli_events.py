@@ -205,6 +205,7 @@ def tail(
                     + f" [bold cyan]{ev.type:<24}[/] {ev.stream} [dim]actor={ev.metadata.get('actor', '-')}"
                     f" id={ev.id}[/]",
                     highlight=False,
+                    soft_wrap=True,
                 )
             after = batch[-1].position if batch else max(after, head)
             if not follow:
