@@ -131,5 +131,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
     from studio.db import DatabaseUnavailable
+    from studio.events.store import VersionConflict
 
     app.add_exception_handler(DatabaseUnavailable, _other_handler)
+    app.add_exception_handler(VersionConflict, _other_handler)

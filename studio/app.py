@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,17 +12,20 @@ import fastapi_offline
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import HTMLResponse, Response
 
 from studio import __version__
 from studio.api import install_error_handlers, ok
 from studio.bootstrap import Container, bootstrap
+from studio.db import DatabaseUnavailable
 from studio.documents.routes import router as documents_router
 from studio.domains.auth.routes import router as auth_router
 from studio.domains.evidence.routes import router as evidence_router
 from studio.domains.projects.routes import router as projects_router
 from studio.domains.users.routes import router as users_router
 from studio.errors import AppError
+from studio.events.routes import router as events_router
 from studio.gateway.authentication import AuthenticationMiddleware
 from studio.gateway.body_limit import BodyLimitMiddleware
 from studio.gateway.cache import ResponseCacheMiddleware
@@ -51,7 +57,25 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     """
     c = container or bootstrap(settings)
     s = c.settings
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Event delivery runs beside the API: consumers unless --no-workers, and the
+        # NATS relay whenever a NATS URL is configured.
+        if s.run_workers and c.dispatcher is not None:
+            c.dispatcher.start()
+        if c.relay is not None:
+            c.relay.start()
+        try:
+            yield
+        finally:
+            if c.relay is not None:
+                c.relay.stop()
+            if c.dispatcher is not None:
+                c.dispatcher.stop()
+
     api = FastAPI(
+        lifespan=lifespan,
         title="Studio Platform API",
         version=__version__,
         description=API_DESCRIPTION,
@@ -86,9 +110,18 @@ def create_app(container: Container | None = None, settings: Settings | None = N
                            headers={"Retry-After": "5"})
         return ok(request, {"status": "ready", "database": c.db.dialect})
 
+    @api.get("/metrics", tags=["operations"], include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus metrics; consumer lag and parked counts are read at scrape time."""
+        if c.dispatcher is not None:
+            with contextlib.suppress(DatabaseUnavailable):
+                c.dispatcher.update_gauges()
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     router = APIRouter(prefix=API_PREFIX)
-    for domain_router in (auth_router, users_router, projects_router, evidence_router,
-                          documents_router):
+    domain_routers = (auth_router, users_router, projects_router, evidence_router,
+                      documents_router, events_router)
+    for domain_router in domain_routers:
         router.include_router(domain_router)
     api.include_router(router)
     install_web(api)
@@ -97,9 +130,10 @@ def create_app(container: Container | None = None, settings: Settings | None = N
 
     app: Any = api
     if s.cache_enabled:
-        # File downloads stream; the cache would hold them whole, so they bypass it.
+        # File downloads stream (the cache would hold them whole); event reads change with
+        # every commit and with consumers' progress. Neither is cached.
         app = ResponseCacheMiddleware(app, c.cache, s.cache_ttl_seconds, prefix=f"{API_PREFIX}/",
-                                      exclude=(f"{API_PREFIX}/files/",))
+                                      exclude=(f"{API_PREFIX}/files/", f"{API_PREFIX}/events"))
     if s.rate_limit_enabled:
         app = RateLimitMiddleware(app, c.limiter, s.rate_limit_user, principal_key, "user")
     app = AuthenticationMiddleware(

@@ -13,13 +13,20 @@ import structlog
 
 from studio import __version__
 from studio.db import Database, UnitOfWork
+from studio.documents.extract import Limits
+from studio.documents.processor import DocumentProcessor
 from studio.documents.service import DocumentService
 from studio.documents.storage import Storage, build_storage
 from studio.domains.auth.service import AuthService
 from studio.domains.evidence.service import EvidenceService
 from studio.domains.projects.service import ProjectService
 from studio.domains.users.service import UserService
+from studio.events.activity import ProjectActivityProjection
+from studio.events.consumers import Consumer
+from studio.events.dispatcher import Dispatcher, RetryPolicy
+from studio.events.metrics import EVENTS_PUBLISHED
 from studio.events.store import EventStore
+from studio.events.transport_nats import NatsRelay
 from studio.gateway.cache import CacheBackend, MemoryCache, RedisCache
 from studio.gateway.rate_limit import RateLimiter
 from studio.security import AccessTokens, Passwords
@@ -43,10 +50,43 @@ class Container:
     evidence: EvidenceService
     storage: Storage
     documents: DocumentService
+    dispatcher: Dispatcher | None = None
+    relay: NatsRelay | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
+        if self.relay is not None:
+            self.relay.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
         self.db.dispose()
+
+
+def event_consumers(settings: Settings, storage: Storage) -> list[Consumer]:
+    """THE table of who consumes which events (subscriptions are on each class).
+
+    consumer (name)                     subscribes to                         effect
+    ----------------------------------  ------------------------------------  ----------------------
+    ProjectActivityProjection           project.*, evidence.*, member.*       project_activity table
+    (project_activity)
+    DocumentProcessor                   evidence.uploaded                     evidence_files: type,
+    (documents.processor)                                                     text, counts; emits
+                                                                              evidence.processed /
+                                                                              .processing_failed
+    """
+    return [
+        ProjectActivityProjection(),
+        DocumentProcessor(storage, Limits.from_settings(settings)),
+    ]
+
+
+def log_published(uow: UnitOfWork) -> None:
+    """One structured line and one counter tick per committed event."""
+    for ev in uow.appended:
+        EVENTS_PUBLISHED.labels(ev.type).inc()
+        log.info("event_published", event_id=str(ev.id), type=ev.type, stream=ev.stream,
+                 position=ev.position, source=ev.source, actor=ev.metadata.get("actor"),
+                 request_id=ev.metadata.get("request_id"))
 
 
 def bootstrap(settings: Settings | None = None) -> Container:
@@ -81,6 +121,20 @@ def bootstrap(settings: Settings | None = None) -> Container:
 
     db.after_commit.append(invalidate_cache)
     storage = build_storage(settings)
+    db.after_commit.append(log_published)
+    dispatcher = Dispatcher(
+        db,
+        event_consumers(settings, storage),
+        retry=RetryPolicy(settings.event_max_attempts, settings.event_retry_base_seconds,
+                          settings.event_retry_max_seconds),
+        batch_size=settings.event_batch_size,
+        poll_interval=settings.event_poll_interval_seconds,
+    )
+    db.after_commit.append(dispatcher.wake)
+    relay = None
+    if settings.nats_url:
+        relay = NatsRelay(db, settings.nats_url, settings.nats_stream, settings.nats_subject_prefix)
+        db.after_commit.append(relay.wake)
     return Container(
         settings=settings,
         db=db,
@@ -95,4 +149,6 @@ def bootstrap(settings: Settings | None = None) -> Container:
         evidence=EvidenceService(db),
         storage=storage,
         documents=DocumentService(db, storage, max_upload_bytes=settings.max_upload_bytes),
+        dispatcher=dispatcher,
+        relay=relay,
     )

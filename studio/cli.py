@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from studio.cli_events import register as register_event_commands
 from studio.settings import Settings
 
 app = typer.Typer(help="Studio Platform: compliance evidence, reviews and scores.", no_args_is_help=True)
@@ -19,6 +20,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+register_event_commands(app)
 console = Console(stderr=True)
 
 

@@ -15,6 +15,7 @@ from studio.domains.auth import models as _auth  # noqa: F401
 from studio.domains.evidence import models as _evidence  # noqa: F401
 from studio.domains.projects import models as _projects  # noqa: F401
 from studio.domains.users import models as _users  # noqa: F401
+from studio.events import activity as _activity  # noqa: F401
 from studio.events import models as _events  # noqa: F401
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -76,6 +76,17 @@ class Settings(BaseSettings):
 
     run_workers: bool = True
 
+    # Event delivery: attempts before a failing event is parked, exponential backoff
+    # between attempts, how often consumers poll the store without a wake-up.
+    event_max_attempts: int = Field(default=5, ge=1)
+    event_retry_base_seconds: float = Field(default=1.0, gt=0)
+    event_retry_max_seconds: float = Field(default=300.0, gt=0)
+    event_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    event_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # JetStream stream and subject prefix used when nats_url is set.
+    nats_stream: str = "STUDIO_EVENTS"
+    nats_subject_prefix: str = "studio.events"
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Tables of the event store: the events, and each stream's head (version and hash)."""
+"""Tables of the event store: events, stream heads, consumer checkpoints, acks, dead letters."""
 
 from sqlalchemy import (
     BigInteger,
@@ -46,4 +46,55 @@ streams = Table(
     Column("version", Integer, nullable=False),
     Column("last_hash", String(64), nullable=False),
     Column("last_position", BigInteger, nullable=False),
+)
+
+# Per consumer: every event at or below `position` has been handled, skipped (not
+# subscribed), or moved to `event_dead_letters`. Updated in the handler's transaction.
+consumer_checkpoints = Table(
+    "consumer_checkpoints",
+    metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per (consumer, event) handled: the acknowledgments the API reports.
+event_acks = Table(
+    "event_acks",
+    metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("handled_at", UTCDateTime, nullable=False),
+    Index("ix_event_acks_event_id", "event_id"),
+)
+
+# Events a consumer has not handled yet although its checkpoint passed them:
+# 'retrying' (failed, next attempt at next_attempt_at), 'parked' (gave up after the
+# configured attempts), 'blocked' (waits behind an earlier event of the same stream).
+event_dead_letters = Table(
+    "event_dead_letters",
+    metadata,
+    Column("consumer", String(100), primary_key=True),
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("stream", String(100), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_event_dead_letters_stream", "consumer", "stream", "position"),
+    Index("ix_event_dead_letters_status", "status", "next_attempt_at"),
+)
+
+# How far each publisher (the NATS relay) has carried the store onto its transport.
+event_publish_positions = Table(
+    "event_publish_positions",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from studio.events.envelope import (
@@ -63,13 +63,12 @@ class EventStore:
         if conn.dialect.name == "postgresql":
             # Readers are not blocked by EXCLUSIVE; other appenders wait until we commit.
             conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
-        position = conn.execute(select(func.coalesce(func.max(events_t.c.position), 0))).scalar_one()
-        heads: dict[str, _Head] = {}
+        position = _sql(conn, "SELECT coalesce(max(position), 0) FROM events").scalar_one()
+        heads = self._load_heads(conn, {ev.stream for ev in batch})
         rows: list[dict[str, Any]] = []
         stored: list[StoredEvent] = []
         for ev in batch:
-            head = heads.get(ev.stream) or self._load_head(conn, ev.stream)
-            heads[ev.stream] = head
+            head = heads[ev.stream]
             if ev.expected_version is not None and ev.expected_version != head.version:
                 raise VersionConflict(ev.stream, ev.expected_version, head.version)
             position += 1
@@ -125,19 +124,34 @@ class EventStore:
             )
             head.version = stream_version
             head.last_hash = digest
-        conn.execute(insert(events_t), rows)
+        _insert_rows(conn, rows)
+        # One statement per kind, whatever the number of streams in the batch.
         last_position_by_stream = {row["stream"]: row["position"] for row in rows}
-        for stream, head in heads.items():
-            values = {
-                "version": head.version,
-                "last_hash": head.last_hash,
-                "last_position": last_position_by_stream[stream],
-            }
-            if head.exists:
-                conn.execute(update(streams_t).where(streams_t.c.stream == stream).values(**values))
-            else:
-                conn.execute(insert(streams_t).values(stream=stream, **values))
+        changed = [
+            (head.version, head.last_hash, last_position_by_stream[stream], stream)
+            for stream, head in heads.items() if head.exists
+        ]
+        created = [
+            (stream, head.version, head.last_hash, last_position_by_stream[stream])
+            for stream, head in heads.items() if not head.exists
+        ]
+        if changed:
+            _sql(conn, "UPDATE event_streams SET version = ?, last_hash = ?, last_position = ? "
+                       "WHERE stream = ?", changed)
+        if created:
+            _sql(conn, "INSERT INTO event_streams (stream, version, last_hash, last_position) "
+                       "VALUES (?, ?, ?, ?)", created)
         return stored
+
+    @staticmethod
+    def _load_heads(conn: Connection, names: set[str]) -> dict[str, _Head]:
+        heads = {name: _Head(version=0, last_hash=GENESIS_HASH, exists=False) for name in names}
+        marks = ", ".join("?" * len(names))
+        rows = _sql(conn, f"SELECT stream, version, last_hash FROM event_streams "  # noqa: S608
+                          f"WHERE stream IN ({marks})", tuple(names))
+        for stream, version, last_hash in rows:
+            heads[stream] = _Head(version=version, last_hash=last_hash, exists=True)
+        return heads
 
     @staticmethod
     def _load_head(conn: Connection, stream: str) -> _Head:
@@ -211,6 +225,44 @@ def row_to_event(row: Any) -> StoredEvent:
         prev_hash=row["prev_hash"],
         hash=row["hash"],
     )
+
+
+_COLUMNS = ("position", "id", "type", "stream", "stream_version", "timestamp", "source", "version",
+            "actor_id", "organization_id", "data", "metadata", "prev_hash", "hash")
+# Built from the constant column list above only.
+_INSERT_SQL = {
+    style: f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join([mark] * len(_COLUMNS))})"  # noqa: S608
+    for style, mark in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"))
+}
+
+
+def _sql(conn: Connection, sql: str, params: Any = ()) -> Any:
+    """A driver-level statement on the append path (SQLAlchemy's statement building and
+    caching cost more than the query itself here). `?` placeholders; values are plain
+    strings and integers, so no type processing is skipped."""
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        sql = sql.replace("?", "%s")
+    return conn.exec_driver_sql(sql, params)
+
+
+def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """One driver-level executemany: the append path's hottest statement, so the per-row
+    bind processing of the ORM-less Core insert is done here once, by hand. The values
+    are stored exactly as SQLAlchemy's Uuid and UTCDateTime types store them."""
+    sql = _INSERT_SQL.get(conn.dialect.paramstyle)
+    if sql is None:
+        conn.execute(insert(events_t), rows)
+        return
+    if conn.dialect.name == "sqlite":
+        params = [
+            (r["position"], r["id"].hex, r["type"], r["stream"], r["stream_version"],
+             r["timestamp"].astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"), r["source"], r["version"],
+             r["actor_id"], r["organization_id"], r["data"], r["metadata"], r["prev_hash"], r["hash"])
+            for r in rows
+        ]
+    else:
+        params = [tuple(r[c] for c in _COLUMNS) for r in rows]
+    conn.exec_driver_sql(sql, params)
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from studio.db import DatabaseUnavailable
 from studio.errors import AppError
+from studio.events.store import VersionConflict
 
 log = structlog.get_logger("studio.gateway")
 
@@ -63,6 +64,9 @@ async def send_error(scope: Scope, send: Send, err: AppError) -> None:
 def as_app_error(exc: BaseException) -> AppError:
     if isinstance(exc, AppError):
         return exc
+    if isinstance(exc, VersionConflict):
+        return AppError("version_conflict", str(exc),
+                        details=[{"stream": exc.stream, "expected": exc.expected, "actual": exc.actual}])
     if isinstance(exc, DatabaseUnavailable):
         return AppError("service_unavailable", "the database is unavailable", headers={"Retry-After": "5"})
     return AppError("internal_error")

@@ -1,0 +1,174 @@
+"""Delivery through the dispatcher: checkpoints, acks, retries, parking, replay."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select, text
+
+from studio.events.activity import ProjectActivityProjection, project_activity
+from studio.events.dispatcher import Dispatcher, ReplayRefused, RetryPolicy, dead_letters
+from studio.events.models import event_acks
+from tests.events_support import EFFECTS_DDL, EffectCounter, Poison, emit
+
+
+def _activity(db) -> list[tuple]:
+    with db.read() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(select(project_activity).order_by(project_activity.c.project_id))
+        ]
+
+
+def test_projection_follows_the_store_and_acks_each_event(container, world, client):
+    d = container.dispatcher
+    d.drain()
+    rows = {r.project_id: r for r in _rows(container.db)}
+    a = rows[str(world.project_a)]
+    assert a.members == 4  # the four members added in the seeded world
+    created = client.post(
+        f"/api/v1/projects/{world.project_a}/evidence",
+        headers=world["customer"].headers,
+        json={"title": "Policy", "controlId": "AC-1"},
+    )
+    assert created.status_code == 201
+    d.drain()
+    a2 = {r.project_id: r for r in _rows(container.db)}[str(world.project_a)]
+    assert a2.evidence_total == 1 and a2.events == a.events + 1
+    with container.db.read() as conn:
+        acked = (
+            conn.execute(
+                select(event_acks.c.position).where(event_acks.c.consumer == "project_activity")
+            )
+            .scalars()
+            .all()
+        )
+    assert a2.last_position in acked
+    assert all(s["lag"] == 0 for s in d.status())
+
+
+def _rows(db):
+    with db.read() as conn:
+        return conn.execute(select(project_activity)).all()
+
+
+def test_replay_rebuilds_the_same_projection(container, world, client):
+    for i in range(3):
+        r = client.post(
+            f"/api/v1/projects/{world.project_a}/evidence",
+            headers=world["customer"].headers,
+            json={"title": f"E{i}", "controlId": "AC-1"},
+        )
+        assert r.status_code == 201
+    container.dispatcher.drain()
+    live = _activity(container.db)
+    assert live
+    with container.db.write() as uow:  # damage the projection: replay must repair it
+        uow.conn.execute(
+            project_activity.delete().where(project_activity.c.project_id == str(world.project_b))
+        )
+        uow.conn.execute(project_activity.update().values(events=999))
+    seen = []
+    container.dispatcher.replay(
+        "project_activity", progress=lambda done, total: seen.append((done, total))
+    )
+    assert _activity(container.db) == live
+    assert seen and seen[-1][0] == seen[-1][1]
+    # a partial replay from a time re-applies only the tail; from 0 is the only full rebuild
+    container.dispatcher.replay("project_activity", from_position=1)
+    assert _activity(container.db) == live
+
+
+def test_side_effect_consumers_are_never_replayed(container):
+    class Mailer:
+        name = "mailer"
+        subscriptions = ("*",)
+        side_effects = True
+
+        def handle(self, uow, event):
+            raise AssertionError("must not run")
+
+        def reset(self, conn):
+            raise AssertionError("must not run")
+
+    d = Dispatcher(container.db, [Mailer()])
+    emit(container.db, "work.done", "s1")
+    try:
+        d.replay("mailer")
+    except ReplayRefused:
+        pass
+    else:
+        raise AssertionError("replay of a side-effect consumer was accepted")
+    # a new side-effect consumer starts at the head: history is not re-sent
+    assert d.run_once() == 0
+
+
+def test_poison_event_is_parked_after_exact_attempts_without_blocking_other_streams(container):
+    db = container.db
+    poison = Poison("bad")
+    d = Dispatcher(
+        db, [poison], retry=RetryPolicy(max_attempts=3, base_seconds=0.05, max_seconds=0.2)
+    )
+    emit(db, "work.item", "bad", 2)
+    emit(db, "work.item", "good", 3)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        d.run_once()
+        with db.read() as conn:
+            if [r["status"] for r in dead_letters(conn)] == ["parked", "blocked"]:
+                break
+        time.sleep(0.05)
+    with db.read() as conn:
+        letters = dead_letters(conn)
+    assert [(r["status"], r["attempts"]) for r in letters] == [("parked", 3), ("blocked", 0)]
+    first_bad = letters[0]["position"]
+    assert poison.attempts[first_bad] == 3
+    assert [s for s, _ in poison.handled] == ["good"] * 3  # other streams flowed
+    assert d.status()[0]["lag"] == 0
+    time.sleep(0.3)
+    d.run_once()
+    assert poison.attempts[first_bad] == 3  # parked: no further attempts
+    poison.healed = True
+    assert d.retry_parked(event_id=letters[0]["event_id"]) == 1
+    d.drain()
+    with db.read() as conn:
+        assert dead_letters(conn) == []
+    assert [p for s, p in poison.handled if s == "bad"] == [first_bad, letters[1]["position"]]
+
+
+def test_retry_succeeds_before_parking(container):
+    db = container.db
+    poison = Poison("flaky")
+    d = Dispatcher(db, [poison], retry=RetryPolicy(max_attempts=5, base_seconds=0.05))
+    emit(db, "work.item", "flaky", 2)
+    d.run_once()
+    with db.read() as conn:
+        assert [r["status"] for r in dead_letters(conn)] == ["retrying", "blocked"]
+    poison.healed = True
+    time.sleep(0.1)
+    d.drain()
+    with db.read() as conn:
+        assert dead_letters(conn) == []
+    assert len(poison.handled) == 2
+
+
+def test_two_dispatchers_share_a_consumer_without_double_effect(container):
+    db = container.db
+    with db.write() as uow:
+        uow.conn.execute(text(EFFECTS_DDL))
+    emit(db, "work.item", "s", 300)
+    import threading
+
+    dispatchers = [Dispatcher(db, [EffectCounter()], batch_size=20) for _ in range(3)]
+    for d in dispatchers:
+        d.ensure_checkpoints()
+    threads = [threading.Thread(target=d.drain) for d in dispatchers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    dispatchers[0].drain()
+    with db.read() as conn:
+        assert conn.execute(text("SELECT count(*) FROM test_effects")).scalar_one() == 300
+        assert dead_letters(conn) == []
+    assert ProjectActivityProjection.name == "project_activity"

@@ -1,0 +1,188 @@
+"""Failure of the services underneath: NATS stopped and restarted, PostgreSQL down under load.
+Each test runs its own server on a free port; the shared ones are never stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+import pytest
+from sqlalchemy import func, select, text
+from starlette.testclient import TestClient
+
+from studio.app import create_app
+from studio.bootstrap import bootstrap
+from studio.db import make_engine
+from studio.domains.evidence.models import evidence
+from studio.events.activity import project_activity
+from studio.events.dispatcher import Dispatcher
+from studio.events.models import event_publish_positions
+from studio.events.transport_nats import NatsWorker, connect
+from studio.migrate import upgrade
+from tests.conftest import NATS_URL, POSTGRES_URL, make_settings, need_service, seed_world
+from tests.events_support import EFFECTS_DDL, EffectCounter, emit
+from tests.services_support import OwnNats, OwnPostgres
+
+
+def _effects(db) -> int:
+    with db.read() as conn:
+        return conn.execute(text("SELECT count(*) FROM test_effects")).scalar_one()
+
+
+def _until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out: {what}")
+
+
+def _stream_messages(url: str, stream: str) -> int:
+    async def count() -> int:
+        nc = await connect(url)
+        try:
+            return (await nc.jetstream().stream_info(stream)).state.messages
+        finally:
+            await nc.close()
+
+    return asyncio.run(count())
+
+
+@pytest.mark.nats
+@pytest.mark.slow
+def test_nats_down_writes_succeed_and_delivery_catches_up(tmp_path, database_url):
+    need_service(NATS_URL, "nats")
+    nats = OwnNats(tmp_path / "jetstream")
+    nats.start()
+    suffix = uuid.uuid4().hex[:8]
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        run_workers=False,
+        nats_url=nats.url,
+        nats_stream=f"TEST_{suffix}",
+        nats_subject_prefix=f"test{suffix}",
+    )
+    api = bootstrap(settings)
+    # The worker's dispatcher polls only every 60 s: prompt delivery below comes from NATS.
+    worker_dispatcher = Dispatcher(api.db, [EffectCounter()], poll_interval=60)
+    worker = NatsWorker(
+        worker_dispatcher, nats.url, settings.nats_stream, settings.nats_subject_prefix
+    )
+    try:
+        with api.db.write() as uow:
+            uow.conn.execute(text(EFFECTS_DDL))
+        worker_dispatcher.ensure_checkpoints()
+        api.relay.start()
+        worker.start()
+        worker_dispatcher.start()
+        assert api.relay.connected.wait(10) and worker.connected.wait(10)
+        time.sleep(0.3)  # the dispatcher's first pass, then it sleeps for the poll interval
+        for _ in range(10):
+            emit(api.db, "work.item", "s", 2)
+        _until(lambda: _effects(api.db) == 20, 10, "events handled through NATS")
+
+        nats.stop()
+        for _ in range(10):
+            emit(api.db, "work.item", "s", 2)  # writes commit with NATS down
+        time.sleep(1.0)
+        assert _effects(api.db) == 20, "nothing can wake the worker while NATS is down"
+
+        nats.start()
+        _until(lambda: _effects(api.db) == 40, 20, "delivery caught up after NATS returned")
+        with api.db.read() as conn:
+            head = api.store.head_position(conn)
+
+        def relayed() -> int:
+            with api.db.read() as conn:
+                return conn.execute(select(event_publish_positions.c.position)).scalar() or 0
+
+        _until(lambda: relayed() == head, 10, "relay at head")
+        # every event published exactly once: retried publishes were deduplicated by id
+        assert _stream_messages(nats.url, settings.nats_stream) == head
+        assert worker.received >= 1
+    finally:
+        worker.stop()
+        worker_dispatcher.stop()
+        api.close()
+        nats.stop()
+
+
+def _create_evidence(client, world, i) -> int:
+    r = client.post(
+        f"/api/v1/projects/{world.project_a}/evidence",
+        headers=world["customer"].headers,
+        json={"title": f"Load {i}", "controlId": "AC-2"},
+    )
+    return r.status_code, (
+        r.json()["data"]["id"] if r.status_code == 201 else r.json()["error"]["code"]
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
+    need_service(POSTGRES_URL, "postgres")
+    try:
+        pg = OwnPostgres()
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"cannot run a private PostgreSQL here: {exc}")
+    try:
+        pg.start()
+        engine = make_engine(pg.url)
+        upgrade(engine)
+        engine.dispose()
+        c = bootstrap(make_settings(tmp_path, pg.url, event_poll_interval_seconds=0.2))
+        world = seed_world(c)
+        acknowledged: list[str] = []
+        outcomes: list[tuple[int, str]] = []
+        stop = threading.Event()
+        with TestClient(create_app(c), raise_server_exceptions=False) as client:
+
+            def load() -> None:
+                i = 0
+                while not stop.is_set():
+                    status, value = _create_evidence(client, world, i)
+                    outcomes.append((status, value))
+                    if status == 201:
+                        acknowledged.append(value)
+                    i += 1
+                    time.sleep(0.01)
+
+            loader = threading.Thread(target=load)
+            loader.start()
+            _until(lambda: len(acknowledged) >= 10, 15, "writes before the outage")
+            pg.stop("immediate")
+            down_from = len(outcomes)
+            time.sleep(1.5)
+            during = outcomes[down_from + 1 :]
+            ready = client.get("/readyz")
+            pg.start()
+            before_restart = len(acknowledged)
+            _until(lambda: len(acknowledged) >= before_restart + 10, 20, "writes after the outage")
+            stop.set()
+            loader.join()
+            assert during and all(s == 503 and v == "service_unavailable" for s, v in during)
+            assert ready.status_code == 503
+            assert not [o for o in outcomes if o[0] not in (201, 503)]
+            with c.db.read() as conn:
+                stored = {str(r) for r in conn.execute(select(evidence.c.id)).scalars()}
+            assert set(acknowledged) <= stored
+            # the in-process consumers resume and catch up on everything committed
+            c.dispatcher.wake()
+            _until(lambda: c.dispatcher.status()[0]["lag"] == 0, 15, "consumer lag back to zero")
+            with c.db.read() as conn:
+                total = conn.execute(
+                    select(project_activity.c.evidence_total).where(
+                        project_activity.c.project_id == str(world.project_a)
+                    )
+                ).scalar_one()
+                assert (
+                    total == conn.execute(select(func.count()).select_from(evidence)).scalar_one()
+                )
+        c.close()
+    finally:
+        pg.remove()
