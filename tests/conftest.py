@@ -120,6 +120,9 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "argon2_time_cost": 1,
         "log_level": "WARNING",
         "rate_limit_enabled": False,
+        # Consumers run inline: a test drains them (container.dispatcher.drain()) and then
+        # asserts, instead of racing a background thread. Tests of the thread opt in.
+        "run_workers": False,
         **overrides,
     }
     return Settings(**values)

@@ -56,8 +56,17 @@ def multipart(
 
 
 def process_all(c: Container, limits: Limits | None = None, after: int = 0) -> list[Any]:
-    """Deliver every evidence.uploaded event after `after` to the processor, as the
-    dispatcher would (one write transaction per event); returns the events it emitted."""
+    """Deliver every evidence.uploaded event after `after` to the processor and return the
+    events it emitted. With default limits this is the real dispatcher's work; with other
+    limits a processor built with them handles each event in its own write transaction, as
+    the dispatcher would."""
+    if limits is None and c.dispatcher is not None:
+        with c.db.read() as conn:
+            head = c.store.head_position(conn)
+        c.dispatcher.drain()
+        with c.db.read() as conn:
+            return c.store.read(conn, after=head, limit=10_000,
+                                types=["evidence.processed", "evidence.processing_failed"])
     processor = DocumentProcessor(c.storage, limits)
     with c.db.read() as conn:
         uploaded = c.store.read(conn, after=after, types=["evidence.uploaded"])

@@ -31,13 +31,20 @@ def _evidence_event(client, world) -> dict:
     return items[-1]
 
 
-def test_wait_for_a_consumer_then_report_who_handled(client, world):
-    event = _evidence_event(client, world)
-    r = client.get(
-        f"/api/v1/events/{event['id']}",
-        params={"wait_for": "project_activity", "timeout": 5},
-        headers=world["admin"].headers,
-    )
+def test_wait_for_a_consumer_then_report_who_handled(tmp_path, database_url):
+    # The consumers run in the app's background thread here, as under `studio serve`.
+    c = bootstrap(make_settings(tmp_path, database_url, run_workers=True))
+    world = seed_world(c)
+    try:
+        with TestClient(create_app(c), raise_server_exceptions=False) as client:
+            event = _evidence_event(client, world)
+            r = client.get(
+                f"/api/v1/events/{event['id']}",
+                params={"wait_for": "project_activity", "timeout": 5},
+                headers=world["admin"].headers,
+            )
+    finally:
+        c.close()
     assert r.status_code == 200, r.text
     data = r.json()["data"]
     assert data["complete"] is True
