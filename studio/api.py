@@ -12,7 +12,14 @@ from starlette.responses import Response
 
 from studio.domains.users.repository import load_principal
 from studio.errors import AppError
-from studio.gateway.envelope import as_app_error, envelope_bytes, error_body, request_id_of
+from studio.gateway.cache import NO_STORE
+from studio.gateway.envelope import (
+    as_app_error,
+    envelope_bytes,
+    error_body,
+    log_unexpected,
+    request_id_of,
+)
 from studio.principal import Principal
 
 
@@ -33,6 +40,10 @@ def current_principal(request: Request) -> Principal:
         principal = load_principal(conn, auth)
     if principal is None:
         raise AppError("invalid_token", "the session has ended or the user is inactive")
+    if principal.is_super_admin:
+        # A super_admin reads across organizations, but cache entries are invalidated per
+        # organization: never keep theirs, or a write elsewhere would leave them stale.
+        request.scope.setdefault("state", {})[NO_STORE] = True
     return principal
 
 
@@ -87,8 +98,25 @@ def _error_response(request: Request, err: AppError) -> Response:
                     media_type="application/json", headers=err.headers or None)
 
 
+def _is_json(request: Request) -> bool:
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in request.headers
+
+
 async def _validation_handler(request: Request, exc: RequestValidationError) -> Response:
     errors = exc.errors()
+    body_errors = any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors)
+    if body_errors and _has_body(request) and not _is_json(request):
+        # FastAPI hands a non-JSON body to the model as bytes; say what is actually wrong.
+        sent = request.headers.get("content-type") or "none"
+        return _error_response(request, AppError(
+            "unsupported_media_type", f"send the body as Content-Type: application/json (got {sent})",
+            details=[{"field": "Content-Type", "message": "expected application/json"}]))
     if any(e.get("type") == "json_invalid" for e in errors):
         first = next(e for e in errors if e.get("type") == "json_invalid")
         err = AppError("invalid_json", f"malformed JSON: {first.get('ctx', {}).get('error', 'invalid')}")
@@ -125,9 +153,18 @@ async def _other_handler(request: Request, exc: Exception) -> Response:
     return _error_response(request, as_app_error(exc))
 
 
+async def _unexpected_handler(request: Request, exc: Exception) -> Response:
+    """A bug: log it once with the request id bound, and answer a 500 envelope."""
+    log_unexpected(exc)
+    return _error_response(request, as_app_error(exc))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
     from studio.db import DatabaseUnavailable
 
     app.add_exception_handler(DatabaseUnavailable, _other_handler)
+    # Starlette's ServerErrorMiddleware calls this for any other exception, then re-raises
+    # it to the server; ErrorEnvelopeMiddleware sees it already answered and logged.
+    app.add_exception_handler(Exception, _unexpected_handler)

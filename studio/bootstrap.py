@@ -66,7 +66,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
         issuer=settings.jwt_issuer,
         ttl_seconds=settings.access_token_ttl_seconds,
     )
-    cache: CacheBackend = RedisCache(settings.redis_url) if settings.redis_url else MemoryCache()
+    cache: CacheBackend = RedisCache(settings.redis_url, prefix=f"{settings.redis_key_prefix}-cache") if settings.redis_url else MemoryCache()
 
     def invalidate_cache(uow: UnitOfWork) -> None:
         for org in uow.touched_orgs:
@@ -82,7 +82,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
         store=store,
         passwords=passwords,
         tokens=tokens,
-        limiter=RateLimiter(settings.redis_url),
+        limiter=RateLimiter(settings.redis_url, key_prefix=f"{settings.redis_key_prefix}-rl"),
         cache=cache,
         users=UserService(db, passwords),
         auth=AuthService(db, passwords, tokens, settings.refresh_token_ttl_seconds),

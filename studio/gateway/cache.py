@@ -20,6 +20,9 @@ from studio.gateway.envelope import DATA_MARKER, envelope_prefix, request_id_of
 
 log = structlog.get_logger("studio.cache")
 
+# Set in scope["state"] by a handler whose answer must not be cached.
+NO_STORE = "cache_no_store"
+
 
 class CacheBackend(Protocol):
     """Where cached responses and organization generations live.
@@ -154,7 +157,7 @@ class ResponseCacheMiddleware:
             await send(message)
 
         await self.app(scope, receive, capture)
-        if status == 200 and chunks:
+        if status == 200 and chunks and not scope.get("state", {}).get(NO_STORE):
             body = b"".join(chunks)
             cut = body.find(DATA_MARKER)
             if cut != -1 and body.startswith(b'{"success":true'):

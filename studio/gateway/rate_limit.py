@@ -39,10 +39,10 @@ class RateLimiter:
     """A sliding-window counter per (limit, key). Fails open if Redis is unreachable:
     an outage of the limiter's store must not take the API down with it."""
 
-    def __init__(self, redis_url: str | None = None):
+    def __init__(self, redis_url: str | None = None, key_prefix: str = "studio-rl"):
         self.storage: Storage
         if redis_url:
-            self.storage = RedisStorage(redis_url, implementation="redispy", key_prefix="studio-rl")
+            self.storage = RedisStorage(redis_url, implementation="redispy", key_prefix=key_prefix)
         else:
             self.storage = MemoryStorage()
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)

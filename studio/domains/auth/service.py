@@ -93,6 +93,9 @@ class AuthService:
             if row["rotated_at"] is not None or not repo.mark_rotated(row["id"]):
                 # Reuse: someone holds a copy. End the whole session for everyone.
                 repo.revoke_family(row["family_id"])
+                # The family's access tokens die with it; cached reads must not outlive them.
+                owner = UserRepository(uow.conn).get(row["user_id"])
+                uow.touch(owner["organization_id"] if owner is not None else None)
                 uow.emit("auth.refresh_reused", f"user:{row['user_id']}",
                          {"userId": str(row["user_id"]), "sessionId": str(row["family_id"])})
                 reused = True
