@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,13 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     """
     c = container or bootstrap(settings)
     s = c.settings
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        await c.aclose()
+
     api = FastAPI(
+        lifespan=lifespan,
         title="Studio Platform API",
         version=__version__,
         description=API_DESCRIPTION,

@@ -43,6 +43,16 @@ class Container:
 
     def close(self) -> None:
         self.db.dispose()
+        close = getattr(self.cache, "close", None)
+        if close is not None:
+            close()
+
+    async def aclose(self) -> None:
+        """Close the connections bound to the serving event loop (at app shutdown)."""
+        await self.limiter.aclose()
+        aclose = getattr(self.cache, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def bootstrap(settings: Settings | None = None) -> Container:

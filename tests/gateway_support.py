@@ -24,13 +24,30 @@ SECURITY_HEADERS = (
 )  # fmt: skip
 
 
+def _with_test_ip(app: Any) -> Any:
+    """Let a test pick the client address per request (X-Test-Client-IP), on one event loop."""
+
+    async def shim(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            ip = next((v for k, v in scope["headers"] if k == b"x-test-client-ip"), None)
+            if ip is not None:
+                scope = {**scope, "client": (ip.decode(), 40000)}
+        await app(scope, receive, send)
+
+    return shim
+
+
+def ip(address: str) -> dict[str, str]:
+    return {"X-Test-Client-IP": address}
+
+
 @contextmanager
 def served(tmp_path: Path, database_url: str, **overrides: Any) -> Iterator[tuple[Container, Any, TestClient]]:
     """A container, its app and a client, built with `overrides` on the test settings."""
     container = bootstrap(make_settings(tmp_path, database_url, **overrides))
     app = create_app(container)
     try:
-        with TestClient(app, raise_server_exceptions=False) as client:
+        with TestClient(_with_test_ip(app), raise_server_exceptions=False) as client:
             yield container, app, client
     finally:
         container.close()

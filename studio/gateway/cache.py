@@ -95,6 +95,8 @@ class RedisCache:
 
     async def aclose(self) -> None:
         await self._async.aclose()
+
+    def close(self) -> None:
         self._sync.close()
 
 
