@@ -63,7 +63,8 @@ class Paging:
 def if_match(
     if_match: Annotated[
         str | None,
-        Header(description="Expected version (from `version`); a mismatch answers 409", max_length=40),
+        Header(description="Expected version (from `version`); a mismatch answers 409", max_length=40,
+               pattern=r'^\s*(W/)?"?[0-9]{1,18}"?\s*$'),
     ] = None,
 ) -> int | None:
     if if_match is None:
@@ -168,3 +169,91 @@ def install_error_handlers(app: FastAPI) -> None:
     # Starlette's ServerErrorMiddleware calls this for any other exception, then re-raises
     # it to the server; ErrorEnvelopeMiddleware sees it already answered and logged.
     app.add_exception_handler(Exception, _unexpected_handler)
+
+
+# -- the OpenAPI document ---------------------------------------------------------------
+_STATUS_TEXT = {
+    400: "Invalid input", 401: "Not authenticated", 403: "Not permitted", 404: "Not found",
+    409: "Conflict", 413: "Body too large", 415: "Not JSON", 429: "Rate limited",
+    500: "Unexpected error", 503: "A dependency is down",
+}  # fmt: skip
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+_RATE_HEADERS = {
+    **_RETRY_AFTER,
+    **{name: {"description": text, "schema": {"type": "integer"}} for name, text in (
+        ("RateLimit-Limit", "Requests allowed per window"),
+        ("RateLimit-Remaining", "Requests left in the window"),
+        ("RateLimit-Reset", "Seconds until the window frees capacity"),
+    )},
+}
+
+
+def _error_statuses(path: str, method: str, operation: dict[str, Any], api_prefix: str) -> set[int]:
+    """The error statuses the gateway and the handlers can really answer for an operation."""
+    if not path.startswith(api_prefix):
+        return {503} if path == "/readyz" else set()
+    statuses = {401, 403, 429, 500, 503}
+    if operation.get("parameters") or operation.get("requestBody"):
+        statuses.add(400)
+    if "{" in path:
+        statuses.add(404)
+    if method != "get":
+        statuses |= {400, 409, 413}  # an unexpected body, a duplicate or a stale version
+    if operation.get("requestBody"):
+        statuses.add(415)
+    return statuses
+
+
+def _drop_null(schema: dict[str, Any]) -> None:
+    """A query or header parameter is absent or a string, never JSON null: say so."""
+    options = schema.get("anyOf")
+    if not options:
+        return
+    kept = [o for o in options if o.get("type") != "null"]
+    if len(kept) == 1:
+        schema.pop("anyOf")
+        schema.update(kept[0])
+    else:
+        schema["anyOf"] = kept
+
+
+def document_errors(api: FastAPI, api_prefix: str) -> None:
+    """Document the error envelope on every operation, in place of FastAPI's 422 (never sent:
+    invalid input answers 400), so clients and contract tests see the real responses."""
+    from fastapi.openapi.utils import get_openapi
+
+    from studio.errors import ERROR_CATALOGUE
+    from studio.schemas import ErrorEnvelope
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema:
+            return api.openapi_schema
+        schema = get_openapi(title=api.title, version=api.version, description=api.description,
+                             routes=api.routes, tags=api.openapi_tags)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        error_schema = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(error_schema.pop("$defs", {}))
+        components["ErrorEnvelope"] = error_schema
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                for parameter in operation.get("parameters", []):
+                    _drop_null(parameter.get("schema", {}))
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                for status in sorted(_error_statuses(path, method, operation, api_prefix)):
+                    codes = ", ".join(f"`{code}`" for code, (st, _) in ERROR_CATALOGUE.items() if st == status)
+                    response: dict[str, Any] = {
+                        "description": f"{_STATUS_TEXT[status]}: {codes}",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+                    }
+                    if status == 429:
+                        response["headers"] = _RATE_HEADERS
+                    elif status == 503:
+                        response["headers"] = _RETRY_AFTER
+                    responses.setdefault(str(status), response)
+        api.openapi_schema = schema
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, Response
 
 from studio import __version__
-from studio.api import install_error_handlers, ok
+from studio.api import document_errors, install_error_handlers, ok
 from studio.bootstrap import Container, bootstrap
 from studio.domains.auth.routes import router as auth_router
 from studio.domains.evidence.routes import router as evidence_router
@@ -98,6 +98,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     api.include_router(router)
     for extend in c.extras.get("app_extensions", []):
         extend(api)
+    document_errors(api, f"{API_PREFIX}/")
 
     app: Any = api
     if s.cache_enabled:

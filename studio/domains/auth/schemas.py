@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
 from studio.domains.users.schemas import UserRead
-from studio.schemas import Input, Name, Output
+from studio.schemas import Email, Input, Name, Output
 
 
 class LoginRequest(Input):
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=1, max_length=256)
 
 

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import model_validator
 
-from studio.schemas import Comment, ControlRef, Input, Name, Output, RichText, Score
+from studio.schemas import Comment, ControlRef, Input, Name, Output, Patch, RichText, Score
 
 
 class EvidenceStatus(StrEnum):
@@ -37,7 +37,9 @@ class EvidenceCreate(Input):
         return self
 
 
-class EvidenceUpdate(Input):
+class EvidenceUpdate(Patch):
+    nullable_fields = frozenset({"controlId", "effectiveDate", "expiresAt", "qualityScore"})
+
     title: Name | None = None
     description: RichText | None = None
     controlId: ControlRef | None = None  # noqa: N815
