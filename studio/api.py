@@ -21,6 +21,7 @@ from studio.gateway.envelope import (
     request_id_of,
 )
 from studio.principal import Principal
+from studio.schemas import VISIBLE
 
 
 def container(request: Request) -> Any:
@@ -109,6 +110,18 @@ def _has_body(request: Request) -> bool:
     return (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in request.headers
 
 
+def _message(error: dict[str, Any]) -> str:
+    kind = error.get("type")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        if pattern == VISIBLE:
+            return "must contain at least one visible character"
+        return f"must match the pattern {ascii(pattern)}"
+    return str(error.get("msg", "invalid"))
+
+
 async def _validation_handler(request: Request, exc: RequestValidationError) -> Response:
     errors = exc.errors()
     body_errors = any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors)
@@ -124,7 +137,7 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
         return _error_response(request, err)
     details = []
     for e in errors:
-        message = "unknown field" if e.get("type") == "extra_forbidden" else e.get("msg", "invalid")
+        message = _message(e)
         details.append({"field": _field_of(tuple(e.get("loc", ()))), "message": message,
                         "type": e.get("type")})
     outside_body = all(tuple(e.get("loc", ("",)))[:1] in (("path",), ("query",), ("header",))

@@ -51,9 +51,13 @@ def _nonempty(value: str) -> str:
     return value
 
 
+# At least one character that survives clean_plain, so the OpenAPI document tells clients
+# the same rule the validator applies (literal characters: every regex dialect reads them).
+VISIBLE = "[^\\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+
 Name = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=255),
+    StringConstraints(min_length=1, max_length=255, pattern=VISIBLE),
     AfterValidator(clean_plain),
     AfterValidator(_nonempty),
 ]

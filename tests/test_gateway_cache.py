@@ -186,3 +186,25 @@ def test_errors_and_writes_are_never_cached(apps):
     assert len(ids) == 2
     assert "x-cache" not in reader.get("/healthz").headers
     assert "x-cache" not in reader.get("/api/v1/me").headers  # anonymous: 401, never cached
+
+
+def test_only_envelopes_of_bounded_size_are_kept(tmp_path, database_url):
+    from starlette.responses import Response
+
+    def download() -> Response:
+        return Response(b"%PDF-1.7 not an envelope", media_type="application/pdf")
+
+    with served(tmp_path, database_url) as (container, app, client):
+        app.api.add_api_route("/api/v1/test-download", download, methods=["GET"])
+        world = seed_world(container)
+        for _ in range(2):
+            response = client.get("/api/v1/test-download", headers=world["admin"].headers)
+            assert response.content.startswith(b"%PDF") and response.headers["x-cache"] == "miss"
+        layer = app
+        while not hasattr(layer, "max_entry_bytes"):  # the cache layer of the stack
+            layer = layer.app
+        layer.max_entry_bytes = 450  # the organization fits, the project list does not
+        big = [client.get("/api/v1/projects", headers=world["admin"].headers).headers["x-cache"] for _ in range(2)]
+        small = [client.get("/api/v1/organizations/current", headers=world["admin"].headers).headers["x-cache"]
+                 for _ in range(2)]
+        assert big == ["miss", "miss"] and small == ["miss", "hit"]

@@ -104,12 +104,13 @@ class ResponseCacheMiddleware:
     """Serves repeated authenticated GETs of `prefix` paths from the cache."""
 
     def __init__(self, app: ASGIApp, backend: CacheBackend, ttl: int, prefix: str = "/api/v1/",
-                 exclude: tuple[str, ...] = ()):
+                 exclude: tuple[str, ...] = (), max_entry_bytes: int = 512 * 1024):
         self.app = app
         self.backend = backend
         self.ttl = ttl
         self.prefix = prefix
         self.exclude = exclude
+        self.max_entry_bytes = max_entry_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         auth = scope.get("state", {}).get("auth") if scope["type"] == "http" else None
@@ -146,20 +147,29 @@ class ResponseCacheMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
 
-        status = 0
+        keep = False
+        size = 0
         chunks: list[bytes] = []
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal keep, size
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-cache", b"miss")]
-            elif message["type"] == "http.response.body" and status == 200:
-                chunks.append(message.get("body", b""))
+                headers = message.get("headers", [])
+                # Only envelopes are kept: a file download streams past without being buffered.
+                keep = message["status"] == 200 and (b"content-type", b"application/json") in headers
+                message["headers"] = [*headers, (b"x-cache", b"miss")]
+            elif message["type"] == "http.response.body" and keep:
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_entry_bytes:
+                    keep = False
+                    chunks.clear()
+                else:
+                    chunks.append(chunk)
             await send(message)
 
         await self.app(scope, receive, capture)
-        if status == 200 and chunks and not scope.get("state", {}).get(NO_STORE):
+        if keep and chunks and not scope.get("state", {}).get(NO_STORE):
             body = b"".join(chunks)
             cut = body.find(DATA_MARKER)
             if cut != -1 and body.startswith(b'{"success":true'):
