@@ -64,8 +64,11 @@ class Paging:
 def if_match(
     if_match: Annotated[
         str | None,
-        Header(description="Expected version (from `version`); a mismatch answers 409", max_length=40,
-               pattern=r'^\s*(W/)?"?[0-9]{1,18}"?\s*$'),
+        Header(
+            description="Expected version (from `version`); a mismatch answers 409",
+            max_length=40,
+            pattern=r'^\s*(W/)?"?[0-9]{1,18}"?\s*$',
+        ),
     ] = None,
 ) -> int | None:
     if if_match is None:
@@ -102,12 +105,15 @@ def _error_response(request: Request, err: AppError) -> Response:
 
 def _is_json(request: Request) -> bool:
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def _has_body(request: Request) -> bool:
     length = request.headers.get("content-length")
-    return (length is not None and length.strip() not in ("", "0")) or "transfer-encoding" in request.headers
+    declared = length is not None and length.strip() not in ("", "0")
+    return declared or "transfer-encoding" in request.headers
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -129,7 +135,8 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
         # FastAPI hands a non-JSON body to the model as bytes; say what is actually wrong.
         sent = request.headers.get("content-type") or "none"
         return _error_response(request, AppError(
-            "unsupported_media_type", f"send the body as Content-Type: application/json (got {sent})",
+            "unsupported_media_type",
+            f"send the body as Content-Type: application/json (got {sent})",
             details=[{"field": "Content-Type", "message": "expected application/json"}]))
     if any(e.get("type") == "json_invalid" for e in errors):
         first = next(e for e in errors if e.get("type") == "json_invalid")
@@ -230,6 +237,9 @@ def _drop_null(schema: dict[str, Any]) -> None:
         schema["anyOf"] = kept
 
 
+ERROR_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
+
+
 def document_errors(api: FastAPI, api_prefix: str) -> None:
     """Document the error envelope on every operation, in place of FastAPI's 422 (never sent:
     invalid input answers 400), so clients and contract tests see the real responses."""
@@ -256,10 +266,12 @@ def document_errors(api: FastAPI, api_prefix: str) -> None:
                 responses = operation.setdefault("responses", {})
                 responses.pop("422", None)
                 for status in sorted(_error_statuses(path, method, operation, api_prefix)):
-                    codes = ", ".join(f"`{code}`" for code, (st, _) in ERROR_CATALOGUE.items() if st == status)
+                    codes = ", ".join(
+                        f"`{code}`" for code, (st, _) in ERROR_CATALOGUE.items() if st == status
+                    )
                     response: dict[str, Any] = {
                         "description": f"{_STATUS_TEXT[status]}: {codes}",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+                        "content": {"application/json": {"schema": ERROR_REF}},
                     }
                     if status == 429:
                         response["headers"] = _RATE_HEADERS

@@ -141,7 +141,9 @@ T = TypeVar("T")
 class ErrorBody(BaseModel):
     code: str = Field(description="A code from the error catalogue (docs/api.md)")
     message: str = Field(description="What went wrong, for people")
-    details: Any = Field(default=None, description="For invalid input: one {field, message, type} per bad field")
+    details: Any = Field(
+        default=None, description="For invalid input: one {field, message, type} per bad field"
+    )
 
 
 class ErrorEnvelope(BaseModel):

@@ -42,7 +42,9 @@ def ip(address: str) -> dict[str, str]:
 
 
 @contextmanager
-def served(tmp_path: Path, database_url: str, **overrides: Any) -> Iterator[tuple[Container, Any, TestClient]]:
+def served(
+    tmp_path: Path, database_url: str, **overrides: Any
+) -> Iterator[tuple[Container, Any, TestClient]]:
     """A container, its app and a client, built with `overrides` on the test settings."""
     container = bootstrap(make_settings(tmp_path, database_url, **overrides))
     app = create_app(container)
@@ -85,8 +87,10 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
     """Every structlog event, with the context variables the gateway binds merged in."""
     capture = structlog.testing.LogCapture()
     previous = structlog.get_config()
-    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture],
-                        cache_logger_on_first_use=False)
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, capture],
+        cache_logger_on_first_use=False,
+    )
     try:
         yield capture.entries
     finally:

@@ -26,9 +26,13 @@ def apps(request, tmp_path, database_url):
             container, _, client = stack.enter_context(served(tmp_path, database_url, **options))
             yield client, client, seed_world(container), container
         else:
-            options |= {"redis_url": need_service(REDIS_URL, "redis"),
-                        "redis_key_prefix": f"studio-test-{uuid.uuid4().hex}"}
-            container, _, reader = stack.enter_context(served(tmp_path / "r", database_url, **options))
+            options |= {
+                "redis_url": need_service(REDIS_URL, "redis"),
+                "redis_key_prefix": f"studio-test-{uuid.uuid4().hex}",
+            }
+            container, _, reader = stack.enter_context(
+                served(tmp_path / "r", database_url, **options)
+            )
             _, _, writer = stack.enter_context(served(tmp_path / "w", database_url, **options))
             yield reader, writer, seed_world(container), container
 
@@ -59,10 +63,16 @@ def test_key_is_method_url_and_user(apps):
     assert _get(reader, "/api/v1/me", admin)[1] == "hit"
     theirs, state = _get(reader, "/api/v1/me", viewer)
     assert state == "miss"
-    assert theirs.json()["data"]["id"] == str(world["viewer"].user_id) != mine[0].json()["data"]["id"]
+    assert (
+        theirs.json()["data"]["id"] == str(world["viewer"].user_id) != mine[0].json()["data"]["id"]
+    )
     # The admin's project list holds project B; the viewer's must never be served from it.
-    admin_list = {p["name"] for p in reader.get("/api/v1/projects", headers=admin).json()["data"]["items"]}
-    viewer_list = {p["name"] for p in reader.get("/api/v1/projects", headers=viewer).json()["data"]["items"]}
+    admin_list = {
+        p["name"] for p in reader.get("/api/v1/projects", headers=admin).json()["data"]["items"]
+    }
+    viewer_list = {
+        p["name"] for p in reader.get("/api/v1/projects", headers=viewer).json()["data"]["items"]
+    }
     assert admin_list == {"Project A", "Project B"} and viewer_list == {"Project A"}
     assert _get(reader, "/api/v1/projects?limit=1", admin)[1] == "miss"
     assert _get(reader, "/api/v1/projects?limit=1", admin)[1] == "hit"
@@ -101,10 +111,17 @@ def test_no_stale_list_after_evidence_is_created_and_reviewed(apps):
     assert reader.get(listing, headers=auditor).json()["data"]["items"] == []
     created = writer.post(listing, headers=world["customer"].headers, json={"title": "Backup log"})
     evidence_id = created.json()["data"]["id"]
-    assert [e["id"] for e in reader.get(listing, headers=auditor).json()["data"]["items"]] == [evidence_id]
+    assert [e["id"] for e in reader.get(listing, headers=auditor).json()["data"]["items"]] == [
+        evidence_id
+    ]
     writer.post(f"/api/v1/evidence/{evidence_id}/submit", headers=world["customer"].headers)
-    assert reader.get(f"/api/v1/evidence/{evidence_id}", headers=auditor).json()["data"]["status"] == "in_review"
-    writer.post(f"/api/v1/evidence/{evidence_id}/review", headers=auditor, json={"decision": "approved"})
+    assert (
+        reader.get(f"/api/v1/evidence/{evidence_id}", headers=auditor).json()["data"]["status"]
+        == "in_review"
+    )
+    writer.post(
+        f"/api/v1/evidence/{evidence_id}/review", headers=auditor, json={"decision": "approved"}
+    )
     assert reader.get(listing, headers=auditor).json()["data"]["items"][0]["status"] == "approved"
 
 
@@ -113,10 +130,13 @@ def test_role_change_takes_effect_on_the_next_read(apps):
     manager = world["manager"]
     assert _get(reader, "/api/v1/users", manager.headers)[0].status_code == 200
     assert _get(reader, "/api/v1/users", manager.headers)[1] == "hit"
-    demoted = writer.patch(f"/api/v1/users/{manager.user_id}", headers=world["admin"].headers,
-                           json={"role": "viewer"})
+    demoted = writer.patch(
+        f"/api/v1/users/{manager.user_id}", headers=world["admin"].headers, json={"role": "viewer"}
+    )
     assert demoted.status_code == 200
-    assert_envelope(reader.get("/api/v1/users", headers=manager.headers), status=403, code="forbidden")
+    assert_envelope(
+        reader.get("/api/v1/users", headers=manager.headers), status=403, code="forbidden"
+    )
 
 
 def test_removed_member_loses_cached_project(apps):
@@ -135,23 +155,34 @@ def test_deactivated_user_and_ended_sessions_get_no_cached_reads(apps):
     # Deactivation.
     customer = world["customer"].headers
     _get(reader, "/api/v1/me", customer)
-    assert writer.delete(f"/api/v1/users/{world['customer'].user_id}",
-                         headers=world["admin"].headers).status_code == 200
+    assert (
+        writer.delete(
+            f"/api/v1/users/{world['customer'].user_id}", headers=world["admin"].headers
+        ).status_code
+        == 200
+    )
     assert_envelope(reader.get("/api/v1/me", headers=customer), status=401, code="invalid_token")
     # Logout.
-    login = writer.post("/api/v1/auth/login", json={"email": "auditor@one.example", "password": TEST_PASSWORD})
+    login = writer.post(
+        "/api/v1/auth/login", json={"email": "auditor@one.example", "password": TEST_PASSWORD}
+    )
     session = {"Authorization": f"Bearer {login.json()['data']['accessToken']}"}
     _get(reader, "/api/v1/me", session)
     assert _get(reader, "/api/v1/me", session)[1] == "hit"
     assert writer.post("/api/v1/auth/logout", headers=session).status_code == 200
     assert_envelope(reader.get("/api/v1/me", headers=session), status=401, code="invalid_token")
     # Refresh token reuse revokes the family, and with it the cached reads of its tokens.
-    login = writer.post("/api/v1/auth/login", json={"email": "viewer@one.example", "password": TEST_PASSWORD})
+    login = writer.post(
+        "/api/v1/auth/login", json={"email": "viewer@one.example", "password": TEST_PASSWORD}
+    )
     pair = login.json()["data"]
     session = {"Authorization": f"Bearer {pair['accessToken']}"}
     _get(reader, "/api/v1/me", session)
     assert _get(reader, "/api/v1/me", session)[1] == "hit"
-    assert writer.post("/api/v1/auth/refresh", json={"refreshToken": pair["refreshToken"]}).status_code == 200
+    assert (
+        writer.post("/api/v1/auth/refresh", json={"refreshToken": pair["refreshToken"]}).status_code
+        == 200
+    )
     reused = writer.post("/api/v1/auth/refresh", json={"refreshToken": pair["refreshToken"]})
     assert_envelope(reused, status=401, code="refresh_token_reused")
     assert_envelope(reader.get("/api/v1/me", headers=session), status=401, code="invalid_token")
@@ -180,7 +211,9 @@ def test_errors_and_writes_are_never_cached(apps):
         assert response.status_code == 403 and state == "miss"
     ids = set()
     for i in range(2):
-        created = reader.post("/api/v1/projects", headers=admin, json={"name": f"P{i}", "framework": "SOC 2"})
+        created = reader.post(
+            "/api/v1/projects", headers=admin, json={"name": f"P{i}", "framework": "SOC 2"}
+        )
         assert created.status_code == 201 and "x-cache" not in created.headers
         ids.add(created.json()["data"]["id"])
     assert len(ids) == 2
@@ -204,7 +237,14 @@ def test_only_envelopes_of_bounded_size_are_kept(tmp_path, database_url):
         while not hasattr(layer, "max_entry_bytes"):  # the cache layer of the stack
             layer = layer.app
         layer.max_entry_bytes = 450  # the organization fits, the project list does not
-        big = [client.get("/api/v1/projects", headers=world["admin"].headers).headers["x-cache"] for _ in range(2)]
-        small = [client.get("/api/v1/organizations/current", headers=world["admin"].headers).headers["x-cache"]
-                 for _ in range(2)]
+        big = [
+            client.get("/api/v1/projects", headers=world["admin"].headers).headers["x-cache"]
+            for _ in range(2)
+        ]
+        small = [
+            client.get("/api/v1/organizations/current", headers=world["admin"].headers).headers[
+                "x-cache"
+            ]
+            for _ in range(2)
+        ]
         assert big == ["miss", "miss"] and small == ["miss", "hit"]

@@ -18,7 +18,9 @@ def _boom() -> None:
 def gw(tmp_path, database_url):
     with served(tmp_path, database_url, max_body_bytes=4096) as (container, app, client):
         app.api.add_api_route("/api/v1/test-boom", _boom, methods=["GET"])
-        app.api.add_api_route("/api/v1/test-boom", _boom, methods=["POST"], operation_id="boom_post")
+        app.api.add_api_route(
+            "/api/v1/test-boom", _boom, methods=["POST"], operation_id="boom_post"
+        )
         yield container, client, seed_world(container)
 
 
@@ -30,16 +32,42 @@ def test_each_status_is_an_envelope_with_security_headers(gw):
     cases = [
         ("GET", "/healthz", {}, {}, 200, None),
         ("GET", "/api/v1/projects", admin, {}, 200, None),
-        ("POST", "/api/v1/projects", admin, {"json": {"name": "New", "framework": "SOC 2"}}, 201, None),
+        (
+            "POST",
+            "/api/v1/projects",
+            admin,
+            {"json": {"name": "New", "framework": "SOC 2"}},
+            201,
+            None,
+        ),
         ("POST", "/api/v1/projects", admin, {"json": {"name": 3}}, 400, "validation_error"),
-        ("POST", "/api/v1/projects", {**admin, "Content-Type": "application/json"},
-         {"content": b'{"name": "x",'}, 400, "invalid_json"),
+        (
+            "POST",
+            "/api/v1/projects",
+            {**admin, "Content-Type": "application/json"},
+            {"content": b'{"name": "x",'},
+            400,
+            "invalid_json",
+        ),
         ("GET", "/api/v1/projects/42", admin, {}, 400, "invalid_parameter"),
         ("GET", "/api/v1/projects?cursor=%21%21", admin, {}, 400, "invalid_cursor"),
         ("GET", "/api/v1/projects", {}, {}, 401, "unauthenticated"),
-        ("GET", "/api/v1/projects", {"Authorization": "Basic dXNlcjpwdw=="}, {}, 401, "invalid_token"),
-        ("POST", "/api/v1/auth/login", {}, {"json": {"email": "admin@one.example", "password": "wrong"}},
-         401, "invalid_credentials"),
+        (
+            "GET",
+            "/api/v1/projects",
+            {"Authorization": "Basic dXNlcjpwdw=="},
+            {},
+            401,
+            "invalid_token",
+        ),
+        (
+            "POST",
+            "/api/v1/auth/login",
+            {},
+            {"json": {"email": "admin@one.example", "password": "wrong"}},
+            401,
+            "invalid_credentials",
+        ),
         ("DELETE", f"/api/v1/projects/{a}", world["manager"].headers, {}, 403, "forbidden"),
         ("GET", "/api/v1/users", world["viewer"].headers, {}, 403, "forbidden"),
         ("GET", f"/api/v1/projects/{world.project_c}", admin, {}, 404, "not_found"),
@@ -47,13 +75,38 @@ def test_each_status_is_an_envelope_with_security_headers(gw):
         ("GET", "/nowhere", {}, {}, 404, "not_found"),
         ("DELETE", "/api/v1/projects", admin, {}, 405, "method_not_allowed"),
         ("POST", "/healthz", {}, {}, 405, "method_not_allowed"),
-        ("POST", "/api/v1/projects", admin, {"json": {"name": "Taken", "framework": "SOC 2"}}, 409, "duplicate"),
-        ("PATCH", f"/api/v1/projects/{a}", {**admin, "If-Match": "999"}, {"json": {"name": "Z"}},
-         409, "version_conflict"),
-        ("POST", "/api/v1/projects", admin, {"json": {"name": "x" * 5000, "framework": "y"}},
-         413, "payload_too_large"),
-        ("POST", "/api/v1/projects", {**admin, "Content-Type": "text/plain"},
-         {"content": b"name=x"}, 415, "unsupported_media_type"),
+        (
+            "POST",
+            "/api/v1/projects",
+            admin,
+            {"json": {"name": "Taken", "framework": "SOC 2"}},
+            409,
+            "duplicate",
+        ),
+        (
+            "PATCH",
+            f"/api/v1/projects/{a}",
+            {**admin, "If-Match": "999"},
+            {"json": {"name": "Z"}},
+            409,
+            "version_conflict",
+        ),
+        (
+            "POST",
+            "/api/v1/projects",
+            admin,
+            {"json": {"name": "x" * 5000, "framework": "y"}},
+            413,
+            "payload_too_large",
+        ),
+        (
+            "POST",
+            "/api/v1/projects",
+            {**admin, "Content-Type": "text/plain"},
+            {"content": b"name=x"},
+            415,
+            "unsupported_media_type",
+        ),
         ("GET", "/api/v1/test-boom", admin, {}, 500, "internal_error"),
         ("POST", "/api/v1/test-boom", admin, {"json": {}}, 500, "internal_error"),
     ]
@@ -72,8 +125,11 @@ def test_each_status_is_an_envelope_with_security_headers(gw):
 
 def test_error_details_name_each_bad_field(gw):
     _, client, world = gw
-    response = client.post(f"/api/v1/projects/{world.project_a}/evidence", headers=world["admin"].headers,
-                           json={"title": "", "controlId": "!bad", "effectiveDate": "yesterday", "x": 1})
+    response = client.post(
+        f"/api/v1/projects/{world.project_a}/evidence",
+        headers=world["admin"].headers,
+        json={"title": "", "controlId": "!bad", "effectiveDate": "yesterday", "x": 1},
+    )
     body = assert_envelope(response, status=400, code="validation_error")
     fields = {d["field"] for d in body["error"]["details"]}
     assert fields == {"title", "controlId", "effectiveDate", "x"}
@@ -95,7 +151,10 @@ def test_healthz_and_readyz(gw, backend):
     health = assert_envelope(client.get("/healthz"), status=200)
     assert health["data"]["status"] == "ok"
     ready = assert_envelope(client.get("/readyz"), status=200)
-    assert ready["data"] == {"status": "ready", "database": "sqlite" if backend == "sqlite" else "postgresql"}
+    assert ready["data"] == {
+        "status": "ready",
+        "database": "sqlite" if backend == "sqlite" else "postgresql",
+    }
 
 
 def _unreachable_url(backend: str, tmp_path) -> str:
@@ -104,7 +163,9 @@ def _unreachable_url(backend: str, tmp_path) -> str:
     return "postgresql://postgres@127.0.0.1:1/studio_nowhere"  # port 1: nothing listens
 
 
-@pytest.mark.parametrize("backend_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize(
+    "backend_kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def test_database_down_answers_503(tmp_path, backend_kind):
     url = _unreachable_url(backend_kind, tmp_path)
     with served(tmp_path, url) as (container, _, client):
@@ -116,5 +177,7 @@ def test_database_down_answers_503(tmp_path, backend_kind):
         assert_security_headers(ready)
         api = client.get("/api/v1/projects", headers={"Authorization": f"Bearer {token}"})
         assert_envelope(api, status=503, code="service_unavailable")
-        login = client.post("/api/v1/auth/login", json={"email": "a@b.example", "password": "whatever"})
+        login = client.post(
+            "/api/v1/auth/login", json={"email": "a@b.example", "password": "whatever"}
+        )
         assert_envelope(login, status=503, code="service_unavailable")

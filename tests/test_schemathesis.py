@@ -34,7 +34,12 @@ def _valid_case(case):
     if case.query:
         case.query.pop("cursor", None)
     body = case.body if isinstance(case.body, dict) else None
-    if body and body.get("effectiveDate") and body.get("expiresAt") and body["expiresAt"] < body["effectiveDate"]:
+    if (
+        body
+        and body.get("effectiveDate")
+        and body.get("expiresAt")
+        and body["expiresAt"] < body["effectiveDate"]
+    ):
         body.pop("expiresAt")
     return case
 
@@ -56,13 +61,21 @@ def test_api_contract(app, world):
                 strategy = strategy.map(_valid_case)
 
             @given(case=strategy)
-            @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                      suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=MAX_EXAMPLES,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(HealthCheck),
+            )
             def check(case):
                 case.call_and_validate(headers=auth)
 
             try:
                 check()
-            except (Exception, BaseExceptionGroup) as exc:  # every operation's failure, not just the first
+            except (
+                Exception,
+                BaseExceptionGroup,
+            ) as exc:  # every operation's failure, not just the first
                 failures.append(f"{operation.label} [{mode.value}]: {exc}")
     assert not failures, "\n\n".join(failures)

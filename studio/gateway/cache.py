@@ -22,6 +22,7 @@ log = structlog.get_logger("studio.cache")
 
 # Set in scope["state"] by a handler whose answer must not be cached.
 NO_STORE = "cache_no_store"
+JSON_TYPE = (b"content-type", b"application/json")
 
 
 class CacheBackend(Protocol):
@@ -156,7 +157,7 @@ class ResponseCacheMiddleware:
             if message["type"] == "http.response.start":
                 headers = message.get("headers", [])
                 # Only envelopes are kept: a file download streams past without being buffered.
-                keep = message["status"] == 200 and (b"content-type", b"application/json") in headers
+                keep = message["status"] == 200 and JSON_TYPE in headers
                 message["headers"] = [*headers, (b"x-cache", b"miss")]
             elif message["type"] == "http.response.body" and keep:
                 chunk = message.get("body", b"")

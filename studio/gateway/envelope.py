@@ -7,6 +7,7 @@ prefix (this request's id and time) in front when it serves a hit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -73,10 +74,8 @@ def log_unexpected(exc: BaseException) -> None:
     if getattr(exc, "_studio_logged", False):
         return
     log.error("unhandled_error", error=repr(exc), exc_info=exc)
-    try:
+    with contextlib.suppress(AttributeError):  # exceptions with __slots__ cannot be marked
         exc._studio_logged = True  # type: ignore[attr-defined]
-    except AttributeError:  # exceptions with __slots__ cannot be marked
-        pass
 
 
 class ErrorEnvelopeMiddleware:
