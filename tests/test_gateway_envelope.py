@@ -181,3 +181,28 @@ def test_database_down_answers_503(tmp_path, backend_kind):
             "/api/v1/auth/login", json={"email": "a@b.example", "password": "whatever"}
         )
         assert_envelope(login, status=503, code="service_unavailable")
+
+
+def test_openapi_documents_the_error_envelope_and_never_422(gw):
+    _, client, _ = gw
+    document = client.get("/openapi.json").json()
+    assert "ErrorEnvelope" in document["components"]["schemas"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    operations = [
+        (path, method, op)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if path.startswith("/api/v1/")
+    ]
+    assert len(operations) >= 25
+    for path, method, op in operations:
+        responses = op["responses"]
+        assert "422" not in responses, (method, path)
+        for status in ("401", "403", "429", "503"):
+            schema = responses[status]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorEnvelope"}, (method, path, status)
+        if "{" in path:
+            assert "404" in responses, (method, path)
+        if method != "get":
+            assert {"400", "409", "413"} <= set(responses), (method, path)
+    assert "Retry-After" in document["paths"]["/api/v1/projects"]["get"]["responses"]["429"]["headers"]
