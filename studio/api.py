@@ -163,6 +163,9 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> Respon
         415: "unsupported_media_type", 429: "rate_limited", 503: "service_unavailable",
     }.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "validation_error")
     message = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == 400 and message == "There was an error parsing the body":
+        # FastAPI's answer when the JSON decoder itself fails (e.g. nesting too deep).
+        code, message = "invalid_json", "malformed JSON: the body could not be parsed"
     if exc.status_code == 404:
         message = f"no route for {request.method} {request.url.path}"
     err = AppError(code, message, headers=dict(exc.headers or {}))

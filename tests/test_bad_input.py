@@ -66,6 +66,17 @@ def test_malformed_json_and_non_objects(client, container, world):
             content=raw,
         )
         assert body["error"]["message"].startswith("malformed JSON")
+    deep = b"[" * 200_000 + b"]" * 200_000  # under the size limit, over the decoder's depth
+    _rejected(
+        client,
+        container,
+        "POST",
+        "/api/v1/projects",
+        status=400,
+        code="invalid_json",
+        headers=admin,
+        content=deep,
+    )
     for value in ([1, 2], "a string", 42, None):
         _rejected(
             client,
@@ -580,6 +591,8 @@ def test_bad_tokens(client, container, world):
                 headers={"Authorization": f"Bearer {token}"},
                 **kwargs,
             )
+    two = [("authorization", f"Bearer {world['admin'].token}"), ("authorization", "Bearer x.y.z")]
+    _rejected(client, container, "GET", "/api/v1/me", status=401, code="invalid_token", headers=two)
     for header in ("Basic YWRtaW46cGFzcw==", "Bearer", "Bearer ", "Token abc"):
         _rejected(
             client,

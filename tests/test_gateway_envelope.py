@@ -177,6 +177,8 @@ def test_database_down_answers_503(tmp_path, backend_kind):
         assert_security_headers(ready)
         api = client.get("/api/v1/projects", headers={"Authorization": f"Bearer {token}"})
         assert_envelope(api, status=503, code="service_unavailable")
+        api_token = client.get("/api/v1/me", headers={"Authorization": "Bearer stp_" + "x" * 43})
+        assert_envelope(api_token, status=503, code="service_unavailable")
         login = client.post(
             "/api/v1/auth/login", json={"email": "a@b.example", "password": "whatever"}
         )
