@@ -99,3 +99,23 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
 
 def access_lines(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [e for e in entries if e.get("event") == "request"]
+
+
+@contextmanager
+def redis_prefix(url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys (and only those) are deleted afterwards."""
+    import uuid
+
+    import redis
+
+    prefix = f"studio-test-{uuid.uuid4().hex}"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(url)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=500))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()

@@ -14,7 +14,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.conftest import REDIS_URL, TEST_PASSWORD, need_service, seed_world
-from tests.gateway_support import assert_envelope, served
+from tests.gateway_support import assert_envelope, redis_prefix, served
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -26,10 +26,9 @@ def apps(request, tmp_path, database_url):
             container, _, client = stack.enter_context(served(tmp_path, database_url, **options))
             yield client, client, seed_world(container), container
         else:
-            options |= {
-                "redis_url": need_service(REDIS_URL, "redis"),
-                "redis_key_prefix": f"studio-test-{uuid.uuid4().hex}",
-            }
+            url = need_service(REDIS_URL, "redis")
+            prefix = stack.enter_context(redis_prefix(url))
+            options |= {"redis_url": url, "redis_key_prefix": prefix}
             container, _, reader = stack.enter_context(
                 served(tmp_path / "r", database_url, **options)
             )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from contextlib import ExitStack
 
 import pytest
 
 from tests.conftest import REDIS_URL, TEST_PASSWORD, need_service, seed_world
-from tests.gateway_support import assert_envelope, ip, served
+from tests.gateway_support import assert_envelope, ip, redis_prefix, served
 
 
 def _assert_429(response, limit: int) -> None:
@@ -134,16 +133,15 @@ def test_limits_are_off_when_disabled(tmp_path, database_url):
 @pytest.mark.redis
 def test_two_processes_share_one_budget_through_redis(tmp_path, database_url):
     redis_url = need_service(REDIS_URL, "redis")
-    prefix = f"studio-test-{uuid.uuid4().hex}"
-    options = {
-        "redis_url": redis_url,
-        "redis_key_prefix": prefix,
-        "rate_limit_enabled": True,
-        "rate_limit_ip": "100/minute",
-        "rate_limit_user": "4/minute",
-        "rate_limit_login": "2/minute",
-    }
     with ExitStack() as stack:
+        options = {
+            "redis_url": redis_url,
+            "redis_key_prefix": stack.enter_context(redis_prefix(redis_url)),
+            "rate_limit_enabled": True,
+            "rate_limit_ip": "100/minute",
+            "rate_limit_user": "4/minute",
+            "rate_limit_login": "2/minute",
+        }
         c1, _, api1 = stack.enter_context(served(tmp_path / "one", database_url, **options))
         _, _, api2 = stack.enter_context(served(tmp_path / "two", database_url, **options))
         world = seed_world(c1)
