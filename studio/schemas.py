@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     WithJsonSchema,
     model_validator,
@@ -63,7 +64,8 @@ Name = Annotated[
 ]
 RichText = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(clean_rich)]
 Comment = Annotated[str, StringConstraints(max_length=5_000), AfterValidator(clean_rich)]
-Score = Annotated[float, Field(ge=0, le=100)]
+# Request bodies take numbers and booleans as JSON has them: `true` is not 1, "3" is not 3.
+Score = Annotated[float, Strict(), Field(ge=0, le=100)]
 ControlRef = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()\-]*$"),

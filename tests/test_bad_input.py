@@ -363,6 +363,45 @@ def test_invalid_ids_cursors_and_versions(client, container, world, evidence_id)
     )
 
 
+def test_no_type_coercion_in_bodies(client, container, world):
+    admin = world["admin"].headers
+    for days in (True, "30", 30.5):
+        _rejected(
+            client,
+            container,
+            "POST",
+            "/api/v1/tokens",
+            status=400,
+            code="validation_error",
+            headers=admin,
+            json={"name": "ci", "expiresInDays": days},
+            fields={"expiresInDays"},
+        )
+    for flag in (1, "yes", "false", 0):
+        _rejected(
+            client,
+            container,
+            "PATCH",
+            f"/api/v1/users/{world['viewer'].user_id}",
+            status=400,
+            code="validation_error",
+            headers=admin,
+            json={"isActive": flag},
+            fields={"isActive"},
+        )
+    _rejected(
+        client,
+        container,
+        "POST",
+        "/api/v1/projects",
+        status=400,
+        code="validation_error",
+        headers=admin,
+        json={"name": 123, "framework": "SOC 2"},
+        fields={"name"},
+    )
+
+
 def test_enums_and_scores(client, container, world, evidence_id):
     admin = world["admin"].headers
     _rejected(
@@ -429,7 +468,7 @@ def test_enums_and_scores(client, container, world, evidence_id):
         headers=world["auditor"].headers,
         json={"decision": "rejected"},
     )
-    for score in (-1, 101, -0.01, 100.5, "NaN"):
+    for score in (-1, 101, -0.01, 100.5, "NaN", "50", True):
         _rejected(
             client,
             container,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from studio.domains.users.schemas import UserRead
 from studio.schemas import Email, Input, Name, Output
@@ -34,7 +34,7 @@ class TokenPair(Output):
 
 class ApiTokenCreate(Input):
     name: Name
-    expiresInDays: int | None = Field(default=None, ge=1, le=3650)  # noqa: N815
+    expiresInDays: StrictInt | None = Field(default=None, ge=1, le=3650)  # noqa: N815
 
 
 class ApiTokenRead(Output):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from studio.permissions import Role
 from studio.schemas import Email, Input, Name, Output, Patch
@@ -23,7 +23,7 @@ class UserCreate(Input):
 class UserUpdate(Patch):
     name: Name | None = None
     role: Role | None = None
-    isActive: bool | None = None  # noqa: N815
+    isActive: StrictBool | None = None  # noqa: N815
     password: str | None = Field(default=None, min_length=12, max_length=256)
 
 
