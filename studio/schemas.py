@@ -11,6 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     Strict,
@@ -66,6 +67,16 @@ RichText = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(c
 Comment = Annotated[str, StringConstraints(max_length=5_000), AfterValidator(clean_rich)]
 # Request bodies take numbers and booleans as JSON has them: `true` is not 1, "3" is not 3.
 Score = Annotated[float, Strict(), Field(ge=0, le=100)]
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# A JSON Schema integer: 30 or 30.0, never true or "30" (and 30.5 fails as a fraction).
+WholeNumber = Annotated[int, BeforeValidator(_json_number)]
 ControlRef = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()\-]*$"),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import Field, StrictInt
+from pydantic import Field
 
 from studio.domains.users.schemas import UserRead
-from studio.schemas import Email, Input, Name, Output
+from studio.schemas import Email, Input, Name, Output, WholeNumber
 
 
 class LoginRequest(Input):
@@ -34,7 +34,7 @@ class TokenPair(Output):
 
 class ApiTokenCreate(Input):
     name: Name
-    expiresInDays: StrictInt | None = Field(default=None, ge=1, le=3650)  # noqa: N815
+    expiresInDays: WholeNumber | None = Field(default=None, ge=1, le=3650)  # noqa: N815
 
 
 class ApiTokenRead(Output):
