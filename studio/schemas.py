@@ -75,8 +75,9 @@ def _json_number(value: Any) -> Any:
     return value
 
 
-# A JSON Schema integer: 30 or 30.0, never true or "30" (and 30.5 fails as a fraction).
-WholeNumber = Annotated[int, BeforeValidator(_json_number)]
+# With `int`: a JSON Schema integer, 30 or 30.0, never true or "30" (30.5 fails as a
+# fraction). Put it after any Field(ge=..., le=...), or the bounds leave the JSON schema.
+JsonNumber = BeforeValidator(_json_number)
 ControlRef = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()\-]*$"),

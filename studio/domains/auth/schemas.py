@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from pydantic import Field
 
 from studio.domains.users.schemas import UserRead
-from studio.schemas import Email, Input, Name, Output, WholeNumber
+from studio.schemas import Email, Input, JsonNumber, Name, Output
 
 
 class LoginRequest(Input):
@@ -34,7 +35,7 @@ class TokenPair(Output):
 
 class ApiTokenCreate(Input):
     name: Name
-    expiresInDays: WholeNumber | None = Field(default=None, ge=1, le=3650)  # noqa: N815
+    expiresInDays: Annotated[int, Field(ge=1, le=3650), JsonNumber] | None = None  # noqa: N815
 
 
 class ApiTokenRead(Output):
