@@ -12,8 +12,16 @@ from starlette.responses import Response
 
 from studio.domains.users.repository import load_principal
 from studio.errors import AppError
-from studio.gateway.envelope import as_app_error, envelope_bytes, error_body, request_id_of
+from studio.gateway.cache import NO_STORE
+from studio.gateway.envelope import (
+    as_app_error,
+    envelope_bytes,
+    error_body,
+    log_unexpected,
+    request_id_of,
+)
 from studio.principal import Principal
+from studio.schemas import VISIBLE
 
 
 def container(request: Request) -> Any:
@@ -34,7 +42,9 @@ def current_principal(request: Request) -> Principal:
     if principal is None:
         raise AppError("invalid_token", "the session has ended or the user is inactive")
     if principal.is_super_admin:
-        request.scope["state"]["no_cache"] = True
+        # A super_admin reads across organizations, but cache entries are invalidated per
+        # organization: never keep theirs, or a write elsewhere would leave them stale.
+        request.scope.setdefault("state", {})[NO_STORE] = True
     return principal
 
 
@@ -54,7 +64,11 @@ class Paging:
 def if_match(
     if_match: Annotated[
         str | None,
-        Header(description="Expected version (from `version`); a mismatch answers 409", max_length=40),
+        Header(
+            description="Expected version (from `version`); a mismatch answers 409",
+            max_length=40,
+            pattern=r'^\s*(W/)?"?[0-9]{1,18}"?\s*$',
+        ),
     ] = None,
 ) -> int | None:
     if if_match is None:
@@ -89,15 +103,48 @@ def _error_response(request: Request, err: AppError) -> Response:
                     media_type="application/json", headers=err.headers or None)
 
 
+def _is_json(request: Request) -> bool:
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    declared = length is not None and length.strip() not in ("", "0")
+    return declared or "transfer-encoding" in request.headers
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error.get("type")
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "string_pattern_mismatch":
+        pattern = str(error.get("ctx", {}).get("pattern", ""))
+        if pattern == VISIBLE:
+            return "must contain at least one visible character"
+        return f"must match the pattern {ascii(pattern)}"
+    return str(error.get("msg", "invalid"))
+
+
 async def _validation_handler(request: Request, exc: RequestValidationError) -> Response:
     errors = exc.errors()
+    body_errors = any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors)
+    if body_errors and _has_body(request) and not _is_json(request):
+        # FastAPI hands a non-JSON body to the model as bytes; say what is actually wrong.
+        sent = request.headers.get("content-type") or "none"
+        return _error_response(request, AppError(
+            "unsupported_media_type",
+            f"send the body as Content-Type: application/json (got {sent})",
+            details=[{"field": "Content-Type", "message": "expected application/json"}]))
     if any(e.get("type") == "json_invalid" for e in errors):
         first = next(e for e in errors if e.get("type") == "json_invalid")
         err = AppError("invalid_json", f"malformed JSON: {first.get('ctx', {}).get('error', 'invalid')}")
         return _error_response(request, err)
     details = []
     for e in errors:
-        message = "unknown field" if e.get("type") == "extra_forbidden" else e.get("msg", "invalid")
+        message = _message(e)
         details.append({"field": _field_of(tuple(e.get("loc", ()))), "message": message,
                         "type": e.get("type")})
     outside_body = all(tuple(e.get("loc", ("",)))[:1] in (("path",), ("query",), ("header",))
@@ -116,6 +163,9 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> Respon
         415: "unsupported_media_type", 429: "rate_limited", 503: "service_unavailable",
     }.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "validation_error")
     message = exc.detail if isinstance(exc.detail, str) else None
+    if exc.status_code == 400 and message == "There was an error parsing the body":
+        # FastAPI's answer when the JSON decoder itself fails (e.g. nesting too deep).
+        code, message = "invalid_json", "malformed JSON: the body could not be parsed"
     if exc.status_code == 404:
         message = f"no route for {request.method} {request.url.path}"
     err = AppError(code, message, headers=dict(exc.headers or {}))
@@ -127,6 +177,12 @@ async def _other_handler(request: Request, exc: Exception) -> Response:
     return _error_response(request, as_app_error(exc))
 
 
+async def _unexpected_handler(request: Request, exc: Exception) -> Response:
+    """A bug: log it once with the request id bound, and answer a 500 envelope."""
+    log_unexpected(exc)
+    return _error_response(request, as_app_error(exc))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
@@ -135,3 +191,99 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(DatabaseUnavailable, _other_handler)
     app.add_exception_handler(VersionConflict, _other_handler)
+    # Starlette's ServerErrorMiddleware calls this for any other exception, then re-raises
+    # it to the server; ErrorEnvelopeMiddleware sees it already answered and logged.
+    app.add_exception_handler(Exception, _unexpected_handler)
+
+
+# -- the OpenAPI document ---------------------------------------------------------------
+_STATUS_TEXT = {
+    400: "Invalid input", 401: "Not authenticated", 403: "Not permitted", 404: "Not found",
+    409: "Conflict", 413: "Body too large", 415: "Not JSON", 429: "Rate limited",
+    500: "Unexpected error", 503: "A dependency is down",
+}  # fmt: skip
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+_RATE_HEADERS = {
+    **_RETRY_AFTER,
+    **{name: {"description": text, "schema": {"type": "integer"}} for name, text in (
+        ("RateLimit-Limit", "Requests allowed per window"),
+        ("RateLimit-Remaining", "Requests left in the window"),
+        ("RateLimit-Reset", "Seconds until the window frees capacity"),
+    )},
+}
+
+
+def _error_statuses(path: str, method: str, operation: dict[str, Any], api_prefix: str) -> set[int]:
+    """The error statuses the gateway and the handlers can really answer for an operation."""
+    if not path.startswith(api_prefix):
+        return {503} if path == "/readyz" else set()
+    statuses = {401, 403, 429, 500, 503}
+    if operation.get("parameters") or operation.get("requestBody"):
+        statuses.add(400)
+    if "{" in path:
+        statuses.add(404)
+    if method != "get":
+        statuses |= {400, 409, 413}  # an unexpected body, a duplicate or a stale version
+    if operation.get("requestBody"):
+        statuses.add(415)
+    return statuses
+
+
+def _drop_null(schema: dict[str, Any]) -> None:
+    """A query or header parameter is absent or a string, never JSON null: say so."""
+    options = schema.get("anyOf")
+    if not options:
+        return
+    kept = [o for o in options if o.get("type") != "null"]
+    if len(kept) == 1:
+        schema.pop("anyOf")
+        schema.update(kept[0])
+    else:
+        schema["anyOf"] = kept
+
+
+ERROR_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
+
+
+def document_errors(api: FastAPI, api_prefix: str) -> None:
+    """Document the error envelope on every operation, in place of FastAPI's 422 (never sent:
+    invalid input answers 400), so clients and contract tests see the real responses."""
+    from fastapi.openapi.utils import get_openapi
+
+    from studio.errors import ERROR_CATALOGUE
+    from studio.schemas import ErrorEnvelope
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema:
+            return api.openapi_schema
+        schema = get_openapi(title=api.title, version=api.version, description=api.description,
+                             routes=api.routes, tags=api.openapi_tags)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        error_schema = ErrorEnvelope.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(error_schema.pop("$defs", {}))
+        components["ErrorEnvelope"] = error_schema
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                for parameter in operation.get("parameters", []):
+                    _drop_null(parameter.get("schema", {}))
+                responses = operation.setdefault("responses", {})
+                responses.pop("422", None)
+                for status in sorted(_error_statuses(path, method, operation, api_prefix)):
+                    codes = ", ".join(
+                        f"`{code}`" for code, (st, _) in ERROR_CATALOGUE.items() if st == status
+                    )
+                    response: dict[str, Any] = {
+                        "description": f"{_STATUS_TEXT[status]}: {codes}",
+                        "content": {"application/json": {"schema": ERROR_REF}},
+                    }
+                    if status == 429:
+                        response["headers"] = _RATE_HEADERS
+                    elif status == 503:
+                        response["headers"] = _RETRY_AFTER
+                    responses.setdefault(str(status), response)
+        api.openapi_schema = schema
+        return schema
+
+    api.openapi = openapi  # type: ignore[method-assign]

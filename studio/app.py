@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import HTMLResponse, Response
 
 from studio import __version__
-from studio.api import install_error_handlers, ok
+from studio.api import document_errors, install_error_handlers, ok
 from studio.bootstrap import Container, bootstrap
 from studio.db import DatabaseUnavailable
 from studio.documents.routes import router as documents_router
@@ -73,6 +73,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
                 c.relay.stop()
             if c.dispatcher is not None:
                 c.dispatcher.stop()
+            await c.aclose()
 
     api = FastAPI(
         lifespan=lifespan,
@@ -127,6 +128,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     install_web(api)
     for extend in c.extras.get("app_extensions", []):
         extend(api)
+    document_errors(api, f"{API_PREFIX}/")
 
     app: Any = api
     if s.cache_enabled:

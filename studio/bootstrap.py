@@ -60,6 +60,16 @@ class Container:
         if self.dispatcher is not None:
             self.dispatcher.stop()
         self.db.dispose()
+        close = getattr(self.cache, "close", None)
+        if close is not None:
+            close()
+
+    async def aclose(self) -> None:
+        """Close the connections bound to the serving event loop (at app shutdown)."""
+        await self.limiter.aclose()
+        aclose = getattr(self.cache, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def event_consumers(settings: Settings, storage: Storage) -> list[Consumer]:
@@ -110,7 +120,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
         issuer=settings.jwt_issuer,
         ttl_seconds=settings.access_token_ttl_seconds,
     )
-    cache: CacheBackend = RedisCache(settings.redis_url) if settings.redis_url else MemoryCache()
+    cache: CacheBackend = RedisCache(settings.redis_url, prefix=f"{settings.redis_key_prefix}-cache") if settings.redis_url else MemoryCache()
 
     def invalidate_cache(uow: UnitOfWork) -> None:
         for org in uow.touched_orgs:
@@ -141,7 +151,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
         store=store,
         passwords=passwords,
         tokens=tokens,
-        limiter=RateLimiter(settings.redis_url),
+        limiter=RateLimiter(settings.redis_url, key_prefix=f"{settings.redis_key_prefix}-rl"),
         cache=cache,
         users=UserService(db, passwords),
         auth=AuthService(db, passwords, tokens, settings.refresh_token_ttl_seconds),

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-# code -> (HTTP status, what it means). docs/api.md is generated from this table.
+# code -> (HTTP status, what it means). docs/api.md lists every code (tests/test_api_docs.py).
 ERROR_CATALOGUE: dict[str, tuple[int, str]] = {
     "invalid_json": (400, "The request body is not valid JSON."),
     "validation_error": (400, "One or more fields are invalid; details name each field."),

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 import nh3
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 # C0/C1 control characters and the bidirectional overrides that let text lie about itself.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -42,18 +53,52 @@ def _nonempty(value: str) -> str:
     return value
 
 
+# At least one character that survives clean_plain, so the OpenAPI document tells clients
+# the same rule the validator applies (literal characters: every regex dialect reads them).
+VISIBLE = "[^\\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+
 Name = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=255),
+    StringConstraints(min_length=1, max_length=255, pattern=VISIBLE),
     AfterValidator(clean_plain),
     AfterValidator(_nonempty),
 ]
 RichText = Annotated[str, StringConstraints(max_length=20_000), AfterValidator(clean_rich)]
 Comment = Annotated[str, StringConstraints(max_length=5_000), AfterValidator(clean_rich)]
-Score = Annotated[float, Field(ge=0, le=100)]
+# Request bodies take numbers and booleans as JSON has them: `true` is not 1, "3" is not 3.
+Score = Annotated[float, Strict(), Field(ge=0, le=100)]
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# With `int`: a JSON Schema integer, 30 or 30.0, never true or "30" (30.5 fails as a
+# fraction). Put it after any Field(ge=..., le=...), or the bounds leave the JSON schema.
+JsonNumber = BeforeValidator(_json_number)
 ControlRef = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()\-]*$"),
+]
+
+
+def _email(value: str) -> str:
+    try:
+        # Syntax only, never DNS: a self-hosted installation may have no resolver, and
+        # intranet (dotless) and .test domains are real addresses on private networks.
+        return validate_email(value, check_deliverability=False, globally_deliverable=False,
+                              test_environment=True).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid e-mail address: {exc}") from None
+
+
+Email = Annotated[
+    str,
+    StringConstraints(min_length=3, max_length=320),
+    AfterValidator(_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": 320}),
 ]
 
 
@@ -61,6 +106,43 @@ class Input(BaseModel):
     """Base of every request body: unknown fields are rejected (no mass assignment)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+def _patch_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    nullable = getattr(model, "nullable_fields", frozenset())
+    schema["minProperties"] = 1
+    for name, prop in schema.get("properties", {}).items():
+        options = prop.get("anyOf")
+        if name in nullable or not options:
+            continue
+        kept = [o for o in options if o.get("type") != "null"]
+        if len(kept) == 1:
+            prop.pop("anyOf")
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+        if prop.get("default", 0) is None:
+            prop.pop("default")
+
+
+class Patch(Input):
+    """Base of partial updates: at least one field, and null only where it clears a value
+    (the fields named in `nullable_fields`); the JSON schema says the same."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
+    nullable_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _at_least_one_field(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if not data:
+                raise ValueError("send at least one field to change")
+            nulls = sorted(k for k, v in data.items() if v is None and k in cls.model_fields
+                           and k not in cls.nullable_fields)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)} cannot be null; leave a field out to keep it")
+        return data
 
 
 class Output(BaseModel):
@@ -71,9 +153,21 @@ T = TypeVar("T")
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
-    details: Any = None
+    code: str = Field(description="A code from the error catalogue (docs/api.md)")
+    message: str = Field(description="What went wrong, for people")
+    details: Any = Field(
+        default=None, description="For invalid input: one {field, message, type} per bad field"
+    )
+
+
+class ErrorEnvelope(BaseModel):
+    """The envelope of every error response."""
+
+    success: Literal[False]
+    data: None
+    error: ErrorBody
+    timestamp: str = Field(description="ISO-8601 UTC, e.g. 2026-01-31T12:00:00.000000Z")
+    requestId: str  # noqa: N815 - wire name fixed by the API guide
 
 
 class Envelope(BaseModel, Generic[T]):

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default sqlite under data_dir"
     )
     redis_url: str | None = None
+    redis_key_prefix: str = Field(
+        default="studio",
+        description="Prefix of every Redis key (rate limits, cache): lets installations share one Redis",
+    )
     nats_url: str | None = None
     secret_key: str | None = Field(
         default=None,

@@ -86,7 +86,11 @@ class AuthenticationMiddleware:
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope, protected: bool) -> AuthInfo | None:
-        header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        sent = [v for k, v in scope["headers"] if k == b"authorization"]
+        if len(sent) > 1:
+            # A proxy and this app could each read a different one: refuse the ambiguity.
+            raise AppError("invalid_token", "send exactly one Authorization header")
+        header = sent[0] if sent else None
         if header is not None:
             scheme, _, token = header.decode("latin-1").partition(" ")
             token = token.strip()

@@ -20,6 +20,10 @@ from studio.gateway.envelope import DATA_MARKER, envelope_prefix, request_id_of
 
 log = structlog.get_logger("studio.cache")
 
+# Set in scope["state"] by a handler whose answer must not be cached.
+NO_STORE = "cache_no_store"
+JSON_TYPE = (b"content-type", b"application/json")
+
 
 class CacheBackend(Protocol):
     """Where cached responses and organization generations live.
@@ -92,6 +96,8 @@ class RedisCache:
 
     async def aclose(self) -> None:
         await self._async.aclose()
+
+    def close(self) -> None:
         self._sync.close()
 
 
@@ -99,12 +105,13 @@ class ResponseCacheMiddleware:
     """Serves repeated authenticated GETs of `prefix` paths from the cache."""
 
     def __init__(self, app: ASGIApp, backend: CacheBackend, ttl: int, prefix: str = "/api/v1/",
-                 exclude: tuple[str, ...] = ()):
+                 exclude: tuple[str, ...] = (), max_entry_bytes: int = 512 * 1024):
         self.app = app
         self.backend = backend
         self.ttl = ttl
         self.prefix = prefix
         self.exclude = exclude
+        self.max_entry_bytes = max_entry_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         auth = scope.get("state", {}).get("auth") if scope["type"] == "http" else None
@@ -141,22 +148,29 @@ class ResponseCacheMiddleware:
             await send({"type": "http.response.body", "body": body})
             return
 
-        status = 0
+        keep = False
+        size = 0
         chunks: list[bytes] = []
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal keep, size
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-cache", b"miss")]
-            elif message["type"] == "http.response.body" and status == 200:
-                chunks.append(message.get("body", b""))
+                headers = message.get("headers", [])
+                # Only envelopes are kept: a file download streams past without being buffered.
+                keep = message["status"] == 200 and JSON_TYPE in headers
+                message["headers"] = [*headers, (b"x-cache", b"miss")]
+            elif message["type"] == "http.response.body" and keep:
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_entry_bytes:
+                    keep = False
+                    chunks.clear()
+                else:
+                    chunks.append(chunk)
             await send(message)
 
         await self.app(scope, receive, capture)
-        # A handler may veto storing (super-admin reads span organizations, so no single
-        # organization's generation could invalidate them).
-        if status == 200 and chunks and not scope["state"].get("no_cache"):
+        if keep and chunks and not scope.get("state", {}).get(NO_STORE):
             body = b"".join(chunks)
             cut = body.find(DATA_MARKER)
             if cut != -1 and body.startswith(b'{"success":true'):

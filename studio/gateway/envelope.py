@@ -7,6 +7,7 @@ prefix (this request's id and time) in front when it serves a hit.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any
 
@@ -72,6 +73,15 @@ def as_app_error(exc: BaseException) -> AppError:
     return AppError("internal_error")
 
 
+def log_unexpected(exc: BaseException) -> None:
+    """Log an unexpected exception once (the request id is bound in the context)."""
+    if getattr(exc, "_studio_logged", False):
+        return
+    log.error("unhandled_error", error=repr(exc), exc_info=exc)
+    with contextlib.suppress(AttributeError):  # exceptions with __slots__ cannot be marked
+        exc._studio_logged = True  # type: ignore[attr-defined]
+
+
 class ErrorEnvelopeMiddleware:
     """Turns any exception from the layers inside it into an envelope (never a bare 500)."""
 
@@ -94,8 +104,11 @@ class ErrorEnvelopeMiddleware:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             err = as_app_error(exc)
-            if err.status >= 500 and err.code == "internal_error":
-                log.exception("unhandled_error", exc_info=exc)
+            if err.code == "internal_error":
+                log_unexpected(exc)
             if started:
-                raise
+                # The response is out (the framework answered with our 500 envelope and
+                # re-raised, or a stream broke midway) and the error is logged: re-raising
+                # would only make the server print an unstructured second traceback.
+                return
             await send_error(scope, send, err)

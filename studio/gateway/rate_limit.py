@@ -39,10 +39,10 @@ class RateLimiter:
     """A sliding-window counter per (limit, key). Fails open if Redis is unreachable:
     an outage of the limiter's store must not take the API down with it."""
 
-    def __init__(self, redis_url: str | None = None):
+    def __init__(self, redis_url: str | None = None, key_prefix: str = "studio-rl"):
         self.storage: Storage
         if redis_url:
-            self.storage = RedisStorage(redis_url, implementation="redispy", key_prefix="studio-rl")
+            self.storage = RedisStorage(redis_url, implementation="redispy", key_prefix=key_prefix)
         else:
             self.storage = MemoryStorage()
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
@@ -57,8 +57,11 @@ class RateLimiter:
         reset_after = max(1, math.ceil(stats.reset_time - time.time()))
         return Decision(allowed, item.amount, max(0, stats.remaining), reset_after)
 
-    async def reset(self) -> None:
-        await self.storage.reset()
+    async def aclose(self) -> None:
+        """Close the Redis connections opened on the running event loop."""
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
 
 
 def client_ip(scope: Scope) -> str | None:
@@ -124,12 +127,14 @@ class RateLimitMiddleware:
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                # Inner layers send first, so the principal's figures win over the IP's.
-                present = {k for k, _ in message.get("headers", [])}
-                message["headers"] = [
-                    *message.get("headers", []),
-                    *((k, v) for k, v in extra if k not in present),
-                ]
+                # Both layers (IP, principal) report; the client sees the budget that will
+                # run out first, as the RateLimit header draft asks.
+                headers = message.get("headers", [])
+                inner = next((v for k, v in headers if k == b"ratelimit-remaining"), None)
+                if inner is None or decision.remaining < int(inner):
+                    names = {k for k, _ in extra}
+                    headers = [(k, v) for k, v in headers if k not in names] + extra
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -37,8 +37,10 @@ async def login(request: Request, body: LoginRequest) -> Response:
         for key in (f"ip:{client}", f"email:{str(body.email).lower()}"):
             decision = await c.limiter.hit(limit, "login", key)
             if not decision.allowed:
-                raise AppError("rate_limited", "too many login attempts; wait and retry",
-                               headers={"Retry-After": str(decision.reset_after)})
+                retry = str(decision.reset_after)
+                raise AppError("rate_limited", f"too many login attempts; retry in {retry}s",
+                               headers={"Retry-After": retry, "RateLimit-Limit": str(decision.limit),
+                                        "RateLimit-Remaining": "0", "RateLimit-Reset": retry})
     pair = await run_in_threadpool(
         c.auth.login, str(body.email), body.password, request_id=request_id(request), client_ip=client
     )

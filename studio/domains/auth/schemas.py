@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from pydantic import EmailStr, Field
+from pydantic import Field
 
 from studio.domains.users.schemas import UserRead
-from studio.schemas import Input, Name, Output
+from studio.schemas import Email, Input, JsonNumber, Name, Output
 
 
 class LoginRequest(Input):
-    email: EmailStr
+    email: Email
     password: str = Field(min_length=1, max_length=256)
 
 
@@ -34,7 +35,7 @@ class TokenPair(Output):
 
 class ApiTokenCreate(Input):
     name: Name
-    expiresInDays: int | None = Field(default=None, ge=1, le=3650)  # noqa: N815
+    expiresInDays: Annotated[int, Field(ge=1, le=3650), JsonNumber] | None = None  # noqa: N815
 
 
 class ApiTokenRead(Output):

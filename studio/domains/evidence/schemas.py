@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from enum import StrEnum
 
-from pydantic import model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from studio.schemas import Comment, ControlRef, Input, Name, Output, RichText, Score
+from studio.schemas import Comment, ControlRef, Input, Name, Output, Patch, RichText, Score
 
 
 class EvidenceStatus(StrEnum):
@@ -28,7 +28,7 @@ class EvidenceCreate(Input):
     description: RichText = ""
     controlId: ControlRef | None = None  # noqa: N815
     effectiveDate: dt.date | None = None  # noqa: N815
-    expiresAt: dt.date | None = None  # noqa: N815
+    expiresAt: dt.date | None = Field(default=None, description="Not before effectiveDate")  # noqa: N815
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> EvidenceCreate:
@@ -37,7 +37,9 @@ class EvidenceCreate(Input):
         return self
 
 
-class EvidenceUpdate(Input):
+class EvidenceUpdate(Patch):
+    nullable_fields = frozenset({"controlId", "effectiveDate", "expiresAt", "qualityScore"})
+
     title: Name | None = None
     description: RichText | None = None
     controlId: ControlRef | None = None  # noqa: N815
@@ -47,8 +49,14 @@ class EvidenceUpdate(Input):
 
 
 class ReviewCreate(Input):
+    # The rule below, in the OpenAPI document too: a rejection carries a comment.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"properties": {"decision": {"const": "rejected"}}, "required": ["decision"]},
+        "then": {"required": ["comment"], "properties": {"comment": {"pattern": "[^\\s<>]"}}},
+    })
+
     decision: Decision
-    comment: Comment = ""
+    comment: Comment = Field(default="", description="Required when rejecting: what to fix")
 
     @model_validator(mode="after")
     def _reject_needs_reason(self) -> ReviewCreate:

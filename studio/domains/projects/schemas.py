@@ -6,7 +6,7 @@ import uuid
 from enum import StrEnum
 
 from studio.permissions import ProjectRole
-from studio.schemas import Input, Name, Output, RichText
+from studio.schemas import Input, Name, Output, Patch, RichText
 
 
 class ProjectStatus(StrEnum):
@@ -22,7 +22,7 @@ class ProjectCreate(Input):
     status: ProjectStatus = ProjectStatus.ACTIVE
 
 
-class ProjectUpdate(Input):
+class ProjectUpdate(Patch):
     name: Name | None = None
     framework: Name | None = None
     description: RichText | None = None

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from pydantic import EmailStr, Field
+from pydantic import Field, StrictBool
 
 from studio.permissions import Role
-from studio.schemas import Input, Name, Output
+from studio.schemas import Email, Input, Name, Output, Patch
 
 
 class UserCreate(Input):
-    email: EmailStr
+    email: Email
     name: Name
     role: Role
     password: str = Field(min_length=12, max_length=256)
@@ -20,10 +20,10 @@ class UserCreate(Input):
     )
 
 
-class UserUpdate(Input):
+class UserUpdate(Patch):
     name: Name | None = None
     role: Role | None = None
-    isActive: bool | None = None  # noqa: N815
+    isActive: StrictBool | None = None  # noqa: N815
     password: str | None = Field(default=None, min_length=12, max_length=256)
 
 
