@@ -46,7 +46,17 @@ def full_app() -> Any:
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(bootstrap(settings))
+    app = create_app(bootstrap(settings))
+    tokens = int(os.environ.get("BENCH_THREADS", "0"))
+    if not tokens:
+        return app
+
+    async def wrapper(scope, receive, send):
+        if scope["type"] == "lifespan":
+            import anyio.to_thread
+            anyio.to_thread.current_default_thread_limiter().total_tokens = tokens
+        await app(scope, receive, send)
+    return wrapper
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from studio.domains.users.repository import load_principal
 from studio.errors import AppError
 from studio.gateway.envelope import as_app_error, envelope_bytes, error_body, request_id_of
-from studio.principal import Principal
+from studio.principal import AuthInfo, Principal
 
 
 def container(request: Request) -> Any:
@@ -24,11 +24,16 @@ def request_id(request: Request) -> str:
     return request_id_of(request.scope)
 
 
-def current_principal(request: Request) -> Principal:
-    """The authenticated caller with their role as stored right now."""
+async def current_auth(request: Request) -> AuthInfo:
+    """The credential the authentication middleware proved (no database work, no thread)."""
     auth = request.scope.get("state", {}).get("auth")
     if auth is None:
         raise AppError("unauthenticated")
+    return auth
+
+
+def principal_of(request: Request, auth: AuthInfo) -> Principal:
+    """The authenticated caller with their role as stored right now."""
     with container(request).db.read() as conn:
         principal = load_principal(conn, auth)
     if principal is None:
@@ -36,20 +41,36 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
+def current_principal(request: Request, auth: Annotated[AuthInfo, Depends(current_auth)]) -> Principal:
+    return principal_of(request, auth)
+
+
+# A sync handler on a hot path takes `CurrentAuth` and calls `principal_of` itself: the
+# principal then loads in the handler's worker thread, where `CurrentPrincipal` (a sync
+# dependency) costs a thread-pool hop of its own.
+CurrentAuth = Annotated[AuthInfo, Depends(current_auth)]
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 class Paging:
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
-        cursor: Annotated[str | None, Query(max_length=512, description="nextCursor of the previous page")] = None,
-    ):
+    def __init__(self, limit: int = 50, cursor: str | None = None):
         self.limit = limit
         self.cursor = cursor
 
 
-def if_match(
+# Dependencies that only parse the request are `async def`: FastAPI runs a plain `def`
+# dependency (and a class used as one) in the thread pool, one hop per dependency.
+async def paging(
+    limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
+    cursor: Annotated[str | None, Query(max_length=512, description="nextCursor of the previous page")] = None,
+) -> Paging:
+    return Paging(limit, cursor)
+
+
+PageParams = Annotated[Paging, Depends(paging)]
+
+
+async def if_match(
     if_match: Annotated[
         str | None,
         Header(description="Expected version (from `version`); a mismatch answers 409", max_length=40),

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, Paging, container, if_match, ok, page, request_id
+from studio.api import CurrentAuth, CurrentPrincipal, PageParams, container, if_match, ok, page, principal_of, request_id
 from studio.domains.evidence.schemas import (
     EvidenceCreate,
     EvidenceRead,
@@ -31,9 +31,9 @@ class ReviewOutcome(BaseModel):
 @router.get("/projects/{project_id}/evidence", response_model=Envelope[PageOut[EvidenceRead]])
 def list_evidence(
     request: Request,
-    principal: CurrentPrincipal,
+    auth: CurrentAuth,
     project_id: uuid.UUID,
-    paging: Paging = Depends(),
+    paging: PageParams,
     status: EvidenceStatus | None = None,
     control_id: Annotated[str | None, Query(alias="controlId", max_length=64)] = None,
     sort: Annotated[str, Query(pattern="^(created_at|updated_at|title)$")] = "created_at",
@@ -41,7 +41,7 @@ def list_evidence(
 ) -> Response:
     """A project's evidence, newest first."""
     items, cursor = container(request).evidence.list_for_project(
-        principal, project_id, cursor=paging.cursor, limit=paging.limit, sort=sort,
+        principal_of(request, auth), project_id, cursor=paging.cursor, limit=paging.limit, sort=sort,
         desc=order == "desc", status=status.value if status else None, control_id=control_id)
     return page(request, items, cursor)
 
@@ -89,7 +89,7 @@ def review_evidence(request: Request, principal: CurrentPrincipal, evidence_id: 
 
 @router.get("/evidence/{evidence_id}/reviews", response_model=Envelope[PageOut[ReviewRead]])
 def list_reviews(request: Request, principal: CurrentPrincipal, evidence_id: uuid.UUID,
-                 paging: Paging = Depends()) -> Response:
+                 paging: PageParams) -> Response:
     items, cursor = container(request).evidence.reviews(principal, evidence_id, cursor=paging.cursor,
                                                          limit=paging.limit)
     return page(request, items, cursor)
