@@ -166,6 +166,11 @@ class Server:
                     raise SystemExit(f"{name} server did not start; see {self.log_path}") from None
                 time.sleep(0.2)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (all its threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -208,6 +213,7 @@ def load(url: str, headers: list[str], connections: int, duration: float, tool: 
         bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
         return {
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
             "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
             "p50_ms": _ms(re.search(r"\s50%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
             "p99_ms": _ms(re.search(r"\s99%\s+(\S+)", out).group(1)),  # type: ignore[union-attr]
@@ -258,10 +264,13 @@ def bench_backend(label: str, database_url: str, work: Path, args: argparse.Name
             load(server.base + path, headers, args.connections, 2, tool)
         for round_no in range(1, args.rounds + 1):
             for name in ("app", "bare", "app+cache"):
+                cpu_before = servers[name].cpu_seconds()
                 r = load(servers[name].base + path, headers, args.connections, args.duration, tool)
+                r["cpu_ms"] = (servers[name].cpu_seconds() - cpu_before) * 1000 / max(1, r["requests"])
                 result["phases"].setdefault(name, []).append(r)
                 print(f"   round {round_no} {name:<10} {r['rps']:9.0f} req/s   p50 {r['p50_ms']:7.2f} ms"
-                      f"   p99 {r['p99_ms']:7.2f} ms   errors {int(r['errors'])}", flush=True)
+                      f"   p99 {r['p99_ms']:7.2f} ms   server CPU {r['cpu_ms']:5.2f} ms/req"
+                      f"   errors {int(r['errors'])}", flush=True)
                 if r["errors"]:
                     raise SystemExit(f"{name} answered errors under load; see {servers[name].log_path}")
         if args.logins:
@@ -315,14 +324,18 @@ def summarize(results: dict[str, dict[str, Any]]) -> None:
         mean = {name: statistics.fmean(r["rps"] for r in runs) for name, runs in phases.items()}
         p50 = {name: statistics.median(r["p50_ms"] for r in runs) for name, runs in phases.items()}
         p99 = {name: statistics.median(r["p99_ms"] for r in runs) for name, runs in phases.items()}
+        cpu = {name: statistics.fmean(r["cpu_ms"] for r in runs) for name, runs in phases.items()}
         for name in ("app", "app+cache", "bare"):
             print(f"   {label:<10} {name:<10} {mean[name]:9.0f} req/s   p50 {p50[name]:7.2f} ms"
-                  f"   p99 {p99[name]:7.2f} ms")
+                  f"   p99 {p99[name]:7.2f} ms   server CPU {cpu[name]:5.2f} ms/req")
         ratio = mean["app"] / mean["bare"]
         per_round = ", ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(phases["app"], phases["bare"]))
         verdict = "meets" if ratio >= TARGET else "MISSES"
         print(f"   {label:<10} ratio app/bare {ratio:.2f} (rounds: {per_round}) {verdict} the target;"
               f" app+cache/bare {mean['app+cache'] / mean['bare']:.2f}")
+        print(f"   {label:<10} CPU-cost ratio bare/app {cpu['bare'] / cpu['app']:.2f} (the throughput ratio "
+              "on a core of its own); app+cache "
+              f"{cpu['bare'] / cpu['app+cache']:.2f}")
 
 
 def main() -> None:

@@ -3,10 +3,12 @@ and the exception handlers that keep every error inside the envelope."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -14,6 +16,8 @@ from studio.domains.users.repository import load_principal
 from studio.errors import AppError
 from studio.gateway.envelope import as_app_error, envelope_bytes, error_body, request_id_of
 from studio.principal import AuthInfo, Principal
+
+T = TypeVar("T")
 
 
 def container(request: Request) -> Any:
@@ -45,10 +49,22 @@ def current_principal(request: Request, auth: Annotated[AuthInfo, Depends(curren
     return principal_of(request, auth)
 
 
-# A sync handler on a hot path takes `CurrentAuth` and calls `principal_of` itself: the
-# principal then loads in the handler's worker thread, where `CurrentPrincipal` (a sync
-# dependency) costs a thread-pool hop of its own.
+# A handler on a hot path takes `CurrentAuth` and calls `principal_of` itself, in the same
+# thread as its own database work: `CurrentPrincipal`, a sync dependency, costs a
+# thread-pool hop of its own.
 CurrentAuth = Annotated[AuthInfo, Depends(current_auth)]
+
+
+async def run_read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a short read: inline on SQLite, in a worker thread on PostgreSQL.
+
+    A SQLite read of one page is a local file read of tens of microseconds (WAL readers
+    never wait for writers), cheaper than the two thread switches of a pool hop; a
+    PostgreSQL round trip can stall, and must not stall the event loop with it.
+    """
+    if container(request).db.dialect == "sqlite":
+        return fn(*args, **kwargs)
+    return await run_in_threadpool(fn, *args, **kwargs)
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 

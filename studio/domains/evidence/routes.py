@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from studio.api import CurrentAuth, CurrentPrincipal, PageParams, container, if_match, ok, page, principal_of, request_id
+from studio.api import (
+    CurrentAuth,
+    CurrentPrincipal,
+    PageParams,
+    container,
+    if_match,
+    ok,
+    page,
+    principal_of,
+    request_id,
+    run_read,
+)
 from studio.domains.evidence.schemas import (
     EvidenceCreate,
     EvidenceRead,
@@ -29,7 +40,7 @@ class ReviewOutcome(BaseModel):
 
 
 @router.get("/projects/{project_id}/evidence", response_model=Envelope[PageOut[EvidenceRead]])
-def list_evidence(
+async def list_evidence(
     request: Request,
     auth: CurrentAuth,
     project_id: uuid.UUID,
@@ -40,9 +51,14 @@ def list_evidence(
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
 ) -> Response:
     """A project's evidence, newest first."""
-    items, cursor = container(request).evidence.list_for_project(
-        principal_of(request, auth), project_id, cursor=paging.cursor, limit=paging.limit, sort=sort,
-        desc=order == "desc", status=status.value if status else None, control_id=control_id)
+
+    def read() -> tuple[list[dict[str, Any]], str | None]:
+        return container(request).evidence.list_for_project(
+            principal_of(request, auth), project_id, cursor=paging.cursor, limit=paging.limit,
+            sort=sort, desc=order == "desc", status=status.value if status else None,
+            control_id=control_id)
+
+    items, cursor = await run_read(request, read)
     return page(request, items, cursor)
 
 
