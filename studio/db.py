@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -188,12 +189,24 @@ class Database:
         self.store = store
         self.dialect = "sqlite" if is_sqlite(url) else "postgresql"
         self.after_commit: list[Callable[[UnitOfWork], None]] = []
+        self._current_read: ContextVar[Connection | None] = ContextVar(f"read-{id(self)}", default=None)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A read-only connection. Reads nested inside a read (in the same thread or task)
+        share its connection and snapshot: a request that loads its caller and then a
+        page checks out, begins and ends one transaction, not two."""
+        current = self._current_read.get()
+        if current is not None:
+            yield current
+            return
         try:
             with self.engine.connect() as conn:
-                yield conn
+                token = self._current_read.set(conn)
+                try:
+                    yield conn
+                finally:
+                    self._current_read.reset(token)
                 conn.rollback()
         except (OperationalError, DBAPIError) as exc:
             if _is_connection_error(exc):

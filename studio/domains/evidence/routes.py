@@ -53,10 +53,11 @@ async def list_evidence(
     """A project's evidence, newest first."""
 
     def read() -> tuple[list[dict[str, Any]], str | None]:
-        return container(request).evidence.list_for_project(
-            principal_of(request, auth), project_id, cursor=paging.cursor, limit=paging.limit,
-            sort=sort, desc=order == "desc", status=status.value if status else None,
-            control_id=control_id)
+        with container(request).db.read():  # one connection for the caller and the page
+            return container(request).evidence.list_for_project(
+                principal_of(request, auth), project_id, cursor=paging.cursor, limit=paging.limit,
+                sort=sort, desc=order == "desc", status=status.value if status else None,
+                control_id=control_id)
 
     items, cursor = await run_read(request, read)
     return page(request, items, cursor)
