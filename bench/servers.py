@@ -46,17 +46,7 @@ def full_app() -> Any:
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(bootstrap(settings))
-    tokens = int(os.environ.get("BENCH_THREADS", "0"))
-    if not tokens:
-        return app
-
-    async def wrapper(scope, receive, send):
-        if scope["type"] == "lifespan":
-            import anyio.to_thread
-            anyio.to_thread.current_default_thread_limiter().total_tokens = tokens
-        await app(scope, receive, send)
-    return wrapper
+    return create_app(bootstrap(settings))
 
 
 def _iso(moment: dt.datetime) -> str:

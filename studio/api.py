@@ -3,12 +3,14 @@ and the exception handlers that keep every error inside the envelope."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -62,9 +64,17 @@ async def run_read(request: Request, fn: Callable[..., T], *args: Any, **kwargs:
     never wait for writers), cheaper than the two thread switches of a pool hop; a
     PostgreSQL round trip can stall, and must not stall the event loop with it.
     """
-    if container(request).db.dialect == "sqlite":
+    db = container(request).db
+    if db.dialect == "sqlite":
         return fn(*args, **kwargs)
-    return await run_in_threadpool(fn, *args, **kwargs)
+    state = request.app.state
+    limiter = getattr(state, "read_limiter", None)
+    if limiter is None:
+        # No more reads in flight than the pool keeps connections: past that, every extra
+        # thread opens an overflow connection and closes it again on return (a new
+        # PostgreSQL backend per request), which cost more than waiting for a pooled one.
+        limiter = state.read_limiter = anyio.CapacityLimiter(db.engine.pool.size())
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
