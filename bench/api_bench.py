@@ -260,7 +260,7 @@ def bench_backend(label: str, database_url: str, work: Path, args: argparse.Name
         print(f"   same 20-item page from app and bare: {'yes' if same else 'NO'}", flush=True)
         if not same:
             raise SystemExit("the two apps disagree on the page; fix bench/servers.py first")
-        for name, server in servers.items():  # warm-up: imports, pools, caches, JIT-free
+        for server in servers.values():  # warm-up: imports, pools, caches, JIT-free
             load(server.base + path, headers, args.connections, 2, tool)
         for round_no in range(1, args.rounds + 1):
             for name in ("app", "bare", "app+cache"):
@@ -329,7 +329,7 @@ def summarize(results: dict[str, dict[str, Any]]) -> None:
             print(f"   {label:<10} {name:<10} {mean[name]:9.0f} req/s   p50 {p50[name]:7.2f} ms"
                   f"   p99 {p99[name]:7.2f} ms   server CPU {cpu[name]:5.2f} ms/req")
         ratio = mean["app"] / mean["bare"]
-        per_round = ", ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(phases["app"], phases["bare"]))
+        per_round = ", ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(phases["app"], phases["bare"], strict=True))
         verdict = "meets" if ratio >= TARGET else "MISSES"
         print(f"   {label:<10} ratio app/bare {ratio:.2f} (rounds: {per_round}) {verdict} the target;"
               f" app+cache/bare {mean['app+cache'] / mean['bare']:.2f}")

@@ -73,7 +73,7 @@ def _sqlite_reader(path: str) -> Any:
     def read(project: uuid.UUID, limit: int) -> list[dict[str, Any]]:
         rows = conn.execute(sql, (project.hex, limit)).fetchall()
         return [
-            {key: (fn(value) if fn else value) for key, fn, value in zip(WIRE_KEYS, convert, row)}
+            {key: (fn(value) if fn else value) for key, fn, value in zip(WIRE_KEYS, convert, row, strict=True)}
             for row in rows
         ]
 
@@ -99,7 +99,7 @@ def _postgres_reader(url: str) -> Any:
 
     def read(project: uuid.UUID, limit: int) -> list[dict[str, Any]]:
         rows = conn.execute(sql, (project, limit), prepare=True).fetchall()
-        return [{key: wire(name, value) for key, name, value in zip(WIRE_KEYS, COLUMNS, row)}
+        return [{key: wire(name, value) for key, name, value in zip(WIRE_KEYS, COLUMNS, row, strict=True)}
                 for row in rows]
 
     return read

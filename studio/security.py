@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -103,10 +104,9 @@ class AccessTokens:
             return claims
         claims = self._decode(token)
         if len(self._verified) >= self.VERIFIED_CACHE_SIZE:
-            try:
-                self._verified.pop(next(iter(self._verified)), None)  # the oldest entry
-            except (RuntimeError, StopIteration):  # another thread changed it meanwhile
-                pass
+            # The oldest entry; another thread may change the dict meanwhile.
+            with contextlib.suppress(RuntimeError, StopIteration):
+                self._verified.pop(next(iter(self._verified)), None)
         self._verified[token] = claims
         return claims
 

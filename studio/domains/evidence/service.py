@@ -16,7 +16,12 @@ from typing import Any
 
 from studio.db import Database, utcnow
 from studio.domains.evidence.repository import EvidenceRepository, ReviewRepository
-from studio.domains.evidence.schemas import EvidenceCreate, EvidenceStatus, EvidenceUpdate, ReviewCreate
+from studio.domains.evidence.schemas import (
+    EvidenceCreate,
+    EvidenceStatus,
+    EvidenceUpdate,
+    ReviewCreate,
+)
 from studio.domains.projects.service import stream_of, visible_project
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import allowed
