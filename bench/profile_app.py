@@ -23,7 +23,8 @@ from pathlib import Path
 
 from bench.api_bench import Server, load, login, postgres_database, seed
 
-# (label, substring of a collapsed frame "function (path:line)"); first match names a part.
+# (label, substring of a collapsed frame "function (path:line)") counted when any frame of
+# the stack contains it; "leaf:" counts only stacks whose innermost frame contains it.
 PARTS = [
     ("request id middleware (incl. inner)", "RequestIdMiddleware.__call__"),
     ("access log line (structlog)", "structlog/"),
@@ -45,8 +46,9 @@ PARTS = [
     ("driver (sqlite3/psycopg) calls", "psycopg/"),
     ("row -> wire dicts (to_wire)", "to_wire"),
     ("envelope bytes (orjson)", "envelope_bytes"),
-    ("uvicorn h11 protocol (parse/serialize HTTP)", "h11"),
-    ("asyncio event loop machinery", "asyncio/base_events.py"),
+    ("uvicorn + h11 (HTTP parsing and writing), own time", "leaf:h11"),
+    ("asyncio event loop and transports, own time", "leaf:asyncio/"),
+    ("thread handoff (queue, locks, conditions), own time", "leaf:threading.py"),
 ]
 
 
@@ -57,8 +59,12 @@ def summarize(collapsed: Path) -> list[tuple[str, float]]:
         stack, _, count = line.rpartition(" ")
         n = int(count)
         total += n
+        leaf = stack.rpartition(";")[2]
         for label, needle in PARTS:
-            if needle in stack:
+            if needle.startswith("leaf:"):
+                if needle[5:] in leaf:
+                    hits[label] += n
+            elif needle in stack:
                 hits[label] += n
     return [(label, 100.0 * hits[label] / max(total, 1)) for label, _ in PARTS]
 
@@ -73,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     py_spy = shutil.which("py-spy")
     if py_spy is None:
-        raise SystemExit("py-spy is not installed (pip install py-spy)")
+        raise SystemExit("py-spy is not installed: pip install -e '.[bench]'")
     work = Path(tempfile.mkdtemp(prefix="studio-profile-"))
     secret = uuid.uuid4().hex * 2
     try:
@@ -128,6 +134,11 @@ def run(url: str, work: Path, secret: str, args: argparse.Namespace, py_spy: str
     print(text)
     args.out.write_text(text + "\n")
     shutil.copy(collapsed, args.out.with_suffix(".collapsed"))
+
+
+def resummarize(collapsed: Path) -> str:
+    """The summary of an existing collapsed-stack file."""
+    return "\n".join(f"  {share:5.1f} %  {label}" for label, share in summarize(collapsed))
 
 
 if __name__ == "__main__":
