@@ -55,6 +55,7 @@ def current_principal(request: Request, auth: Annotated[AuthInfo, Depends(curren
 # thread as its own database work: `CurrentPrincipal`, a sync dependency, costs a
 # thread-pool hop of its own.
 CurrentAuth = Annotated[AuthInfo, Depends(current_auth)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 async def run_read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -75,7 +76,6 @@ async def run_read(request: Request, fn: Callable[..., T], *args: Any, **kwargs:
         # PostgreSQL backend per request), which cost more than waiting for a pooled one.
         limiter = state.read_limiter = anyio.CapacityLimiter(db.engine.pool.size())
     return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
-CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 class Paging:
