@@ -3,8 +3,12 @@ and the exception handlers that keep every error inside the envelope."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -20,8 +24,10 @@ from studio.gateway.envelope import (
     log_unexpected,
     request_id_of,
 )
-from studio.principal import Principal
+from studio.principal import AuthInfo, Principal
 from studio.schemas import VISIBLE
+
+T = TypeVar("T")
 
 
 def container(request: Request) -> Any:
@@ -32,11 +38,16 @@ def request_id(request: Request) -> str:
     return request_id_of(request.scope)
 
 
-def current_principal(request: Request) -> Principal:
-    """The authenticated caller with their role as stored right now."""
+async def current_auth(request: Request) -> AuthInfo:
+    """The credential the authentication middleware proved (no database work, no thread)."""
     auth = request.scope.get("state", {}).get("auth")
     if auth is None:
         raise AppError("unauthenticated")
+    return auth
+
+
+def principal_of(request: Request, auth: AuthInfo) -> Principal:
+    """The authenticated caller with their role as stored right now."""
     with container(request).db.read() as conn:
         principal = load_principal(conn, auth)
     if principal is None:
@@ -48,20 +59,56 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
+def current_principal(request: Request, auth: Annotated[AuthInfo, Depends(current_auth)]) -> Principal:
+    return principal_of(request, auth)
+
+
+# A handler on a hot path takes `CurrentAuth` and calls `principal_of` itself, in the same
+# thread as its own database work: `CurrentPrincipal`, a sync dependency, costs a
+# thread-pool hop of its own.
+CurrentAuth = Annotated[AuthInfo, Depends(current_auth)]
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+async def run_read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a short read: inline on SQLite, in a worker thread on PostgreSQL.
+
+    A SQLite read of one page is a local file read of tens of microseconds (WAL readers
+    never wait for writers), cheaper than the two thread switches of a pool hop; a
+    PostgreSQL round trip can stall, and must not stall the event loop with it.
+    """
+    db = container(request).db
+    if db.dialect == "sqlite":
+        return fn(*args, **kwargs)
+    state = request.app.state
+    limiter = getattr(state, "read_limiter", None)
+    if limiter is None:
+        # No more reads in flight than the pool keeps connections: past that, every extra
+        # thread opens an overflow connection and closes it again on return (a new
+        # PostgreSQL backend per request), which cost more than waiting for a pooled one.
+        limiter = state.read_limiter = anyio.CapacityLimiter(db.engine.pool.size())
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
+
+
 class Paging:
-    def __init__(
-        self,
-        limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
-        cursor: Annotated[str | None, Query(max_length=512, description="nextCursor of the previous page")] = None,
-    ):
+    def __init__(self, limit: int = 50, cursor: str | None = None):
         self.limit = limit
         self.cursor = cursor
 
 
-def if_match(
+# Dependencies that only parse the request are `async def`: FastAPI runs a plain `def`
+# dependency (and a class used as one) in the thread pool, one hop per dependency.
+async def paging(
+    limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
+    cursor: Annotated[str | None, Query(max_length=512, description="nextCursor of the previous page")] = None,
+) -> Paging:
+    return Paging(limit, cursor)
+
+
+PageParams = Annotated[Paging, Depends(paging)]
+
+
+async def if_match(
     if_match: Annotated[
         str | None,
         Header(

@@ -6,12 +6,26 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Connection, RowMapping
 
 from studio.errors import AppError
@@ -144,32 +158,61 @@ class Repository:
         self,
         *,
         where: Sequence[ColumnElement[bool]] = (),
+        equal: Mapping[str, Any] | None = None,
         sort: str = "created_at",
         desc: bool = False,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page:
-        """One page in (sort, id) order; the cursor makes page N cost what page 1 costs."""
+        """One page in (sort, id) order; the cursor makes page N cost what page 1 costs.
+
+        `equal` filters columns by value. A call with `equal` only (no `where`) reuses a
+        statement built once per shape with bound parameters: list endpoints run on every
+        request, and building a select() cost more than executing it.
+        """
         if sort not in self.sortable:
             raise AppError(
                 "invalid_parameter",
                 f"cannot sort by {sort!r}",
                 details=[{"field": "sort", "message": f"one of {sorted(self.sortable)}"}],
             )
-        col, id_col = self.table.c[sort], self.table.c.id
-        cond = list(where)
+        equal = equal or {}
+        params: dict[str, Any] = {f"eq_{name}": value for name, value in equal.items()}
+        params["page_limit"] = limit + 1
         if cursor:
-            value, last_id = decode_cursor(cursor, sort, desc, _python_type(col))
-            if desc:
-                cond.append(or_(col < value, and_(col == value, id_col < last_id)))
-            else:
-                cond.append(or_(col > value, and_(col == value, id_col > last_id)))
-        order = (col.desc(), id_col.desc()) if desc else (col.asc(), id_col.asc())
-        query = select(self.table).where(true(), *cond).order_by(*order).limit(limit + 1)
-        rows = list(self.conn.execute(query).mappings())
+            params["after_value"], params["after_id"] = decode_cursor(
+                cursor, sort, desc, _python_type(self.table.c[sort])
+            )
+        if where:
+            query = self._page_query(tuple(equal), sort, desc, bool(cursor), where)
+        else:
+            key = (self.table.name, tuple(sorted(equal)), sort, desc, bool(cursor))
+            query = _PAGE_QUERIES.get(key)
+            if query is None:
+                query = _PAGE_QUERIES[key] = self._page_query(key[1], sort, desc, bool(cursor), ())
+        rows = list(self.conn.execute(query, params).mappings())
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
             next_cursor = encode_cursor(sort, desc, last[sort], last["id"])
         return Page(rows, next_cursor)
+
+    def _page_query(self, equal: tuple[str, ...], sort: str, desc: bool, after: bool,
+                    where: Sequence[ColumnElement[bool]]) -> Select[Any]:
+        col, id_col = self.table.c[sort], self.table.c.id
+        cond = [*where, *(self.table.c[name] == bindparam(f"eq_{name}") for name in equal)]
+        if after:
+            value = bindparam("after_value", type_=col.type)
+            last_id = bindparam("after_id", type_=id_col.type)
+            if desc:
+                cond.append(or_(col < value, and_(col == value, id_col < last_id)))
+            else:
+                cond.append(or_(col > value, and_(col == value, id_col > last_id)))
+        order = (col.desc(), id_col.desc()) if desc else (col.asc(), id_col.asc())
+        return (select(self.table).where(true(), *cond).order_by(*order)
+                .limit(bindparam("page_limit", type_=Integer())))
+
+
+# (table, equality columns, sort, desc, after a cursor) -> statement; a few dozen at most.
+_PAGE_QUERIES: dict[tuple[str, tuple[str, ...], str, bool, bool], Select[Any]] = {}

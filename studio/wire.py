@@ -9,7 +9,28 @@ from typing import Any
 from studio.events.envelope import iso_utc
 
 
+def _datetime(value: dt.datetime) -> str:
+    # Same text as iso_utc, without strftime: this runs for every timestamp of every row.
+    if value.tzinfo is dt.UTC and value.year >= 1000:
+        return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return iso_utc(value)
+
+
+# Dispatch on the exact type (one dict lookup per value; None: sent as is), isinstance for
+# anything else (subclasses).
+_BY_TYPE: dict[type, Any] = {
+    dt.datetime: _datetime, dt.date: dt.date.isoformat, uuid.UUID: str,
+    str: None, int: None, float: None, bool: None, type(None): None,
+}
+_MISSING = object()
+
+
 def wire_value(value: Any) -> Any:
+    convert = _BY_TYPE.get(type(value), _MISSING)
+    if convert is None:
+        return value
+    if convert is not _MISSING:
+        return convert(value)
     if isinstance(value, dt.datetime):
         return iso_utc(value)
     if isinstance(value, dt.date):
@@ -27,12 +48,33 @@ def camel(name: str) -> str:
 _CAMEL_CACHE: dict[str, str] = {}
 
 
-def to_wire(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    """Pick `fields` from a row mapping, camelCasing names and converting values."""
-    out = {}
+def _keys(fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    pairs = []
     for name in fields:
         key = _CAMEL_CACHE.get(name)
         if key is None:
             key = _CAMEL_CACHE[name] = camel(name)
-        out[key] = wire_value(row[name])
+        pairs.append((name, key))
+    return pairs
+
+
+_FIELD_KEYS: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+
+
+def to_wire(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """Pick `fields` from a row mapping, camelCasing names and converting values."""
+    pairs = _FIELD_KEYS.get(fields)
+    if pairs is None:
+        pairs = _FIELD_KEYS[fields] = _keys(fields)
+    by_type = _BY_TYPE
+    out = {}
+    for name, key in pairs:
+        value = row[name]
+        convert = by_type.get(type(value), _MISSING)
+        if convert is None:
+            out[key] = value
+        elif convert is _MISSING:
+            out[key] = wire_value(value)
+        else:
+            out[key] = convert(value)
     return out

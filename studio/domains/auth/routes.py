@@ -9,7 +9,7 @@ from limits import parse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, Paging, container, ok, page, request_id
+from studio.api import CurrentPrincipal, PageParams, container, ok, page, request_id
 from studio.domains.auth.schemas import (
     ApiTokenCreate,
     ApiTokenCreated,
@@ -63,7 +63,7 @@ def logout(request: Request, principal: CurrentPrincipal, body: LogoutRequest | 
 
 
 @router.get("/tokens", response_model=Envelope[PageOut[ApiTokenRead]])
-def list_tokens(request: Request, principal: CurrentPrincipal, paging: Paging = Depends()) -> Response:
+def list_tokens(request: Request, principal: CurrentPrincipal, paging: PageParams) -> Response:
     """List your personal API tokens (never their secrets)."""
     result = container(request).auth.list_api_tokens(principal, cursor=paging.cursor, limit=paging.limit)
     return page(request, [to_wire(r, API_TOKEN_FIELDS) for r in result.items], result.next_cursor)

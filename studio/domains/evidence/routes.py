@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, Paging, container, if_match, ok, page, request_id
+from studio.api import (
+    CurrentAuth,
+    CurrentPrincipal,
+    PageParams,
+    container,
+    if_match,
+    ok,
+    page,
+    principal_of,
+    request_id,
+    run_read,
+)
 from studio.domains.evidence.schemas import (
     EvidenceCreate,
     EvidenceRead,
@@ -29,20 +40,26 @@ class ReviewOutcome(BaseModel):
 
 
 @router.get("/projects/{project_id}/evidence", response_model=Envelope[PageOut[EvidenceRead]])
-def list_evidence(
+async def list_evidence(
     request: Request,
-    principal: CurrentPrincipal,
+    auth: CurrentAuth,
     project_id: uuid.UUID,
-    paging: Paging = Depends(),
+    paging: PageParams,
     status: EvidenceStatus | None = None,
     control_id: Annotated[str | None, Query(alias="controlId", max_length=64)] = None,
     sort: Annotated[str, Query(pattern="^(created_at|updated_at|title)$")] = "created_at",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
 ) -> Response:
     """A project's evidence, newest first."""
-    items, cursor = container(request).evidence.list_for_project(
-        principal, project_id, cursor=paging.cursor, limit=paging.limit, sort=sort,
-        desc=order == "desc", status=status.value if status else None, control_id=control_id)
+
+    def read() -> tuple[list[dict[str, Any]], str | None]:
+        with container(request).db.read():  # one connection for the caller and the page
+            return container(request).evidence.list_for_project(
+                principal_of(request, auth), project_id, cursor=paging.cursor, limit=paging.limit,
+                sort=sort, desc=order == "desc", status=status.value if status else None,
+                control_id=control_id)
+
+    items, cursor = await run_read(request, read)
     return page(request, items, cursor)
 
 
@@ -89,7 +106,7 @@ def review_evidence(request: Request, principal: CurrentPrincipal, evidence_id: 
 
 @router.get("/evidence/{evidence_id}/reviews", response_model=Envelope[PageOut[ReviewRead]])
 def list_reviews(request: Request, principal: CurrentPrincipal, evidence_id: uuid.UUID,
-                 paging: Paging = Depends()) -> Response:
+                 paging: PageParams) -> Response:
     items, cursor = container(request).evidence.reviews(principal, evidence_id, cursor=paging.cursor,
                                                          limit=paging.limit)
     return page(request, items, cursor)

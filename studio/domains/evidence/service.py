@@ -15,9 +15,13 @@ import uuid
 from typing import Any
 
 from studio.db import Database, utcnow
-from studio.domains.evidence.models import evidence as evidence_t
 from studio.domains.evidence.repository import EvidenceRepository, ReviewRepository
-from studio.domains.evidence.schemas import EvidenceCreate, EvidenceStatus, EvidenceUpdate, ReviewCreate
+from studio.domains.evidence.schemas import (
+    EvidenceCreate,
+    EvidenceStatus,
+    EvidenceUpdate,
+    ReviewCreate,
+)
 from studio.domains.projects.service import stream_of, visible_project
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import allowed
@@ -60,12 +64,12 @@ class EvidenceService:
         """List a project's evidence, newest first by default."""
         with self.db.read() as conn:
             visible_project(conn, principal, project_id, "evidence.read")
-            where = [evidence_t.c.project_id == project_id]
+            equal: dict[str, Any] = {"project_id": project_id}
             if status:
-                where.append(evidence_t.c.status == status)
+                equal["status"] = status
             if control_id:
-                where.append(evidence_t.c.control_id == control_id)
-            page = EvidenceRepository(conn).find_all(where=where, cursor=cursor, limit=limit, sort=sort, desc=desc)
+                equal["control_id"] = control_id
+            page = EvidenceRepository(conn).find_all(equal=equal, cursor=cursor, limit=limit, sort=sort, desc=desc)
             return [evidence_wire(r) for r in page.items], page.next_cursor
 
     def status_counts(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, Paging, container, if_match, ok, page, request_id
+from studio.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
 from studio.domains.projects.schemas import (
     MemberAdd,
     MemberRead,
@@ -26,7 +26,7 @@ router = APIRouter(tags=["projects"])
 def list_projects(
     request: Request,
     principal: CurrentPrincipal,
-    paging: Paging = Depends(),
+    paging: PageParams,
     status: ProjectStatus | None = None,
     sort: Annotated[str, Query(pattern="^(created_at|updated_at|name)$")] = "created_at",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
@@ -66,7 +66,7 @@ def delete_project(request: Request, principal: CurrentPrincipal, project_id: uu
 
 @router.get("/projects/{project_id}/members", response_model=Envelope[PageOut[MemberRead]])
 def list_members(request: Request, principal: CurrentPrincipal, project_id: uuid.UUID,
-                 paging: Paging = Depends()) -> Response:
+                 paging: PageParams) -> Response:
     items, cursor = container(request).projects.members(principal, project_id, cursor=paging.cursor,
                                                          limit=paging.limit)
     return page(request, items, cursor)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from studio.domains.auth.models import refresh_tokens
@@ -37,22 +37,30 @@ class UserRepository(Repository):
         return [users.c.organization_id == principal.organization_id]
 
 
+# Built once: constructing a select() costs more than running this one-row lookup.
+_PRINCIPAL = select(
+    users.c.id,
+    users.c.organization_id,
+    users.c.role,
+    users.c.email,
+    users.c.name,
+    users.c.is_active,
+).where(users.c.id == bindparam("user_id"))
+_PRINCIPAL_IN_SESSION = _PRINCIPAL.add_columns(
+    exists()
+    .where(refresh_tokens.c.family_id == bindparam("session_id"), refresh_tokens.c.revoked_at.is_not(None))
+    .label("revoked")
+)
+
+
 def load_principal(conn: Connection, auth: AuthInfo) -> Principal | None:
     """The caller as of now: None if the user is gone, inactive or their session revoked."""
-    query = select(
-        users.c.id,
-        users.c.organization_id,
-        users.c.role,
-        users.c.email,
-        users.c.name,
-        users.c.is_active,
-    ).where(users.c.id == auth.user_id)
     if auth.session_id is not None:
-        revoked = exists().where(
-            refresh_tokens.c.family_id == auth.session_id, refresh_tokens.c.revoked_at.is_not(None)
-        )
-        query = query.add_columns(revoked.label("revoked"))
-    row = conn.execute(query).first()
+        query = _PRINCIPAL_IN_SESSION
+        params = {"user_id": auth.user_id, "session_id": auth.session_id}
+    else:
+        query, params = _PRINCIPAL, {"user_id": auth.user_id}
+    row = conn.execute(query, params).first()
     if row is None or not row.is_active or getattr(row, "revoked", False):
         return None
     if row.organization_id != auth.organization_id:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, Paging, container, if_match, ok, page, request_id
+from studio.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
 from studio.domains.users.models import organizations
 from studio.domains.users.schemas import OrganizationRead, UserCreate, UserRead, UserUpdate
 from studio.domains.users.service import user_wire
@@ -37,7 +37,7 @@ def current_organization(request: Request, principal: CurrentPrincipal) -> Respo
 def list_users(
     request: Request,
     principal: CurrentPrincipal,
-    paging: Paging = Depends(),
+    paging: PageParams,
     sort: Annotated[str, Query(pattern="^(created_at|email|name)$")] = "created_at",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
 ) -> Response:
