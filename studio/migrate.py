@@ -11,7 +11,9 @@ from sqlalchemy.engine import Engine
 # Importing the models registers every table on the shared metadata.
 from studio.db import metadata as target_metadata
 from studio.domains.auth import models as _auth  # noqa: F401
+from studio.domains.compliance import models as _compliance  # noqa: F401
 from studio.domains.evidence import models as _evidence  # noqa: F401
+from studio.domains.frameworks import models as _frameworks  # noqa: F401
 from studio.domains.projects import models as _projects  # noqa: F401
 from studio.domains.users import models as _users  # noqa: F401
 from studio.events import models as _events  # noqa: F401
