@@ -15,7 +15,9 @@ from studio import __version__
 from studio.api import install_error_handlers, ok
 from studio.bootstrap import Container, bootstrap
 from studio.domains.auth.routes import router as auth_router
+from studio.domains.compliance.routes import router as compliance_router
 from studio.domains.evidence.routes import router as evidence_router
+from studio.domains.frameworks.routes import router as frameworks_router
 from studio.domains.projects.routes import router as projects_router
 from studio.domains.users.routes import router as users_router
 from studio.errors import AppError
@@ -85,7 +87,8 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         return ok(request, {"status": "ready", "database": c.db.dialect})
 
     router = APIRouter(prefix=API_PREFIX)
-    for domain_router in (auth_router, users_router, projects_router, evidence_router):
+    for domain_router in (auth_router, users_router, projects_router, evidence_router, frameworks_router,
+                          compliance_router):
         router.include_router(domain_router)
     api.include_router(router)
     for extend in c.extras.get("app_extensions", []):

@@ -14,7 +14,9 @@ import structlog
 from studio import __version__
 from studio.db import Database, UnitOfWork
 from studio.domains.auth.service import AuthService
+from studio.domains.compliance.service import ComplianceService
 from studio.domains.evidence.service import EvidenceService
+from studio.domains.frameworks.service import FrameworkService
 from studio.domains.projects.service import ProjectService
 from studio.domains.users.service import UserService
 from studio.events.store import EventStore
@@ -39,6 +41,8 @@ class Container:
     auth: AuthService
     projects: ProjectService
     evidence: EvidenceService
+    frameworks: FrameworkService
+    compliance: ComplianceService
     extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -88,4 +92,6 @@ def bootstrap(settings: Settings | None = None) -> Container:
         auth=AuthService(db, passwords, tokens, settings.refresh_token_ttl_seconds),
         projects=ProjectService(db),
         evidence=EvidenceService(db),
+        frameworks=FrameworkService(db),
+        compliance=ComplianceService(db),
     )
