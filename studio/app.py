@@ -108,7 +108,9 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     )
     if s.rate_limit_enabled:
         app = RateLimitMiddleware(app, c.limiter, s.rate_limit_ip, client_ip, "ip")
-    app = BodyLimitMiddleware(app, s.max_body_bytes)
+    # Framework catalogs (NIST MODERATE is 1.8 MB) are uploaded whole to the admin import endpoints.
+    app = BodyLimitMiddleware(app, s.max_body_bytes, {f"{API_PREFIX}/frameworks/import": 50 * 1024 * 1024,
+                                                      f"{API_PREFIX}/mappings/import": 50 * 1024 * 1024})
     app = ErrorEnvelopeMiddleware(app)
     app = SecurityHeadersMiddleware(app)
     app = RequestIdMiddleware(app)
