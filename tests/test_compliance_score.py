@@ -215,6 +215,10 @@ def test_evidence_coverage_and_cross_framework_coverage(client, container, world
     mapped = client.get(f"{API}/projects/{mod_project}/mapped-coverage?sourceProjectId={low_project}",
                         headers=world["viewer"].headers).json()["data"]
     assert {m["ref"]: [s["ref"] for s in m["sources"]] for m in mapped} == {"ac-2": ["ac-2"], "ac-3": ["ac-3"]}
+    one = next(m["controlId"] for m in mapped if m["ref"] == "ac-3")
+    only = client.get(f"{API}/projects/{mod_project}/mapped-coverage?controlId={one}",
+                      headers=world["viewer"].headers).json()["data"]
+    assert [(m["ref"], m["sources"][0]["project"]) for m in only] == [("ac-3", "Low project")]
     statuses = {s["ref"]: s for s in client.get(f"{API}/projects/{mod_project}/controls",
                                                 headers=world["viewer"].headers).json()["data"]}
     assert statuses["ac-2"]["status"] == "partial" and statuses["ac-2"]["mappedFrom"][0]["project"] == "Low project"

@@ -71,6 +71,8 @@ def renewals(request: Request, principal: CurrentPrincipal, project_id: uuid.UUI
 
 @router.get("/projects/{project_id}/mapped-coverage")
 def mapped_coverage(request: Request, principal: CurrentPrincipal, project_id: uuid.UUID,
-                    source_project_id: Annotated[uuid.UUID | None, Query(alias="sourceProjectId")] = None) -> Response:
+                    source_project_id: Annotated[uuid.UUID | None, Query(alias="sourceProjectId")] = None,
+                    control_id: Annotated[uuid.UUID | None, Query(alias="controlId")] = None) -> Response:
     """What this project already has covered through mappings from other projects' evidence."""
-    return ok(request, container(request).compliance.mapped_coverage(principal, project_id, source_project_id))
+    return ok(request, container(request).compliance.mapped_coverage(principal, project_id, source_project_id,
+                                                                     control_id))

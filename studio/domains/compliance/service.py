@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections import deque
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
@@ -287,19 +286,22 @@ class ComplianceService:
             repo = FrameworkRepository(conn)
             direct = repo.ids_by_refs(version_id, refs) if version_id else {}
             paths: dict[uuid.UUID, list[dict[str, Any]]] = {cid: [] for cid in direct.values()}
-            frontier = deque((cid, 0) for cid in direct.values())
-            while frontier:
-                cid, d = frontier.popleft()
-                if d >= depth:
-                    continue
-                for m in repo.mappings_touching([cid]):
-                    other = m["target_id"] if m["source_id"] == cid else m["source_id"]
-                    if other in paths:
-                        continue
-                    paths[other] = [*paths[cid], {"from": str(cid), "to": str(other), "mappingId": str(m["id"]),
-                                                  "relation": m["relation"], "strength": m["strength"],
-                                                  "direction": "out" if m["source_id"] == cid else "in"}]
-                    frontier.append((other, d + 1))
+            level = list(direct.values())
+            # Breadth-first, one query per hop: the path to each control is the first (shortest) found.
+            for _ in range(depth):
+                following: list[uuid.UUID] = []
+                in_level = set(level)
+                for m in repo.mappings_touching(level):
+                    for here, other, direction in ((m["source_id"], m["target_id"], "out"),
+                                                   (m["target_id"], m["source_id"], "in")):
+                        if here in in_level and other not in paths:
+                            paths[other] = [*paths[here], {
+                                "from": str(here), "to": str(other), "mappingId": str(m["id"]),
+                                "relation": m["relation"], "strength": m["strength"], "direction": direction}]
+                            following.append(other)
+                level = following
+                if not level:
+                    break
             info = repo.controls_by_ids(paths)
             items = [{"controlId": str(cid), "ref": info[cid]["ref"], "label": info[cid]["label"],
                       "title": info[cid]["title"], "framework": info[cid]["framework"],
@@ -310,7 +312,8 @@ class ComplianceService:
                     "controls": items}
 
     def mapped_coverage(self, principal: Principal, project_id: uuid.UUID,
-                        source_project_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+                        source_project_id: uuid.UUID | None = None,
+                        control_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
         """For each control of this project, the controls of other projects (other frameworks) whose
         approved, unexpired evidence covers it through a mapping: N sources per target."""
         with self.db.read() as conn:
@@ -319,45 +322,62 @@ class ComplianceService:
                 visible_project(conn, principal, source_project_id, "project.read")
             if project["framework_version_id"] is None:
                 return []
-            mapped = self._mapped_sources(conn, project, today(), only_project=source_project_id)
+            mapped = self._mapped_sources(conn, project, today(), only_project=source_project_id,
+                                          only_control=control_id)
             info = FrameworkRepository(conn).controls_by_ids(mapped)
             return [{"controlId": str(cid), "ref": info[cid]["ref"], "label": info[cid]["label"],
                      "title": info[cid]["title"], "sources": sources}
                     for cid, sources in sorted(mapped.items(), key=lambda kv: info[kv[0]]["sort"])]
 
     def _mapped_sources(self, conn: Connection, project: Any, on: dt.date,
-                        only_project: uuid.UUID | None = None) -> dict[uuid.UUID, list[dict[str, Any]]]:
+                        only_project: uuid.UUID | None = None,
+                        only_control: uuid.UUID | None = None) -> dict[uuid.UUID, list[dict[str, Any]]]:
         """Controls of `project` mapped to a control covered in another project of the organization."""
         cc = compliance_controls
         other = projects.alias("other")
-        covered = (
-            select(controls.c.id.label("control_id"), other.c.id.label("project_id"), other.c.name,
-                   controls.c.ref, controls.c.label)
+        covered_query = (
+            select(controls.c.id, other.c.id.label("project_id"), other.c.name, controls.c.ref, controls.c.label)
             .select_from(cc)
             .join(other, other.c.id == cc.c.project_id)
-            .join(controls, and_(controls.c.version_id == other.c.framework_version_id, controls.c.ref == cc.c.control_ref))
+            .join(controls, and_(controls.c.version_id == other.c.framework_version_id,
+                                 controls.c.ref == cc.c.control_ref))
             .where(other.c.organization_id == project["organization_id"], other.c.id != project["id"],
                    cc.c.approved > 0, or_(cc.c.open_ended > 0, cc.c.max_expiry >= on))
         )
         if only_project is not None:
-            covered = covered.where(other.c.id == only_project)
-        covered_sq = covered.subquery()
-        mine = select(controls.c.id).where(controls.c.version_id == project["framework_version_id"]).subquery()
+            covered_query = covered_query.where(other.c.id == only_project)
+        if only_control is not None:
+            # One target control: only the controls mapped to it can cover it.
+            ends = select(control_mappings.c.target_id).where(control_mappings.c.source_id == only_control).union(
+                select(control_mappings.c.source_id).where(control_mappings.c.target_id == only_control))
+            covered_query = covered_query.where(controls.c.id.in_(ends))
+        covered: dict[uuid.UUID, list[Any]] = {}
+        for r in conn.execute(covered_query):
+            covered.setdefault(r.id, []).append(r)
+        if not covered:
+            return {}
         out: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        ids = list(covered)
+        mine = controls.alias("mine")
         for direction, mine_col, their_col in (("out", control_mappings.c.source_id, control_mappings.c.target_id),
                                                ("in", control_mappings.c.target_id, control_mappings.c.source_id)):
-            query = (
-                select(mine_col.label("mine"), covered_sq, control_mappings.c.relation, control_mappings.c.strength,
-                       control_mappings.c.id.label("mapping_id"))
-                .select_from(control_mappings)
-                .join(covered_sq, covered_sq.c.control_id == their_col)
-                .where(mine_col.in_(select(mine.c.id)))
-            )
-            for r in conn.execute(query).mappings():
-                out.setdefault(r["mine"], []).append({
-                    "projectId": str(r["project_id"]), "project": r["name"], "controlId": str(r["control_id"]),
-                    "ref": r["ref"], "label": r["label"], "relation": r["relation"], "strength": r["strength"],
-                    "mappingId": str(r["mapping_id"]), "direction": direction})
+            for start in range(0, len(ids), 500):
+                query = (
+                    select(mine_col.label("mine"), their_col.label("theirs"), control_mappings.c.relation,
+                           control_mappings.c.strength, control_mappings.c.id.label("mapping_id"))
+                    .select_from(control_mappings)
+                    .join(mine, mine.c.id == mine_col)
+                    .where(their_col.in_(ids[start:start + 500]),
+                           mine.c.version_id == project["framework_version_id"])
+                )
+                if only_control is not None:
+                    query = query.where(mine_col == only_control)
+                for r in conn.execute(query):
+                    for src in covered[r.theirs]:
+                        out.setdefault(r.mine, []).append({
+                            "projectId": str(src.project_id), "project": src.name, "controlId": str(src.id),
+                            "ref": src.ref, "label": src.label, "relation": r.relation, "strength": r.strength,
+                            "mappingId": str(r.mapping_id), "direction": direction})
         return out
 
     def _visible_evidence(self, conn: Connection, principal: Principal, evidence_id: uuid.UUID) -> Any:
