@@ -31,7 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 
 from studio.bootstrap import bootstrap  # noqa: E402
-from studio.domains.compliance.models import compliance_controls, compliance_projects, evidence_controls  # noqa: E402
+from studio.domains.compliance.models import (  # noqa: E402
+    compliance_controls,
+    compliance_projects,
+    evidence_controls,
+)
 from studio.domains.compliance.projection import score_from_projection  # noqa: E402
 from studio.domains.compliance.service import full_recompute  # noqa: E402
 from studio.domains.evidence.models import evidence  # noqa: E402

@@ -18,7 +18,14 @@ from studio.domains.evidence.schemas import EvidenceCreate, EvidenceUpdate, Revi
 from studio.domains.projects.schemas import MemberAdd, ProjectCreate
 from studio.errors import AppError
 from studio.permissions import ProjectRole
-from tests.frameworks_support import LOW, MODERATE, XML_SUBSET, ProjectionDriver, import_file, project_score
+from tests.frameworks_support import (
+    LOW,
+    MODERATE,
+    XML_SUBSET,
+    ProjectionDriver,
+    import_file,
+    project_score,
+)
 
 API = "/api/v1"
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -223,3 +230,21 @@ def test_evidence_coverage_and_cross_framework_coverage(client, container, world
                                                 headers=world["viewer"].headers).json()["data"]}
     assert statuses["ac-2"]["status"] == "partial" and statuses["ac-2"]["mappedFrom"][0]["project"] == "Low project"
     assert statuses["ac-1"]["status"] == "missing"
+
+
+def test_a_new_project_starts_on_the_latest_version_of_the_framework_it_names(client, container, world):
+    c = container
+    first = import_file(c, XML_SUBSET, key="subset")
+    pid = uuid.UUID(c.projects.create(world["admin"].principal, ProjectCreate(name="Named", framework="subset"))["id"])
+    with c.db.read() as conn:
+        from studio.domains.projects.models import projects
+
+        got = conn.execute(select(projects.c.framework_version_id).where(projects.c.id == pid)).scalar()
+    assert str(got) == first["versionId"]
+    c.projects.add_member(world["admin"].principal, pid, MemberAdd(userId=world["auditor"].user_id,
+                                                                   role=ProjectRole.AUDITOR))
+    eid = uuid.UUID(c.evidence.create(world["admin"].principal, pid, EvidenceCreate(title="x", controlId="AC-1"))["id"])
+    c.evidence.submit(world["admin"].principal, eid)
+    c.evidence.review(world["auditor"].principal, eid, ReviewCreate(decision="approved"))
+    ProjectionDriver(c).drain()
+    assert project_score(c, pid) == round(100 / 6, 2)

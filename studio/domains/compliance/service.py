@@ -11,7 +11,11 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from studio.db import Database, utcnow
-from studio.domains.compliance.models import compliance_controls, evidence_controls, project_controls
+from studio.domains.compliance.models import (
+    compliance_controls,
+    evidence_controls,
+    project_controls,
+)
 from studio.domains.compliance.projection import score_from_projection
 from studio.domains.compliance.scoring import (
     APPLICABILITY_EVENT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -112,6 +113,18 @@ def store_framework(uow: UnitOfWork, parsed: ParsedFramework, *, key: str | None
     return result
 
 
+def latest_version_named(conn: Any, framework: str) -> uuid.UUID | None:
+    """The latest version of the framework whose key or name is `framework`, if imported."""
+    repo = FrameworkRepository(conn)
+    fw = repo.by_key(framework) or repo.by_key(slug(framework))
+    if fw is None:
+        fw = conn.execute(frameworks.select().where(frameworks.c.name == framework)).mappings().first()
+    if fw is None:
+        return None
+    latest = repo.latest_version(fw["id"])
+    return latest["id"] if latest else None
+
+
 class FrameworkService:
     def __init__(self, db: Database):
         self.db = db
@@ -147,10 +160,8 @@ class FrameworkService:
     def resolve(self, conn: Any, framework: str) -> Any:
         repo = FrameworkRepository(conn)
         row = None
-        try:
+        with contextlib.suppress(ValueError):
             row = repo.get(uuid.UUID(framework))
-        except ValueError:
-            pass
         row = row or repo.by_key(framework) or repo.by_key(slug(framework))
         if row is None:
             raise not_found("framework")
