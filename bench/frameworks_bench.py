@@ -150,6 +150,7 @@ def run(url: str, label: str) -> list[tuple[str, str, str, str]]:
     c.compliance.move_version(admin, big_project, big_version)
     ev_ids = _bulk_evidence(c, org["id"], mod_project, mod_refs, 2_000, rng)
     _materialize(c, mod_project)
+    _analyze(c)
 
     def sample(name: str, fn, n: int = 50 if QUICK else 300) -> None:
         times = []
@@ -189,6 +190,7 @@ def run(url: str, label: str) -> list[tuple[str, str, str, str]]:
     n_evidence = 20_000 if QUICK else 100_000
     t_load, _ = timed(_bulk_evidence, c, org["id"], score_project, refs1000, n_evidence, rng)
     _materialize(c, score_project)
+    _analyze(c)
     today = dt.datetime.now(dt.UTC).date()
     reads = []
     for _ in range(200):
@@ -249,6 +251,13 @@ def _bulk_evidence(c, org_id, project_id, refs, n, rng) -> list[uuid.UUID]:
         for start in range(0, len(unique), 5000):
             uow.conn.execute(insert(evidence_controls), unique[start:start + 5000])
     return ids
+
+
+def _analyze(c) -> None:
+    """Refresh planner statistics after bulk loads, as autovacuum / a steady state would."""
+    with c.db.engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
 
 
 def _materialize(c, project_id) -> None:

@@ -13,7 +13,7 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import and_, case, delete, func, insert, literal, select, update
+from sqlalchemy import case, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 
 from studio.domains.compliance.models import (
@@ -37,38 +37,57 @@ if TYPE_CHECKING:
     from studio.events.envelope import StoredEvent
 
 
+_WEIGHTS: dict[uuid.UUID, dict[str, float]] = {}
+
+
+def version_weights(conn: Connection, version_id: uuid.UUID) -> dict[str, float]:
+    """ref -> weight of a framework version's controls. A version never changes once
+    imported (a re-import makes a new one), so the map is cached for the process."""
+    weights = _WEIGHTS.get(version_id)
+    if weights is None:
+        rows = conn.execute(select(controls.c.ref, controls.c.weight).where(
+            controls.c.version_id == version_id, controls.c.kind == "control"))
+        weights = _WEIGHTS[version_id] = {ref: weight for ref, weight in rows}
+        if len(_WEIGHTS) > 256:
+            _WEIGHTS.pop(next(iter(_WEIGHTS)))
+    return weights
+
+
 def score_from_projection(conn: Connection, project_id: uuid.UUID, on: dt.date) -> dict[str, Any]:
-    """The score and status counts as of `on`, from the projection tables (one query)."""
+    """The score and status counts as of `on`, from the projection tables.
+
+    Reads only the project's per-control rows (at most one per control, never evidence rows)
+    and its not-applicable refs; the version's weights come from a per-process cache.
+    """
     version_id = conn.execute(select(compliance_projects.c.framework_version_id)
                               .where(compliance_projects.c.project_id == project_id)).scalar()
+    counts = {"covered": 0, "expired": 0, "missing": 0, "not_applicable": 0}
     if version_id is None:
         return {"score": 0.0, "frameworkVersionId": None, "applicableWeight": 0.0, "coveredWeight": 0.0,
-                "counts": {"covered": 0, "expired": 0, "missing": 0, "not_applicable": 0}}
-    na = compliance_not_applicable
+                "counts": counts}
+    weights = version_weights(conn, version_id)
     cc = compliance_controls
-    is_na = na.c.control_ref.is_not(None)
-    covered = and_(cc.c.approved > 0, (cc.c.open_ended > 0) | (cc.c.max_expiry >= on))
-    expired = and_(cc.c.approved > 0, ~covered)
-    query = (
-        select(
-            func.coalesce(func.sum(case((is_na, 0.0), else_=controls.c.weight)), 0.0),
-            func.coalesce(func.sum(case((and_(~is_na, covered), controls.c.weight), else_=0.0)), 0.0),
-            func.coalesce(func.sum(case((and_(~is_na, covered), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((and_(~is_na, expired), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((is_na, 1), else_=0)), 0),
-            func.count(),
-        )
-        .select_from(controls)
-        .outerjoin(cc, and_(cc.c.project_id == project_id, cc.c.control_ref == controls.c.ref))
-        .outerjoin(na, and_(na.c.project_id == project_id, na.c.control_ref == controls.c.ref))
-        .where(controls.c.version_id == version_id, controls.c.kind == "control")
-    )
-    total, covered_w, n_cov, n_exp, n_na, n_all = conn.execute(query).one()
-    score = round(100.0 * float(covered_w) / float(total), 2) if total else 0.0
-    return {"score": score, "frameworkVersionId": str(version_id), "applicableWeight": float(total),
-            "coveredWeight": float(covered_w),
-            "counts": {"covered": int(n_cov), "expired": int(n_exp), "not_applicable": int(n_na),
-                       "missing": int(n_all) - int(n_cov) - int(n_exp) - int(n_na)}}
+    state = {ref: (approved, open_ended, max_expiry) for ref, approved, open_ended, max_expiry in conn.execute(
+        select(cc.c.control_ref, cc.c.approved, cc.c.open_ended, cc.c.max_expiry).where(cc.c.project_id == project_id))}
+    na = set(conn.execute(select(compliance_not_applicable.c.control_ref).where(
+        compliance_not_applicable.c.project_id == project_id)).scalars())
+    total = covered_w = 0.0
+    for ref, weight in weights.items():
+        if ref in na:
+            counts["not_applicable"] += 1
+            continue
+        total += weight
+        row = state.get(ref)
+        if row is None or row[0] == 0:
+            counts["missing"] += 1
+        elif row[1] > 0 or (row[2] is not None and row[2] >= on):
+            counts["covered"] += 1
+            covered_w += weight
+        else:
+            counts["expired"] += 1
+    value = round(100.0 * covered_w / total, 2) if total else 0.0
+    return {"score": value, "frameworkVersionId": str(version_id), "applicableWeight": total,
+            "coveredWeight": covered_w, "counts": counts}
 
 
 class ComplianceScoreProjection:
