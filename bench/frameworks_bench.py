@@ -36,7 +36,7 @@ from studio.domains.compliance.models import (  # noqa: E402
     compliance_projects,
     evidence_controls,
 )
-from studio.domains.compliance.projection import score_from_projection  # noqa: E402
+from studio.domains.compliance.projection import read_score, score_from_projection  # noqa: E402
 from studio.domains.compliance.service import full_recompute  # noqa: E402
 from studio.domains.evidence.models import evidence  # noqa: E402
 from studio.domains.frameworks.models import control_mappings, controls  # noqa: E402
@@ -192,11 +192,14 @@ def run(url: str, label: str) -> list[tuple[str, str, str, str]]:
     _materialize(c, score_project)
     _analyze(c)
     today = dt.datetime.now(dt.UTC).date()
-    reads = []
+    reads, computed = [], []
     for _ in range(200):
         with c.db.read() as conn:
-            t, result = timed(score_from_projection, conn, score_project, today)
+            t, result = timed(read_score, conn, score_project, today)
         reads.append(t)
+        with c.db.read() as conn:
+            t, _ = timed(score_from_projection, conn, score_project, today)
+        computed.append(t)
     base_reads = []
     for _ in range(200):
         with c.db.read() as conn:
@@ -204,9 +207,13 @@ def run(url: str, label: str) -> list[tuple[str, str, str, str]]:
                 compliance_projects.c.project_id == score_project)).first())
         base_reads.append(t)
     p50, p99 = percentiles(reads)
+    b50, b99 = percentiles(base_reads)
     rows.append((f"score read (1,000 controls, {n_evidence:,} evidence)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms",
                  f"<= {TARGETS['score_read_ms']:.0f} ms",
-                 f"pk lookup p99 {percentiles(base_reads)[1]:.2f} ms; score {result['score']}"))
+                 f"pk lookup p50 {b50:.2f} / p99 {b99:.2f} ms; score {result['score']}"))
+    p50, p99 = percentiles(computed)
+    rows.append(("score recomputed from per-control rows (after an expiry)", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms",
+                 f"<= {TARGETS['score_read_ms']:.0f} ms", f"pk lookup p50 {b50:.2f} ms ({p50 / b50:.0f}x)"))
     with c.db.read() as conn:
         t_count, _ = timed(lambda: conn.execute(select(func.count()).select_from(evidence).where(
             evidence.c.project_id == score_project)).scalar())
@@ -275,6 +282,11 @@ def _materialize(c, project_id) -> None:
                  "open_ended": cov.open_ended, "max_expiry": cov.max_expiry} for ref, cov in full["coverage"].items()]
         if rows:
             uow.conn.execute(insert(compliance_controls), rows)
+        # What the projection stores after its last event for the project.
+        result = score_from_projection(uow.conn, project_id, today)
+        uow.conn.execute(compliance_projects.update().where(compliance_projects.c.project_id == project_id).values(
+            score=result["score"], scored_on=today, summary=json.dumps(result),
+            valid_until=dt.date.fromisoformat(result["validUntil"]) if result["validUntil"] else None))
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from studio.domains.compliance.models import compliance_controls
-from studio.domains.compliance.projection import score_from_projection
+from studio.domains.compliance.projection import read_score, score_from_projection
 from studio.domains.compliance.scoring import Coverage, ScoreFold
 from studio.domains.compliance.service import full_recompute
 from studio.domains.evidence.schemas import EvidenceCreate, EvidenceUpdate, ReviewCreate
@@ -129,6 +129,11 @@ def test_incremental_projection_equals_full_recompute_and_replay(container, worl
         live = score_from_projection(conn, pid, TODAY)
     assert live["score"] == truth["score"] == project_score(c, pid) == folded_score(c, pid)
     assert projected_coverage(c, pid) == {k: v for k, v in truth["coverage"].items()}
+    tomorrow = TODAY + dt.timedelta(days=1)
+    with c.db.read() as conn:
+        # The stored score must not outlive evidence that expires today.
+        assert read_score(conn, pid, tomorrow)["score"] == full_recompute(conn, pid, tomorrow)["score"]
+        assert read_score(conn, pid, TODAY) == live
     driver.replay()
     with c.db.read() as conn:
         assert score_from_projection(conn, pid, TODAY) == live

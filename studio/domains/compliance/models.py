@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -48,6 +49,12 @@ compliance_projects = Table(
     Column("project_id", Uuid, primary_key=True),
     Column("framework_version_id", Uuid, nullable=True),
     Column("position", Integer, nullable=False, default=0),
+    # The score as of the last event, and the last day it stays true without another event
+    # (the earliest expiry among covering evidence); NULL means true until the next event.
+    Column("score", Float, nullable=True),
+    Column("scored_on", Date, nullable=True),
+    Column("valid_until", Date, nullable=True),
+    Column("summary", Text, nullable=True),
 )
 
 compliance_evidence = Table(

@@ -13,6 +13,7 @@ import datetime as dt
 import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import orjson
 from sqlalchemy import case, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 
@@ -64,7 +65,7 @@ def score_from_projection(conn: Connection, project_id: uuid.UUID, on: dt.date) 
     counts = {"covered": 0, "expired": 0, "missing": 0, "not_applicable": 0}
     if version_id is None:
         return {"score": 0.0, "frameworkVersionId": None, "applicableWeight": 0.0, "coveredWeight": 0.0,
-                "counts": counts}
+                "counts": counts, "validUntil": None}
     weights = version_weights(conn, version_id)
     cc = compliance_controls
     state = {ref: (approved, open_ended, max_expiry) for ref, approved, open_ended, max_expiry in conn.execute(
@@ -72,6 +73,7 @@ def score_from_projection(conn: Connection, project_id: uuid.UUID, on: dt.date) 
     na = set(conn.execute(select(compliance_not_applicable.c.control_ref).where(
         compliance_not_applicable.c.project_id == project_id)).scalars())
     total = covered_w = 0.0
+    valid_until: dt.date | None = None
     for ref, weight in weights.items():
         if ref in na:
             counts["not_applicable"] += 1
@@ -83,11 +85,26 @@ def score_from_projection(conn: Connection, project_id: uuid.UUID, on: dt.date) 
         elif row[1] > 0 or (row[2] is not None and row[2] >= on):
             counts["covered"] += 1
             covered_w += weight
+            if row[1] == 0 and (valid_until is None or row[2] < valid_until):
+                valid_until = row[2]
         else:
             counts["expired"] += 1
     value = round(100.0 * covered_w / total, 2) if total else 0.0
     return {"score": value, "frameworkVersionId": str(version_id), "applicableWeight": total,
-            "coveredWeight": covered_w, "counts": counts}
+            "coveredWeight": covered_w, "counts": counts,
+            "validUntil": valid_until.isoformat() if valid_until else None}
+
+
+def read_score(conn: Connection, project_id: uuid.UUID, on: dt.date) -> dict[str, Any]:
+    """The score as of `on` (today or later): the stored one while no covering evidence has
+    expired since it was computed (one primary-key read), else computed from the projection."""
+    row = conn.execute(select(compliance_projects.c.score, compliance_projects.c.scored_on,
+                              compliance_projects.c.valid_until, compliance_projects.c.summary)
+                       .where(compliance_projects.c.project_id == project_id)).first()
+    if (row is not None and row.summary is not None and row.scored_on is not None and on >= row.scored_on
+            and (row.valid_until is None or on <= row.valid_until)):
+        return orjson.loads(row.summary)
+    return score_from_projection(conn, project_id, on)
 
 
 class ComplianceScoreProjection:
@@ -147,6 +164,9 @@ class ComplianceScoreProjection:
             return
         on = event.timestamp.astimezone(dt.UTC).date()
         result = score_from_projection(conn, project_id, on)
+        conn.execute(update(compliance_projects).where(compliance_projects.c.project_id == project_id).values(
+            score=result["score"], scored_on=on, summary=orjson.dumps(result).decode(),
+            valid_until=dt.date.fromisoformat(result["validUntil"]) if result["validUntil"] else None))
         conn.execute(update(projects).where(projects.c.id == project_id)
                      .values(compliance_score=result["score"]))
 
@@ -165,7 +185,7 @@ class ComplianceScoreProjection:
         for table in (compliance_evidence, compliance_controls, compliance_not_applicable):
             conn.execute(delete(table).where(table.c.project_id == project_id))
         conn.execute(update(compliance_projects).where(compliance_projects.c.project_id == project_id)
-                     .values(framework_version_id=None))
+                     .values(framework_version_id=None, score=None, scored_on=None, valid_until=None, summary=None))
 
     @staticmethod
     def _aggregate(conn: Connection, project_id: uuid.UUID, refs: set[str]) -> None:

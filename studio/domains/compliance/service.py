@@ -7,7 +7,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from studio.db import Database, utcnow
@@ -16,7 +16,7 @@ from studio.domains.compliance.models import (
     evidence_controls,
     project_controls,
 )
-from studio.domains.compliance.projection import score_from_projection
+from studio.domains.compliance.projection import read_score
 from studio.domains.compliance.scoring import (
     APPLICABILITY_EVENT,
     LINK_EVENT,
@@ -72,25 +72,39 @@ def full_recompute(conn: Connection, project_id: uuid.UUID, on: dt.date) -> dict
     repo = FrameworkRepository(conn)
     weights = repo.weights(version_id)
     spellings = repo.refs_of(version_id)
-    approved: dict[uuid.UUID, tuple[dt.date | None, set[str]]] = {}
-    query = select(evidence_t.c.id, evidence_t.c.expires_at, evidence_t.c.control_id).where(
-        evidence_t.c.project_id == project_id, evidence_t.c.status == "approved")
-    for eid, expires, primary in conn.execute(query):
-        refs = set()
-        if primary:
-            ref = spellings.get(primary) or spellings.get(primary.lower())
-            if ref:
-                refs.add(ref)
-        approved[eid] = (expires, refs)
-    links = select(evidence_controls.c.evidence_id, evidence_controls.c.control_ref).where(
-        evidence_controls.c.project_id == project_id)
-    for eid, ref in conn.execute(links):
-        if eid in approved:
-            approved[eid][1].add(ref)
-    coverage: dict[str, Coverage] = {}
-    for expires, refs in approved.values():
-        for ref in refs:
-            coverage.setdefault(ref, Coverage()).add(expires)
+
+    def resolve(spelling: str | None) -> str | None:
+        return (spellings.get(spelling) or spellings.get(spelling.lower())) if spelling else None
+
+    # Three aggregates instead of reading every evidence row: by primary control, by further
+    # link, and the overlap (a link to the evidence's own primary control) to subtract.
+    approved = and_(evidence_t.c.project_id == project_id, evidence_t.c.status == "approved")
+    open_ended = func.sum(case((evidence_t.c.expires_at.is_(None), 1), else_=0))
+    totals: dict[str, list[Any]] = {}
+
+    def add(ref: str | None, n: int, n_open: int, latest: Any, sign: int = 1) -> None:
+        if ref is None:
+            return
+        entry = totals.setdefault(ref, [0, 0, None])
+        entry[0] += sign * int(n)
+        entry[1] += sign * int(n_open or 0)
+        if sign > 0 and latest is not None and (entry[2] is None or latest > entry[2]):
+            entry[2] = latest
+
+    by_primary = (select(evidence_t.c.control_id, func.count(), open_ended, func.max(evidence_t.c.expires_at))
+                  .where(approved, evidence_t.c.control_id.is_not(None)).group_by(evidence_t.c.control_id))
+    for spelling, n, n_open, latest in conn.execute(by_primary):
+        add(resolve(spelling), n, n_open, latest)
+    ec = evidence_controls
+    by_link = (select(ec.c.control_ref, evidence_t.c.control_id, func.count(), open_ended,
+                      func.max(evidence_t.c.expires_at))
+               .select_from(ec).join(evidence_t, evidence_t.c.id == ec.c.evidence_id)
+               .where(approved, ec.c.project_id == project_id)
+               .group_by(ec.c.control_ref, evidence_t.c.control_id))
+    for ref, spelling, n, n_open, latest in conn.execute(by_link):
+        if resolve(spelling) != ref:
+            add(ref, n, n_open, latest)
+    coverage = {ref: Coverage(n, n_open, latest) for ref, (n, n_open, latest) in totals.items() if n > 0}
     na = set(conn.execute(select(project_controls.c.control_ref).where(
         project_controls.c.project_id == project_id, project_controls.c.applicable.is_(False))).scalars())
     return {"score": score(weights, coverage, na, on), "coverage": coverage, "notApplicable": na,
@@ -206,7 +220,7 @@ class ComplianceService:
             project, _ = visible_project(conn, principal, project_id, "project.read")
             if on is not None and on < today():
                 return self._history(conn, project_id, on)
-            result = score_from_projection(conn, project_id, on or today())
+            result = read_score(conn, project_id, on or today())
             return {"projectId": str(project_id), "asOf": (on or today()).isoformat(), **result}
 
     def _history(self, conn: Connection, project_id: uuid.UUID, on: dt.date) -> dict[str, Any]:

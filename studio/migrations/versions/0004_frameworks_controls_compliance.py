@@ -47,6 +47,10 @@ def upgrade() -> None:
     sa.Column('project_id', sa.Uuid(), nullable=False),
     sa.Column('framework_version_id', sa.Uuid(), nullable=True),
     sa.Column('position', sa.Integer(), nullable=False),
+    sa.Column('score', sa.Float(), nullable=True),
+    sa.Column('scored_on', sa.Date(), nullable=True),
+    sa.Column('valid_until', sa.Date(), nullable=True),
+    sa.Column('summary', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('project_id', name=op.f('pk_compliance_projects'))
     )
     op.create_table('frameworks',
