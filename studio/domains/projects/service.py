@@ -20,7 +20,7 @@ from studio.wire import to_wire
 
 PROJECT_FIELDS = (
     "id", "organization_id", "name", "description", "framework", "status", "compliance_score",
-    "created_by", "created_at", "updated_at", "version",
+    "created_by", "created_at", "updated_at", "version", "framework_version_id",
 )  # fmt: skip
 MEMBER_FIELDS = ("project_id", "user_id", "role", "added_at", "email", "name")
 
