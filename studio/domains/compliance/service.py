@@ -210,6 +210,21 @@ class ComplianceService:
             uow.emit(VERSION_EVENT, stream_of(project_id), {
                 "projectId": str(project_id), "frameworkVersionId": str(version_id),
                 "previousVersionId": str(previous) if previous else None, "framework": version["name"]})
+            # A primary control written as a label ("AC-3") may name a control only one of the
+            # versions has; those evidence items get an event with their new scoring state, so
+            # the projection (a fold of events) and a recompute from the tables agree.
+            repo = FrameworkRepository(uow.conn)
+            before = repo.refs_of(previous) if previous else {}
+            after = repo.refs_of(version_id)
+            query = select(evidence_t.c.id, evidence_t.c.control_id).where(
+                evidence_t.c.project_id == project_id, evidence_t.c.control_id.is_not(None))
+            for eid, primary in uow.conn.execute(query).all():
+                old_ref = before.get(primary) or before.get(primary.lower())
+                new_ref = after.get(primary) or after.get(primary.lower())
+                if old_ref != new_ref:
+                    uow.emit("evidence.controls_rescoped", stream_of(project_id), {
+                        "evidenceId": str(eid), "projectId": str(project_id),
+                        "state": evidence_state(uow.conn, eid)})
             return {"projectId": str(project_id), "frameworkVersionId": str(version_id),
                     "previousVersionId": str(previous) if previous else None, "framework": version["name"]}
 
