@@ -30,28 +30,12 @@ from studio.domains.compliance.scoring import (
     VERSION_EVENT,
     evidence_state_from,
 )
-from studio.domains.frameworks.models import controls
+from studio.domains.frameworks.repository import version_index
 from studio.domains.projects.models import projects
 
 if TYPE_CHECKING:
     from studio.db import UnitOfWork
     from studio.events.envelope import StoredEvent
-
-
-_WEIGHTS: dict[uuid.UUID, dict[str, float]] = {}
-
-
-def version_weights(conn: Connection, version_id: uuid.UUID) -> dict[str, float]:
-    """ref -> weight of a framework version's controls. A version never changes once
-    imported (a re-import makes a new one), so the map is cached for the process."""
-    weights = _WEIGHTS.get(version_id)
-    if weights is None:
-        rows = conn.execute(select(controls.c.ref, controls.c.weight).where(
-            controls.c.version_id == version_id, controls.c.kind == "control"))
-        weights = _WEIGHTS[version_id] = {ref: weight for ref, weight in rows}
-        if len(_WEIGHTS) > 256:
-            _WEIGHTS.pop(next(iter(_WEIGHTS)))
-    return weights
 
 
 def score_from_projection(conn: Connection, project_id: uuid.UUID, on: dt.date) -> dict[str, Any]:
@@ -66,7 +50,7 @@ def score_from_projection(conn: Connection, project_id: uuid.UUID, on: dt.date) 
     if version_id is None:
         return {"score": 0.0, "frameworkVersionId": None, "applicableWeight": 0.0, "coveredWeight": 0.0,
                 "counts": counts, "validUntil": None}
-    weights = version_weights(conn, version_id)
+    weights = version_index(conn, version_id).weights
     cc = compliance_controls
     state = {ref: (approved, open_ended, max_expiry) for ref, approved, open_ended, max_expiry in conn.execute(
         select(cc.c.control_ref, cc.c.approved, cc.c.open_ended, cc.c.max_expiry).where(cc.c.project_id == project_id))}

@@ -28,7 +28,7 @@ from studio.domains.compliance.scoring import (
 )
 from studio.domains.evidence.models import evidence as evidence_t
 from studio.domains.frameworks.models import control_mappings, controls
-from studio.domains.frameworks.repository import FrameworkRepository
+from studio.domains.frameworks.repository import FrameworkRepository, version_index
 from studio.domains.projects.models import projects
 from studio.domains.projects.service import stream_of, visible_project
 from studio.errors import AppError, forbidden, not_found
@@ -40,17 +40,19 @@ def today() -> dt.date:
     return utcnow().date()
 
 
-def evidence_refs(conn: Connection, evidence_id: uuid.UUID, project_id: uuid.UUID, primary: str | None) -> list[str]:
+def evidence_refs(conn: Connection, evidence_id: uuid.UUID, project_id: uuid.UUID, primary: str | None,
+                  version_id: Any = False) -> list[str]:
     """The control refs an evidence item is linked to: its primary control and further links."""
     refs = set(conn.execute(select(evidence_controls.c.control_ref)
                             .where(evidence_controls.c.evidence_id == evidence_id)).scalars())
     if primary:
-        version_id = conn.execute(select(projects.c.framework_version_id)
-                                  .where(projects.c.id == project_id)).scalar()
+        if version_id is False:
+            version_id = conn.execute(select(projects.c.framework_version_id)
+                                      .where(projects.c.id == project_id)).scalar()
         if version_id is not None:
-            row = FrameworkRepository(conn).control_by_ref(version_id, primary)
-            if row is not None and row["kind"] == "control":
-                refs.add(row["ref"])
+            ref = version_index(conn, version_id).resolve(primary)
+            if ref is not None:
+                refs.add(ref)
     return sorted(refs)
 
 
@@ -69,12 +71,9 @@ def full_recompute(conn: Connection, project_id: uuid.UUID, on: dt.date) -> dict
     version_id = conn.execute(select(projects.c.framework_version_id).where(projects.c.id == project_id)).scalar()
     if version_id is None:
         return {"score": 0.0, "coverage": {}, "notApplicable": set(), "weights": {}}
-    repo = FrameworkRepository(conn)
-    weights = repo.weights(version_id)
-    spellings = repo.refs_of(version_id)
-
-    def resolve(spelling: str | None) -> str | None:
-        return (spellings.get(spelling) or spellings.get(spelling.lower())) if spelling else None
+    index = version_index(conn, version_id)
+    weights = index.weights
+    resolve = index.resolve
 
     # Three aggregates instead of reading every evidence row: by primary control, by further
     # link, and the overlap (a link to the evidence's own primary control) to subtract.
@@ -160,11 +159,12 @@ class ComplianceService:
 
     def linked_controls(self, principal: Principal, evidence_id: uuid.UUID) -> dict[str, Any]:
         with self.db.read() as conn:
-            row = self._visible_evidence(conn, principal, evidence_id)
+            row, project = self._visible_evidence(conn, principal, evidence_id)
             further = sorted(conn.execute(select(evidence_controls.c.control_ref)
                                           .where(evidence_controls.c.evidence_id == evidence_id)).scalars())
             return {"evidenceId": str(evidence_id), "primary": row["control_id"], "controlRefs": further,
-                    "controls": evidence_refs(conn, evidence_id, row["project_id"], row["control_id"])}
+                    "controls": evidence_refs(conn, evidence_id, row["project_id"], row["control_id"],
+                                              project["framework_version_id"])}
 
     def set_applicability(self, principal: Principal, project_id: uuid.UUID, ref: str, applicable: bool,
                           reason: str, *, request_id: str | None = None) -> dict[str, Any]:
@@ -312,12 +312,12 @@ class ComplianceService:
     def evidence_coverage(self, principal: Principal, evidence_id: uuid.UUID, depth: int = 2) -> dict[str, Any]:
         """Controls an evidence item covers directly and through mappings, with the path explaining each."""
         with self.db.read() as conn:
-            row = self._visible_evidence(conn, principal, evidence_id)
-            version_id = conn.execute(select(projects.c.framework_version_id)
-                                      .where(projects.c.id == row["project_id"])).scalar()
-            refs = evidence_refs(conn, evidence_id, row["project_id"], row["control_id"])
+            row, project = self._visible_evidence(conn, principal, evidence_id)
+            version_id = project["framework_version_id"]
+            refs = evidence_refs(conn, evidence_id, row["project_id"], row["control_id"], version_id)
             repo = FrameworkRepository(conn)
-            direct = repo.ids_by_refs(version_id, refs) if version_id else {}
+            ids = version_index(conn, version_id).ids if version_id else {}
+            direct = {r: ids[r] for r in refs if r in ids}
             paths: dict[uuid.UUID, list[dict[str, Any]]] = {cid: [] for cid in direct.values()}
             level = list(direct.values())
             # Breadth-first, one query per hop: the path to each control is the first (shortest) found.
@@ -418,8 +418,8 @@ class ComplianceService:
         if row is None:
             raise not_found("evidence")
         try:
-            visible_project(conn, principal, row["project_id"], "evidence.read")
+            project, _ = visible_project(conn, principal, row["project_id"], "evidence.read")
         except AppError as exc:
             raise not_found("evidence") from exc
-        return row
+        return row, project
 

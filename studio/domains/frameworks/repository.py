@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select
@@ -21,6 +22,48 @@ CONTROL_COLUMNS = (
     controls.c.id, controls.c.version_id, controls.c.ref, controls.c.label, controls.c.kind,
     controls.c.parent_id, controls.c.family, controls.c.title, controls.c.weight, controls.c.sort,
 )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VersionIndex:
+    """Lookup tables of one framework version's controls (kind "control")."""
+
+    spellings: dict[str, str]  # ref, label, lower-case forms -> ref
+    ids: dict[str, uuid.UUID]  # ref -> control id
+    weights: dict[str, float]  # ref -> weight
+
+    def resolve(self, spelling: str | None) -> str | None:
+        if not spelling:
+            return None
+        return self.spellings.get(spelling) or self.spellings.get(spelling.lower())
+
+
+_INDEXES: dict[uuid.UUID, VersionIndex] = {}
+
+
+def version_index(conn: Connection, version_id: uuid.UUID) -> VersionIndex:
+    """The version's lookup tables. A version never changes once imported (a re-import
+    makes a new one), so they are cached for the life of the process."""
+    index = _INDEXES.get(version_id)
+    if index is None:
+        spellings: dict[str, str] = {}
+        ids: dict[str, uuid.UUID] = {}
+        weights: dict[str, float] = {}
+        query = select(controls.c.id, controls.c.ref, controls.c.label, controls.c.weight).where(
+            controls.c.version_id == version_id, controls.c.kind == "control")
+        for cid, ref, label, weight in conn.execute(query):
+            ids[ref] = cid
+            weights[ref] = weight
+            spellings[ref] = ref
+            spellings.setdefault(ref.lower(), ref)
+            spellings.setdefault(label, ref)
+            spellings.setdefault(label.lower(), ref)
+        index = VersionIndex(spellings, ids, weights)
+        if ids:  # never cache a version seen before its import committed
+            _INDEXES[version_id] = index
+            if len(_INDEXES) > 256:
+                _INDEXES.pop(next(iter(_INDEXES)))
+    return index
 
 
 class FrameworkRepository:
