@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from studio.domains.frameworks.parsing import ImportInvalid, parse
 from tests.frameworks_support import BASIC_JSON, BASIC_YAML, LOW, MODERATE, XML_SUBSET
@@ -120,3 +124,38 @@ controls:
     parsed = parse("policy.yaml", data)
     c = _by_ref(parsed)
     assert parsed.name == "Internal policy" and c["POL-1.1"].parent_ref == "POL-1" and c["POL-1.1"].weight == 2
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.sampled_from(["ac-1", "#ac-1", "related", "label", "statement", "weight", "{{ insert: param, p }}"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["id", "title", "controls", "groups", "parts", "props", "params", "links", "name",
+                         "value", "prose", "href", "rel", "select", "choice", "values", "label", "metadata",
+                         "ref", "parent", "weight", "related", "statement"]),
+        inner, max_size=6),
+    max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(catalog=JSONISH, title=st.one_of(st.none(), st.text(max_size=5)))
+def test_any_json_either_imports_or_is_refused_with_problems(catalog, title):
+    doc = {"catalog": catalog if not isinstance(catalog, dict) else {**catalog, "metadata": {"title": title}}}
+    try:
+        parsed = parse("fuzz.json", json.dumps(doc).encode())
+    except ImportInvalid as exc:
+        assert exc.problems and all(p.location for p in exc.problems)
+    else:
+        assert any(c.kind == "control" for c in parsed.controls)
+
+
+@settings(max_examples=200, deadline=None)
+@given(controls=JSONISH)
+def test_any_custom_yaml_either_imports_or_is_refused_with_problems(controls):
+    import yaml
+
+    doc = {"framework": {"name": "Fuzz"}, "controls": controls}
+    try:
+        parse("fuzz.yaml", yaml.safe_dump(doc).encode())
+    except ImportInvalid as exc:
+        assert exc.problems and all(p.location for p in exc.problems)

@@ -155,9 +155,14 @@ class _Collector:
             self.problems.append(Problem(f"{pointer} (line {line})" if line else pointer, message))
 
 
+def _seq(value: Any) -> list[Any]:
+    """A list field as a list of objects; anything else (malformed input) as empty."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def _label(obj: dict[str, Any]) -> str | None:
     """The plain label prop (NIST also ships zero-padded and SP 800-53A classes)."""
-    labels = [p for p in obj.get("props") or [] if isinstance(p, dict) and p.get("name") == "label"]
+    labels = [p for p in _seq(obj.get("props")) if p.get("name") == "label"]
     for prop in labels:
         if not prop.get("class"):
             return str(prop.get("value"))
@@ -165,7 +170,7 @@ def _label(obj: dict[str, Any]) -> str | None:
 
 
 def _weight(obj: dict[str, Any], pointer: str, out: _Collector) -> float:
-    for i, prop in enumerate(obj.get("props") or []):
+    for i, prop in enumerate(obj.get("props") if isinstance(obj.get("props"), list) else []):
         if isinstance(prop, dict) and prop.get("name") == "weight":
             try:
                 value = float(prop.get("value"))
@@ -185,11 +190,10 @@ class _Params:
         self.params: dict[str, dict[str, Any]] = {}
 
     def add(self, params: Any) -> None:
-        for p in params or []:
-            if isinstance(p, dict) and isinstance(p.get("id"), str):
+        for p in _seq(params):
+            if isinstance(p.get("id"), str):
                 self.params[p["id"]] = p
-                alt = [x.get("value") for x in p.get("props") or []
-                       if isinstance(x, dict) and x.get("name") == "alt-identifier"]
+                alt = [x.get("value") for x in _seq(p.get("props")) if x.get("name") == "alt-identifier"]
                 for a in alt:
                     self.params.setdefault(str(a), p)
 
@@ -202,11 +206,12 @@ class _Params:
         p = self.params.get(param_id)
         if p is None:
             return f"[Assignment: {param_id}]"
-        if p.get("values"):
+        if isinstance(p.get("values"), list) and p["values"]:
             return ", ".join(self.render(str(v), depth + 1) for v in p["values"])
         select = p.get("select")
         if isinstance(select, dict):
-            choices = [self.render(str(c), depth + 1) for c in select.get("choice") or []]
+            raw = select.get("choice")
+            choices = [self.render(str(c), depth + 1) for c in (raw if isinstance(raw, list) else [])]
             how = " (one or more)" if select.get("how-many") == "one-or-more" else ""
             return f"[Selection{how}: {'; '.join(choices)}]"
         label = p.get("label")
@@ -225,9 +230,8 @@ def _flatten(part: dict[str, Any], params: _Params, indent: int = 0, include_sel
         if text:
             lines.append("  " * indent + text)
         indent += 1 if text else 0
-    for sub in part.get("parts") or []:
-        if isinstance(sub, dict):
-            lines.extend(_flatten(sub, params, indent))
+    for sub in _seq(part.get("parts")):
+        lines.extend(_flatten(sub, params, indent))
     return lines
 
 
@@ -290,9 +294,8 @@ def parse_oscal(doc: Any, fmt: str, digest: str, *, lines: dict[str, int] | None
                 guidance.extend(_flatten(part, params))
             elif pname in ("assessment-objective", "objective"):
                 objectives.extend(_flatten(part, params))
-        related = [str(link.get("href", ""))[1:] for link in obj.get("links") or []
-                   if isinstance(link, dict) and link.get("rel") == "related"
-                   and str(link.get("href", "")).startswith("#")]
+        related = [str(link.get("href", ""))[1:] for link in _seq(obj.get("links"))
+                   if link.get("rel") == "related" and str(link.get("href", "")).startswith("#")]
         weight = _weight(obj, pointer, out)
         if ok:
             parsed.append(ParsedControl(
@@ -324,9 +327,8 @@ def parse_oscal(doc: Any, fmt: str, digest: str, *, lines: dict[str, int] | None
         seen[gid] = pointer
         params.add(obj.get("params"))
         overview = []
-        for part in obj.get("parts") or []:
-            if isinstance(part, dict):
-                overview.extend(_flatten(part, params))
+        for part in _seq(obj.get("parts")):
+            overview.extend(_flatten(part, params))
         parsed.append(ParsedControl(ref=gid, label=(_label(obj) or gid.upper())[:120], kind="family",
                                     title=gtitle.strip()[:500], parent_ref=parent, family=gid,
                                     statement="\n".join(overview)))
@@ -555,6 +557,9 @@ def _custom(items: list[tuple[str, dict[str, Any]]], *, name: str, version: str,
         related = row.get("related") or []
         if isinstance(related, str):
             related = [r.strip() for r in related.split(";") if r.strip()]
+        elif not isinstance(related, list):
+            problems.append(Problem(where, "related must be a list of refs (or refs separated by ';')"))
+            related = []
         parsed.append(ParsedControl(
             ref=ref, label=str(row.get("label") or ref)[:120], kind="control", title=title[:500],
             parent_ref=str(row.get("parent") or "").strip() or None, family=None,
