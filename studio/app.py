@@ -21,7 +21,9 @@ from studio.bootstrap import Container, bootstrap
 from studio.db import DatabaseUnavailable
 from studio.documents.routes import router as documents_router
 from studio.domains.auth.routes import router as auth_router
+from studio.domains.compliance.routes import router as compliance_router
 from studio.domains.evidence.routes import router as evidence_router
+from studio.domains.frameworks.routes import router as frameworks_router
 from studio.domains.projects.routes import router as projects_router
 from studio.domains.users.routes import router as users_router
 from studio.errors import AppError
@@ -121,7 +123,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
 
     router = APIRouter(prefix=API_PREFIX)
     domain_routers = (auth_router, users_router, projects_router, evidence_router,
-                      documents_router, events_router)
+                      documents_router, events_router, frameworks_router, compliance_router)
     for domain_router in domain_routers:
         router.include_router(domain_router)
     api.include_router(router)
@@ -147,10 +149,13 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     )
     if s.rate_limit_enabled:
         app = RateLimitMiddleware(app, c.limiter, s.rate_limit_ip, client_ip, "ip")
-    # Uploads stream to storage under their own cap; 64 KiB more covers multipart framing.
+    # Uploads stream to storage under their own cap (64 KiB more covers multipart framing);
+    # framework catalogs (NIST MODERATE is 1.8 MB) are uploaded whole to the import endpoints.
     upload_cap = s.max_upload_bytes + 64 * 1024
     app = BodyLimitMiddleware(app, s.max_body_bytes, overrides={
         f"{API_PREFIX}/evidence/*/files": upload_cap,
+        f"{API_PREFIX}/frameworks/import": 50 * 1024 * 1024,
+        f"{API_PREFIX}/mappings/import": 50 * 1024 * 1024,
     })
     app = ErrorEnvelopeMiddleware(app)
     app = SecurityHeadersMiddleware(app)

@@ -18,7 +18,10 @@ from studio.documents.processor import DocumentProcessor
 from studio.documents.service import DocumentService
 from studio.documents.storage import Storage, build_storage
 from studio.domains.auth.service import AuthService
+from studio.domains.compliance.projection import ComplianceScoreProjection
+from studio.domains.compliance.service import ComplianceService
 from studio.domains.evidence.service import EvidenceService
+from studio.domains.frameworks.service import FrameworkService
 from studio.domains.projects.service import ProjectService
 from studio.domains.users.service import UserService
 from studio.events.activity import ProjectActivityProjection
@@ -50,6 +53,8 @@ class Container:
     evidence: EvidenceService
     storage: Storage
     documents: DocumentService
+    frameworks: FrameworkService
+    compliance: ComplianceService
     dispatcher: Dispatcher | None = None
     relay: NatsRelay | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -83,10 +88,13 @@ def event_consumers(settings: Settings, storage: Storage) -> list[Consumer]:
     (documents.processor)                                                     text, counts; emits
                                                                               evidence.processed /
                                                                               .processing_failed
+    ComplianceScoreProjection           project.*, evidence.*, controls and   compliance_* tables,
+    (compliance-score)                  applicability events                  projects.compliance_score
     """
     return [
         ProjectActivityProjection(),
         DocumentProcessor(storage, Limits.from_settings(settings)),
+        ComplianceScoreProjection(),
     ]
 
 
@@ -161,4 +169,6 @@ def bootstrap(settings: Settings | None = None) -> Container:
         documents=DocumentService(db, storage, max_upload_bytes=settings.max_upload_bytes),
         dispatcher=dispatcher,
         relay=relay,
+        frameworks=FrameworkService(db),
+        compliance=ComplianceService(db),
     )

@@ -12,7 +12,9 @@ from sqlalchemy.engine import Engine
 from studio.db import metadata as target_metadata
 from studio.documents import models as _documents  # noqa: F401
 from studio.domains.auth import models as _auth  # noqa: F401
+from studio.domains.compliance import models as _compliance  # noqa: F401
 from studio.domains.evidence import models as _evidence  # noqa: F401
+from studio.domains.frameworks import models as _frameworks  # noqa: F401
 from studio.domains.projects import models as _projects  # noqa: F401
 from studio.domains.users import models as _users  # noqa: F401
 from studio.events import activity as _activity  # noqa: F401

@@ -41,6 +41,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "projects.create": _ADMINS | {Role.MANAGER},
     "tokens.manage_own": _ALL,
     "events.read": _ADMINS,
+    "frameworks.read": _ALL,
+    "frameworks.manage": _ADMINS,
     # project level (role in the project)
     "project.read": _ALL,
     "project.update": _ADMINS | {Role.MANAGER},
@@ -55,6 +57,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "evidence.delete_own": _ADMINS | {Role.MANAGER, Role.CUSTOMER},
     "evidence.submit": _ADMINS | {Role.MANAGER, Role.CUSTOMER},
     "evidence.review": _ADMINS | {Role.MANAGER, Role.AUDITOR},
+    "project.controls.manage": _ADMINS | {Role.MANAGER},
+    "project.framework.move": _ADMINS,
 }
 
 

@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 from studio.db import Database, utcnow
+from studio.domains.compliance.service import evidence_state
 from studio.domains.evidence.repository import EvidenceRepository, ReviewRepository
 from studio.domains.evidence.schemas import (
     EvidenceCreate,
@@ -107,6 +108,7 @@ class EvidenceService:
             uow.emit("evidence.created", stream_of(project_id), {
                 "evidenceId": str(evidence_id), "projectId": str(project_id), "title": body.title,
                 "controlId": body.controlId, "createdBy": str(principal.user_id),
+                "state": evidence_state(uow.conn, evidence_id),
             })
             return evidence_wire(row)
 
@@ -149,6 +151,7 @@ class EvidenceService:
                 "evidenceId": str(evidence_id), "projectId": str(row["project_id"]),
                 "changed": sorted(k for k in changes), "status": new["status"],
                 **({"qualityScore": new["quality_score"]} if "qualityScore" in changes else {}),
+                "state": evidence_state(uow.conn, evidence_id),
             })
             return evidence_wire(new)
 
@@ -180,7 +183,7 @@ class EvidenceService:
             uow.touch(row["organization_id"])
             uow.emit("evidence.submitted", stream_of(row["project_id"]), {
                 "evidenceId": str(evidence_id), "projectId": str(row["project_id"]),
-                "submittedBy": str(principal.user_id)})
+                "submittedBy": str(principal.user_id), "state": evidence_state(uow.conn, evidence_id)})
             return evidence_wire(new)
 
     def review(self, principal: Principal, evidence_id: uuid.UUID, body: ReviewCreate, *,
@@ -208,7 +211,8 @@ class EvidenceService:
             uow.touch(row["organization_id"])
             data = {"evidenceId": str(evidence_id), "projectId": str(row["project_id"]),
                     "reviewId": str(review_id), "reviewerId": str(principal.user_id),
-                    "decision": body.decision.value, "controlId": row["control_id"]}
+                    "decision": body.decision.value, "controlId": row["control_id"],
+                    "state": evidence_state(uow.conn, evidence_id)}
             uow.emit("evidence.reviewed", stream_of(row["project_id"]), data)
             uow.emit(f"evidence.{body.decision.value}", stream_of(row["project_id"]), data)
             return {"evidence": evidence_wire(new), "review": to_wire(review, REVIEW_FIELDS)}

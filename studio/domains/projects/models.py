@@ -24,6 +24,8 @@ projects = Table(
     Column("name", String(255), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("framework", String(255), nullable=False),
+    # The framework version the project is assessed against; moved only by an admin.
+    Column("framework_version_id", Uuid, ForeignKey("framework_versions.id"), nullable=True),
     Column("status", String(20), nullable=False),
     Column("compliance_score", Float, nullable=False, default=0.0),
     Column("created_by", Uuid, ForeignKey("users.id"), nullable=True),

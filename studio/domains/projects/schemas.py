@@ -35,6 +35,7 @@ class ProjectRead(Output):
     name: str
     description: str
     framework: str
+    frameworkVersionId: uuid.UUID | None = None  # noqa: N815
     status: ProjectStatus
     complianceScore: float  # noqa: N815
     createdBy: uuid.UUID | None = None  # noqa: N815

@@ -20,7 +20,7 @@ from studio.wire import to_wire
 
 PROJECT_FIELDS = (
     "id", "organization_id", "name", "description", "framework", "status", "compliance_score",
-    "created_by", "created_at", "updated_at", "version",
+    "created_by", "created_at", "updated_at", "version", "framework_version_id",
 )  # fmt: skip
 MEMBER_FIELDS = ("project_id", "user_id", "role", "added_at", "email", "name")
 
@@ -156,12 +156,17 @@ def create_project(uow: UnitOfWork, principal: Principal, body: ProjectCreate) -
                        details=[{"field": "name", "message": "already in use"}])
     now = utcnow()
     project_id = uuid.uuid4()
+    from studio.domains.frameworks.service import latest_version_named
+
+    # A project starts on the latest imported version of the framework it names, if any.
+    version_id = latest_version_named(uow.conn, body.framework)
     try:
         row = repo.create({
             "id": project_id, "organization_id": principal.organization_id, "name": body.name,
             "description": body.description, "framework": body.framework,
             "status": body.status.value, "compliance_score": 0.0, "created_by": principal.user_id,
             "created_at": now, "updated_at": now, "version": 1,
+            "framework_version_id": version_id,
         })
     except IntegrityError as exc:  # a concurrent create won the race past the check above
         raise AppError("duplicate", f"a project named {body.name!r} already exists",
@@ -169,6 +174,7 @@ def create_project(uow: UnitOfWork, principal: Principal, body: ProjectCreate) -
     uow.emit("project.created", stream_of(project_id), {
         "projectId": str(project_id), "organizationId": str(principal.organization_id),
         "name": body.name, "framework": body.framework, "status": body.status.value,
+        "frameworkVersionId": str(version_id) if version_id else None,
     })
     if not principal.org_wide:
         MemberRepository(uow.conn).upsert(project_id, principal.user_id, ProjectRole.MANAGER.value)

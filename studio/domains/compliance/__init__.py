@@ -1,0 +1,1 @@
+"""Compliance: evidence-to-control links, applicability and the score projection."""

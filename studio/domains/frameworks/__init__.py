@@ -1,0 +1,1 @@
+"""Frameworks: versioned control catalogs, the control graph and cross-framework mappings."""

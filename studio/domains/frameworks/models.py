@@ -1,0 +1,103 @@
+"""Tables: frameworks, their versions, the control tree, catalog links and mappings.
+
+Controls are keyed inside a version by `ref`, the catalog's own id (OSCAL `ac-2.1`), which
+stays the same from one version to the next; everything that must survive a version move
+(evidence links, applicability, the score) refers to controls by ref.
+"""
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+
+from studio.db import UTCDateTime, metadata
+
+frameworks = Table(
+    "frameworks",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("key", String(120), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+framework_versions = Table(
+    "framework_versions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("framework_id", Uuid, ForeignKey("frameworks.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("source_format", String(20), nullable=False),
+    Column("source_digest", String(64), nullable=False),
+    Column("control_count", Integer, nullable=False),
+    Column("imported_by", Uuid, ForeignKey("users.id"), nullable=True),
+    Column("imported_at", UTCDateTime, nullable=False),
+    UniqueConstraint("framework_id", "seq", name="uq_framework_versions_seq"),
+)
+
+controls = Table(
+    "controls",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("version_id", Uuid, ForeignKey("framework_versions.id", ondelete="CASCADE"), nullable=False),
+    Column("ref", String(120), nullable=False),
+    Column("label", String(120), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("parent_id", Uuid, nullable=True),
+    Column("family", String(120), nullable=True),
+    Column("title", String(500), nullable=False),
+    Column("statement", Text, nullable=False, default=""),
+    Column("guidance", Text, nullable=False, default=""),
+    Column("objectives", Text, nullable=False, default=""),
+    Column("weight", Float, nullable=False, default=1.0),
+    Column("sort", Integer, nullable=False),
+    Column("search_text", Text, nullable=False, default=""),
+    UniqueConstraint("version_id", "ref", name="uq_controls_version_ref"),
+    CheckConstraint("kind IN ('family', 'control')", name="kind"),
+    CheckConstraint("weight >= 0", name="weight_positive"),
+    Index("ix_controls_version_sort", "version_id", "sort"),
+    Index("ix_controls_parent", "parent_id"),
+    Index("ix_controls_version_label", "version_id", "label"),
+)
+
+# The catalog's own links between controls of one version (OSCAL rel="related").
+control_links = Table(
+    "control_links",
+    metadata,
+    Column("source_id", Uuid, ForeignKey("controls.id", ondelete="CASCADE"), primary_key=True),
+    Column("target_id", Uuid, ForeignKey("controls.id", ondelete="CASCADE"), primary_key=True),
+    Column("rel", String(40), primary_key=True),
+    Index("ix_control_links_target", "target_id"),
+)
+
+control_mappings = Table(
+    "control_mappings",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("source_id", Uuid, ForeignKey("controls.id", ondelete="CASCADE"), nullable=False),
+    Column("target_id", Uuid, ForeignKey("controls.id", ondelete="CASCADE"), nullable=False),
+    Column("relation", String(20), nullable=False),
+    Column("strength", Integer, nullable=False),
+    Column("origin", String(20), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_by", Uuid, ForeignKey("users.id"), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("source_id", "target_id", "relation", name="uq_control_mappings_pair"),
+    CheckConstraint("relation IN ('equal', 'subset', 'superset', 'intersects', 'related')", name="relation"),
+    CheckConstraint("strength >= 0 AND strength <= 10", name="strength"),
+    CheckConstraint("origin IN ('manual', 'imported', 'suggested', 'derived')", name="origin"),
+    CheckConstraint("source_id <> target_id", name="not_self"),
+    Index("ix_control_mappings_target", "target_id", "source_id"),
+)

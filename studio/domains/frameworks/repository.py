@@ -1,0 +1,261 @@
+"""Queries of the frameworks domain: versions, the control tree, links, mappings and search."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy.engine import Connection, RowMapping
+
+from studio.domains.frameworks.models import (
+    control_links,
+    control_mappings,
+    controls,
+    framework_versions,
+    frameworks,
+)
+
+CONTROL_COLUMNS = (
+    controls.c.id, controls.c.version_id, controls.c.ref, controls.c.label, controls.c.kind,
+    controls.c.parent_id, controls.c.family, controls.c.title, controls.c.weight, controls.c.sort,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VersionIndex:
+    """Lookup tables of one framework version's controls (kind "control")."""
+
+    spellings: dict[str, str]  # ref, label, lower-case forms -> ref
+    ids: dict[str, uuid.UUID]  # ref -> control id
+    weights: dict[str, float]  # ref -> weight
+
+    def resolve(self, spelling: str | None) -> str | None:
+        if not spelling:
+            return None
+        return self.spellings.get(spelling) or self.spellings.get(spelling.lower())
+
+
+_INDEXES: dict[uuid.UUID, VersionIndex] = {}
+
+
+def version_index(conn: Connection, version_id: uuid.UUID) -> VersionIndex:
+    """The version's lookup tables. A version never changes once imported (a re-import
+    makes a new one), so they are cached for the life of the process."""
+    index = _INDEXES.get(version_id)
+    if index is None:
+        spellings: dict[str, str] = {}
+        ids: dict[str, uuid.UUID] = {}
+        weights: dict[str, float] = {}
+        query = select(controls.c.id, controls.c.ref, controls.c.label, controls.c.weight).where(
+            controls.c.version_id == version_id, controls.c.kind == "control")
+        for cid, ref, label, weight in conn.execute(query):
+            ids[ref] = cid
+            weights[ref] = weight
+            spellings[ref] = ref
+            spellings.setdefault(ref.lower(), ref)
+            spellings.setdefault(label, ref)
+            spellings.setdefault(label.lower(), ref)
+        index = VersionIndex(spellings, ids, weights)
+        if ids:  # never cache a version seen before its import committed
+            _INDEXES[version_id] = index
+            if len(_INDEXES) > 256:
+                _INDEXES.pop(next(iter(_INDEXES)))
+    return index
+
+
+class FrameworkRepository:
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    # -- frameworks and versions -----------------------------------------------------
+    def by_key(self, key: str) -> RowMapping | None:
+        return self.conn.execute(select(frameworks).where(frameworks.c.key == key)).mappings().first()
+
+    def get(self, framework_id: uuid.UUID) -> RowMapping | None:
+        return self.conn.execute(select(frameworks).where(frameworks.c.id == framework_id)).mappings().first()
+
+    def list(self) -> list[RowMapping]:
+        latest = (
+            select(framework_versions.c.framework_id, func.max(framework_versions.c.seq).label("seq"))
+            .group_by(framework_versions.c.framework_id).subquery()
+        )
+        query = (
+            select(frameworks, framework_versions.c.id.label("latest_version_id"),
+                   framework_versions.c.version.label("latest_version"),
+                   framework_versions.c.seq.label("latest_seq"),
+                   framework_versions.c.control_count)
+            .join(latest, latest.c.framework_id == frameworks.c.id)
+            .join(framework_versions, and_(framework_versions.c.framework_id == frameworks.c.id,
+                                           framework_versions.c.seq == latest.c.seq))
+            .order_by(frameworks.c.name, frameworks.c.id)
+        )
+        return list(self.conn.execute(query).mappings())
+
+    def versions(self, framework_id: uuid.UUID) -> list[RowMapping]:
+        query = (select(framework_versions).where(framework_versions.c.framework_id == framework_id)
+                 .order_by(framework_versions.c.seq))
+        return list(self.conn.execute(query).mappings())
+
+    def version(self, version_id: uuid.UUID) -> RowMapping | None:
+        query = (select(framework_versions, frameworks.c.name, frameworks.c.key)
+                 .join(frameworks, frameworks.c.id == framework_versions.c.framework_id)
+                 .where(framework_versions.c.id == version_id))
+        return self.conn.execute(query).mappings().first()
+
+    def latest_version(self, framework_id: uuid.UUID) -> RowMapping | None:
+        query = (select(framework_versions).where(framework_versions.c.framework_id == framework_id)
+                 .order_by(framework_versions.c.seq.desc()).limit(1))
+        return self.conn.execute(query).mappings().first()
+
+    # -- controls ------------------------------------------------------------------------
+    def insert_controls(self, rows: list[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), 1000):
+            self.conn.execute(insert(controls), rows[start:start + 1000])
+
+    def insert_links(self, rows: list[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), 2000):
+            self.conn.execute(insert(control_links), rows[start:start + 2000])
+
+    def control_texts(self, version_id: uuid.UUID) -> dict[str, tuple[Any, ...]]:
+        """ref -> the fields whose change counts as a changed control between versions."""
+        query = select(controls.c.ref, controls.c.title, controls.c.statement, controls.c.guidance,
+                       controls.c.weight, controls.c.kind).where(controls.c.version_id == version_id)
+        return {r.ref: tuple(r[1:]) for r in self.conn.execute(query)}
+
+    def controls_of(self, version_id: uuid.UUID, *, kind: str | None = None, parent_id: uuid.UUID | None = None,
+                    top_level: bool = False, search: str | None = None, after: int | None = None,
+                    limit: int = 200) -> list[RowMapping]:
+        query = select(*CONTROL_COLUMNS).where(controls.c.version_id == version_id)
+        if kind:
+            query = query.where(controls.c.kind == kind)
+        if parent_id is not None:
+            query = query.where(controls.c.parent_id == parent_id)
+        elif top_level:
+            query = query.where(controls.c.parent_id.is_(None))
+        if search:
+            for term in search.lower().split()[:8]:
+                query = query.where(controls.c.search_text.contains(term, autoescape=True))
+        if after is not None:
+            query = query.where(controls.c.sort > after)
+        return list(self.conn.execute(query.order_by(controls.c.sort).limit(limit)).mappings())
+
+    def control(self, control_id: uuid.UUID) -> RowMapping | None:
+        return self.conn.execute(select(controls).where(controls.c.id == control_id)).mappings().first()
+
+    def control_by_ref(self, version_id: uuid.UUID, ref: str) -> RowMapping | None:
+        """A control by its catalog id (ac-2.1) or its label (AC-2(1)), case-insensitively."""
+        query = select(controls).where(controls.c.version_id == version_id, controls.c.ref == ref)
+        row = self.conn.execute(query).mappings().first()
+        if row is None:
+            query = select(controls).where(controls.c.version_id == version_id,
+                                           func.lower(controls.c.label) == ref.lower())
+            row = self.conn.execute(query.limit(1)).mappings().first()
+        if row is None and ref.lower() != ref:
+            query = select(controls).where(controls.c.version_id == version_id, controls.c.ref == ref.lower())
+            row = self.conn.execute(query).mappings().first()
+        return row
+
+    def refs_of(self, version_id: uuid.UUID) -> dict[str, str]:
+        """Every spelling a user may give (ref, label, lower-case label) -> the ref."""
+        out: dict[str, str] = {}
+        query = select(controls.c.ref, controls.c.label).where(
+            controls.c.version_id == version_id, controls.c.kind == "control")
+        for ref, label in self.conn.execute(query):
+            out[ref] = ref
+            out.setdefault(ref.lower(), ref)
+            out.setdefault(label, ref)
+            out.setdefault(label.lower(), ref)
+        return out
+
+    def weights(self, version_id: uuid.UUID) -> dict[str, float]:
+        query = select(controls.c.ref, controls.c.weight).where(
+            controls.c.version_id == version_id, controls.c.kind == "control")
+        return {ref: weight for ref, weight in self.conn.execute(query)}
+
+    def controls_by_ids(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RowMapping]:
+        ids = list(ids)
+        if not ids:
+            return {}
+        query = (select(*CONTROL_COLUMNS, framework_versions.c.framework_id, frameworks.c.name.label("framework"))
+                 .join(framework_versions, framework_versions.c.id == controls.c.version_id)
+                 .join(frameworks, frameworks.c.id == framework_versions.c.framework_id)
+                 .where(controls.c.id.in_(ids)))
+        return {r["id"]: r for r in self.conn.execute(query).mappings()}
+
+    def ids_by_refs(self, version_id: uuid.UUID, refs: Iterable[str]) -> dict[str, uuid.UUID]:
+        refs = list(refs)
+        if not refs:
+            return {}
+        query = select(controls.c.ref, controls.c.id).where(
+            controls.c.version_id == version_id, controls.c.ref.in_(refs))
+        return {ref: cid for ref, cid in self.conn.execute(query)}
+
+    # -- the graph -----------------------------------------------------------------------
+    def children(self, control_id: uuid.UUID) -> list[uuid.UUID]:
+        return list(self.conn.execute(select(controls.c.id).where(controls.c.parent_id == control_id)
+                                      .order_by(controls.c.sort)).scalars())
+
+    def links_of(self, control_id: uuid.UUID) -> list[tuple[uuid.UUID, str, str]]:
+        """(other control, rel, direction) for catalog links in both directions."""
+        out = [(r.target_id, r.rel, "out") for r in self.conn.execute(
+            select(control_links.c.target_id, control_links.c.rel).where(control_links.c.source_id == control_id))]
+        out += [(r.source_id, r.rel, "in") for r in self.conn.execute(
+            select(control_links.c.source_id, control_links.c.rel).where(control_links.c.target_id == control_id))]
+        return out
+
+    def mappings_touching(self, control_ids: Iterable[uuid.UUID]) -> list[RowMapping]:
+        ids = list(control_ids)
+        if not ids:
+            return []
+        query = select(control_mappings).where(
+            or_(control_mappings.c.source_id.in_(ids), control_mappings.c.target_id.in_(ids)))
+        return list(self.conn.execute(query).mappings())
+
+    def mapping(self, mapping_id: uuid.UUID) -> RowMapping | None:
+        return self.conn.execute(select(control_mappings).where(control_mappings.c.id == mapping_id)).mappings().first()
+
+    def find_mapping(self, source_id: uuid.UUID, target_id: uuid.UUID, relation: str) -> RowMapping | None:
+        query = select(control_mappings).where(control_mappings.c.source_id == source_id,
+                                               control_mappings.c.target_id == target_id,
+                                               control_mappings.c.relation == relation)
+        return self.conn.execute(query).mappings().first()
+
+    def insert_mappings(self, rows: list[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), 1000):
+            self.conn.execute(insert(control_mappings), rows[start:start + 1000])
+
+    def update_mapping(self, mapping_id: uuid.UUID, values: dict[str, Any]) -> None:
+        self.conn.execute(control_mappings.update().where(control_mappings.c.id == mapping_id).values(**values))
+
+    def delete_mapping(self, mapping_id: uuid.UUID) -> bool:
+        return self.conn.execute(delete(control_mappings).where(control_mappings.c.id == mapping_id)).rowcount > 0
+
+    def list_mappings(self, *, control_id: uuid.UUID | None, version_id: uuid.UUID | None,
+                      after: uuid.UUID | None, limit: int) -> list[RowMapping]:
+        query = select(control_mappings)
+        if control_id is not None:
+            query = query.where(or_(control_mappings.c.source_id == control_id,
+                                    control_mappings.c.target_id == control_id))
+        if version_id is not None:
+            in_version = select(controls.c.id).where(controls.c.version_id == version_id)
+            query = query.where(or_(control_mappings.c.source_id.in_(in_version),
+                                    control_mappings.c.target_id.in_(in_version)))
+        if after is not None:
+            query = query.where(control_mappings.c.id > after)
+        return list(self.conn.execute(query.order_by(control_mappings.c.id).limit(limit)).mappings())
+
+    def existing_pairs(self, pairs: list[tuple[uuid.UUID, uuid.UUID, str]]) -> set[tuple[uuid.UUID, uuid.UUID, str]]:
+        if not pairs:
+            return set()
+        sources = {p[0] for p in pairs}
+        found: set[tuple[uuid.UUID, uuid.UUID, str]] = set()
+        source_list = list(sources)
+        for start in range(0, len(source_list), 500):
+            query = select(control_mappings.c.source_id, control_mappings.c.target_id,
+                           control_mappings.c.relation).where(
+                control_mappings.c.source_id.in_(source_list[start:start + 500]))
+            found.update((a, b, c) for a, b, c in self.conn.execute(query))
+        return found

@@ -1,0 +1,421 @@
+"""Use cases of the frameworks domain: import, browse, search, mappings and the control graph."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from studio.db import Database, UnitOfWork, utcnow
+from studio.domains.frameworks.models import framework_versions, frameworks
+from studio.domains.frameworks.parsing import ImportInvalid, ParsedFramework, Problem, parse
+from studio.domains.frameworks.repository import FrameworkRepository
+from studio.domains.users.service import require
+from studio.errors import AppError, not_found
+from studio.principal import Principal
+from studio.wire import to_wire
+
+RELATIONS = ("equal", "subset", "superset", "intersects", "related")
+ORIGINS = ("manual", "imported", "suggested", "derived")
+FRAMEWORK_FIELDS = ("id", "key", "name", "description", "created_at", "updated_at")
+VERSION_FIELDS = ("id", "framework_id", "seq", "version", "source_format", "control_count", "imported_at")
+CONTROL_FIELDS = ("id", "version_id", "ref", "label", "kind", "parent_id", "family", "title", "weight")
+DETAIL_FIELDS = CONTROL_FIELDS + ("statement", "guidance", "objectives")
+MAPPING_FIELDS = ("id", "source_id", "target_id", "relation", "strength", "origin", "note", "created_at")
+Progress = Callable[[str, int, int], None]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:120] or "framework"
+
+
+def invalid(problems: list[Problem]) -> AppError:
+    details = [{"field": p.location, "location": p.location, "message": p.message} for p in problems]
+    return AppError("validation_error", f"the file has {len(problems)} problem(s); nothing was imported",
+                    details=details)
+
+
+def framework_stream(framework_id: uuid.UUID | str) -> str:
+    return f"framework:{framework_id}"
+
+
+def store_framework(uow: UnitOfWork, parsed: ParsedFramework, *, key: str | None, actor: uuid.UUID | None,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Write a parsed framework as a new version (or report it unchanged) inside `uow`."""
+    repo = FrameworkRepository(uow.conn)
+    key = slug(key or parsed.name)
+    now = utcnow()
+    fw = repo.by_key(key)
+    previous = None
+    if fw is None:
+        fw_id = uuid.uuid4()
+        uow.conn.execute(frameworks.insert().values(id=fw_id, key=key, name=parsed.name,
+                                                    description=parsed.description, created_at=now, updated_at=now))
+    else:
+        fw_id = fw["id"]
+        previous = repo.latest_version(fw_id)
+        if previous is not None and previous["source_digest"] == parsed.digest:
+            return {"frameworkId": str(fw_id), "versionId": str(previous["id"]), "key": key,
+                    "name": fw["name"], "version": previous["version"], "seq": previous["seq"],
+                    "unchanged": True, "controls": previous["control_count"],
+                    "added": [], "removed": [], "changed": []}
+        uow.conn.execute(frameworks.update().where(frameworks.c.id == fw_id).values(updated_at=now))
+    version_id = uuid.uuid4()
+    seq = (previous["seq"] + 1) if previous else 1
+    n_controls = sum(1 for c in parsed.controls if c.kind == "control")
+    uow.conn.execute(framework_versions.insert().values(
+        id=version_id, framework_id=fw_id, seq=seq, version=parsed.version, source_format=parsed.source_format,
+        source_digest=parsed.digest, control_count=n_controls, imported_by=actor, imported_at=now))
+    ids = {c.ref: uuid.uuid4() for c in parsed.controls}
+    rows = []
+    total = len(parsed.controls)
+    for i, c in enumerate(parsed.controls):
+        rows.append({
+            "id": ids[c.ref], "version_id": version_id, "ref": c.ref, "label": c.label, "kind": c.kind,
+            "parent_id": ids.get(c.parent_ref) if c.parent_ref else None, "family": c.family,
+            "title": c.title, "statement": c.statement, "guidance": c.guidance, "objectives": c.objectives,
+            "weight": c.weight, "sort": i,
+            "search_text": " ".join((c.label, c.title, c.statement, c.guidance, c.objectives)).lower(),
+        })
+        if progress and (i % 500 == 0 or i == total - 1):
+            progress("controls", i + 1, total)
+    repo.insert_controls(rows)
+    links = [{"source_id": ids[c.ref], "target_id": ids[r], "rel": "related"}
+             for c in parsed.controls for r in c.related]
+    repo.insert_links(links)
+    added: list[str] = []
+    removed: list[str] = []
+    changed: list[str] = []
+    if previous is not None:
+        before = repo.control_texts(previous["id"])
+        after = {c.ref: (c.title, c.statement, c.guidance, c.weight, c.kind) for c in parsed.controls}
+        added = sorted(r for r in after if r not in before)
+        removed = sorted(r for r in before if r not in after)
+        changed = sorted(r for r in after if r in before and before[r] != after[r])
+    result = {"frameworkId": str(fw_id), "versionId": str(version_id), "key": key, "name": parsed.name,
+              "version": parsed.version, "seq": seq, "unchanged": False, "controls": n_controls,
+              "families": total - n_controls, "relatedLinks": len(links),
+              "droppedLinks": parsed.dropped_links, "sourceFormat": parsed.source_format,
+              "previousVersionId": str(previous["id"]) if previous else None,
+              "added": added, "removed": removed, "changed": changed}
+    uow.emit("framework.imported", framework_stream(fw_id), {
+        **{k: v for k, v in result.items() if k not in ("added", "removed", "changed")},
+        "addedCount": len(added), "removedCount": len(removed), "changedCount": len(changed),
+        # The full lists can be long; the first hundred of each keep the event small.
+        "added": added[:100], "removed": removed[:100], "changed": changed[:100],
+    })
+    return result
+
+
+def latest_version_named(conn: Any, framework: str) -> uuid.UUID | None:
+    """The latest version of the framework whose key or name is `framework`, if imported."""
+    repo = FrameworkRepository(conn)
+    fw = repo.by_key(framework) or repo.by_key(slug(framework))
+    if fw is None:
+        fw = conn.execute(frameworks.select().where(frameworks.c.name == framework)).mappings().first()
+    if fw is None:
+        return None
+    latest = repo.latest_version(fw["id"])
+    return latest["id"] if latest else None
+
+
+class FrameworkService:
+    def __init__(self, db: Database):
+        self.db = db
+
+    # -- import ---------------------------------------------------------------------------
+    def import_file(self, principal: Principal | None, filename: str, data: bytes, *, key: str | None = None,
+                    name: str | None = None, version: str | None = None, request_id: str | None = None,
+                    progress: Progress | None = None) -> dict[str, Any]:
+        """Import a framework file as a new version; a bad file raises with every problem and changes nothing."""
+        if principal is not None:
+            require(principal, "frameworks.manage")
+        try:
+            parsed = parse(filename, data, name=name, version=version)
+        except ImportInvalid as exc:
+            raise invalid(exc.problems) from exc
+        if progress:
+            progress("parsed", len(parsed.controls), len(parsed.controls))
+        context = principal.metadata() if principal else {"actor": "cli"}
+        with self.db.write(**context, request_id=request_id) as uow:
+            return store_framework(uow, parsed, key=key, actor=principal.user_id if principal else None,
+                                   progress=progress)
+
+    # -- browse -----------------------------------------------------------------------------
+    def list(self, principal: Principal | None) -> list[dict[str, Any]]:
+        """Frameworks with their latest version."""
+        if principal is not None:
+            require(principal, "frameworks.read")
+        with self.db.read() as conn:
+            return [{**to_wire(r, FRAMEWORK_FIELDS), "latestVersionId": str(r["latest_version_id"]),
+                     "latestVersion": r["latest_version"], "latestSeq": r["latest_seq"],
+                     "controlCount": r["control_count"]} for r in FrameworkRepository(conn).list()]
+
+    def resolve(self, conn: Any, framework: str) -> Any:
+        repo = FrameworkRepository(conn)
+        row = None
+        with contextlib.suppress(ValueError):
+            row = repo.get(uuid.UUID(framework))
+        row = row or repo.by_key(framework) or repo.by_key(slug(framework))
+        if row is None:
+            raise not_found("framework")
+        return row
+
+    def show(self, principal: Principal | None, framework: str) -> dict[str, Any]:
+        """One framework with its versions, by id or key."""
+        if principal is not None:
+            require(principal, "frameworks.read")
+        with self.db.read() as conn:
+            fw = self.resolve(conn, framework)
+            versions = FrameworkRepository(conn).versions(fw["id"])
+            return {**to_wire(fw, FRAMEWORK_FIELDS), "versions": [to_wire(v, VERSION_FIELDS) for v in versions]}
+
+    def version_of(self, conn: Any, framework: str, version_id: uuid.UUID | None) -> Any:
+        fw = self.resolve(conn, framework)
+        repo = FrameworkRepository(conn)
+        version = repo.version(version_id) if version_id else repo.latest_version(fw["id"])
+        if version is None or version["framework_id"] != fw["id"]:
+            raise not_found("framework version")
+        return version
+
+    def controls(self, principal: Principal | None, framework: str, *, version_id: uuid.UUID | None = None,
+                 search: str | None = None, parent_id: uuid.UUID | None = None, kind: str | None = None,
+                 cursor: str | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+        """Controls of a framework version in catalog order, optionally searched by words in their text."""
+        if principal is not None:
+            require(principal, "frameworks.read")
+        after = None
+        if cursor is not None:
+            if not cursor.isdigit():
+                raise AppError("invalid_cursor")
+            after = int(cursor)
+        with self.db.read() as conn:
+            version = self.version_of(conn, framework, version_id)
+            rows = FrameworkRepository(conn).controls_of(version["id"], kind=kind, parent_id=parent_id,
+                                                         search=search, after=after, limit=limit + 1)
+        next_cursor = str(rows[limit - 1]["sort"]) if len(rows) > limit else None
+        return [to_wire(r, CONTROL_FIELDS) for r in rows[:limit]], next_cursor
+
+    def control(self, principal: Principal | None, control_id: uuid.UUID) -> dict[str, Any]:
+        """One control with its full text."""
+        if principal is not None:
+            require(principal, "frameworks.read")
+        with self.db.read() as conn:
+            row = FrameworkRepository(conn).control(control_id)
+            if row is None:
+                raise not_found("control")
+            return to_wire(row, DETAIL_FIELDS)
+
+    # -- the graph ---------------------------------------------------------------------------
+    def neighbourhood(self, principal: Principal | None, control_id: uuid.UUID) -> dict[str, Any]:
+        """A control's parent, children, catalog links and mappings, each with the other control."""
+        if principal is not None:
+            require(principal, "frameworks.read")
+        with self.db.read() as conn:
+            repo = FrameworkRepository(conn)
+            me = repo.control(control_id)
+            if me is None:
+                raise not_found("control")
+            children = repo.children(control_id)
+            links = repo.links_of(control_id)
+            mappings = repo.mappings_touching([control_id])
+            other_ids = set(children) | {o for o, _, _ in links} | {me["parent_id"]} - {None}
+            other_ids |= {m["target_id"] if m["source_id"] == control_id else m["source_id"] for m in mappings}
+            others = repo.controls_by_ids(other_ids)
+
+            def brief(cid: uuid.UUID) -> dict[str, Any]:
+                r = others[cid]
+                return {"id": str(cid), "ref": r["ref"], "label": r["label"], "title": r["title"],
+                        "framework": r["framework"], "versionId": str(r["version_id"])}
+
+            return {
+                "control": to_wire(me, CONTROL_FIELDS),
+                "parent": brief(me["parent_id"]) if me["parent_id"] else None,
+                "children": [brief(c) for c in children],
+                "related": [{**brief(o), "rel": rel, "direction": d} for o, rel, d in links],
+                "mapped": [{**brief(m["target_id"] if m["source_id"] == control_id else m["source_id"]),
+                            "mappingId": str(m["id"]), "relation": m["relation"], "strength": m["strength"],
+                            "origin": m["origin"],
+                            "direction": "out" if m["source_id"] == control_id else "in"} for m in mappings],
+            }
+
+    # -- mappings ------------------------------------------------------------------------------
+    def create_mapping(self, principal: Principal, source_id: uuid.UUID, target_id: uuid.UUID, relation: str,
+                       strength: int, origin: str = "manual", note: str = "", *,
+                       request_id: str | None = None) -> dict[str, Any]:
+        """Map one control onto another (any frameworks)."""
+        require(principal, "frameworks.manage")
+        if source_id == target_id:
+            raise AppError("validation_error", "a control cannot be mapped onto itself",
+                           details=[{"field": "targetId", "message": "must differ from sourceId"}])
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            repo = FrameworkRepository(uow.conn)
+            found = repo.controls_by_ids([source_id, target_id])
+            for field, cid in (("sourceId", source_id), ("targetId", target_id)):
+                if cid not in found:
+                    raise AppError("validation_error", f"{field} is not a control",
+                                   details=[{"field": field, "message": "no such control"}])
+            if repo.find_mapping(source_id, target_id, relation) is not None:
+                raise AppError("duplicate", "this mapping exists already")
+            row = {"id": uuid.uuid4(), "source_id": source_id, "target_id": target_id, "relation": relation,
+                   "strength": strength, "origin": origin, "note": note, "created_by": principal.user_id,
+                   "created_at": utcnow()}
+            try:
+                with uow.conn.begin_nested():
+                    repo.insert_mappings([row])
+            except IntegrityError as exc:
+                raise AppError("duplicate", "this mapping exists already") from exc
+            uow.emit("mapping.created", "mappings", {
+                "mappingId": str(row["id"]), "sourceId": str(source_id), "targetId": str(target_id),
+                "relation": relation, "strength": strength, "origin": origin})
+            return to_wire(row, MAPPING_FIELDS)
+
+    def update_mapping(self, principal: Principal, mapping_id: uuid.UUID, changes: dict[str, Any], *,
+                       request_id: str | None = None) -> dict[str, Any]:
+        require(principal, "frameworks.manage")
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            repo = FrameworkRepository(uow.conn)
+            if repo.mapping(mapping_id) is None:
+                raise not_found("mapping")
+            try:
+                with uow.conn.begin_nested():
+                    repo.update_mapping(mapping_id, changes)
+            except IntegrityError as exc:
+                raise AppError("duplicate", "a mapping with this relation exists already") from exc
+            row = repo.mapping(mapping_id)
+            uow.emit("mapping.updated", "mappings", {"mappingId": str(mapping_id), "changed": sorted(changes)})
+            return to_wire(row, MAPPING_FIELDS)
+
+    def delete_mapping(self, principal: Principal, mapping_id: uuid.UUID, *, request_id: str | None = None) -> None:
+        require(principal, "frameworks.manage")
+        with self.db.write(**principal.metadata(), request_id=request_id) as uow:
+            if not FrameworkRepository(uow.conn).delete_mapping(mapping_id):
+                raise not_found("mapping")
+            uow.emit("mapping.deleted", "mappings", {"mappingId": str(mapping_id)})
+
+    def list_mappings(self, principal: Principal | None, *, control_id: uuid.UUID | None,
+                      version_id: uuid.UUID | None, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        if principal is not None:
+            require(principal, "frameworks.read")
+        after = None
+        if cursor:
+            try:
+                after = uuid.UUID(cursor)
+            except ValueError as exc:
+                raise AppError("invalid_cursor") from exc
+        with self.db.read() as conn:
+            rows = FrameworkRepository(conn).list_mappings(control_id=control_id, version_id=version_id,
+                                                           after=after, limit=limit + 1)
+        next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
+        return [to_wire(r, MAPPING_FIELDS) for r in rows[:limit]], next_cursor
+
+    def import_mappings(self, principal: Principal | None, data: bytes, *, request_id: str | None = None) -> dict[str, Any]:
+        """Import mappings from CSV (source_framework,source,target_framework,target,relation,strength[,origin,note]).
+
+        Frameworks are named by key (their latest version is used) and controls by ref or label.
+        Every bad line is reported; if any is bad nothing is written. Existing mappings are skipped.
+        """
+        if principal is not None:
+            require(principal, "frameworks.manage")
+        try:
+            reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+        except UnicodeDecodeError as exc:
+            raise invalid([Problem("line 1", f"the file is not UTF-8: {exc}")]) from exc
+        needed = ("source_framework", "source", "target_framework", "target", "relation", "strength")
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+        missing = [c for c in needed if c not in header]
+        if missing:
+            raise invalid([Problem("line 1", f"missing column(s): {', '.join(missing)}")])
+        reader.fieldnames = header
+        context = principal.metadata() if principal else {"actor": "cli"}
+        with self.db.write(**context, request_id=request_id) as uow:
+            repo = FrameworkRepository(uow.conn)
+            versions: dict[str, Any] = {}
+            refs: dict[uuid.UUID, dict[str, str]] = {}
+            problems: list[Problem] = []
+            rows: list[dict[str, Any]] = []
+            now = utcnow()
+
+            def locate(fw_key: str, ref: str, where: str, what: str) -> uuid.UUID | None:
+                if fw_key not in versions:
+                    fw = repo.by_key(fw_key) or repo.by_key(slug(fw_key))
+                    versions[fw_key] = repo.latest_version(fw["id"]) if fw else None
+                version = versions[fw_key]
+                if version is None:
+                    problems.append(Problem(where, f"{what} framework {fw_key!r} is not imported"))
+                    return None
+                if version["id"] not in refs:
+                    refs[version["id"]] = repo.refs_of(version["id"])
+                found = refs[version["id"]].get(ref) or refs[version["id"]].get(ref.lower())
+                if found is None:
+                    problems.append(Problem(where, f"{what} control {ref!r} is not in {fw_key!r}"))
+                    return None
+                return repo.ids_by_refs(version["id"], [found])[found]
+
+            for row in reader:
+                where = f"line {reader.line_num}"
+                r = {k: (v or "").strip() for k, v in row.items() if k}
+                src = locate(r["source_framework"], r["source"], where, "source")
+                dst = locate(r["target_framework"], r["target"], where, "target")
+                relation = r["relation"].lower()
+                origin = (r.get("origin") or "imported").lower()
+                if relation not in RELATIONS:
+                    problems.append(Problem(where, f"relation must be one of {', '.join(RELATIONS)}"))
+                if origin not in ORIGINS:
+                    problems.append(Problem(where, f"origin must be one of {', '.join(ORIGINS)}"))
+                try:
+                    strength = int(r["strength"])
+                    if not 0 <= strength <= 10:
+                        raise ValueError
+                except ValueError:
+                    problems.append(Problem(where, "strength must be a whole number from 0 to 10"))
+                    strength = 0
+                if src is not None and src == dst:
+                    problems.append(Problem(where, "a control cannot be mapped onto itself"))
+                if src and dst and src != dst:
+                    rows.append({"id": uuid.uuid4(), "source_id": src, "target_id": dst, "relation": relation,
+                                 "strength": strength, "origin": origin, "note": r.get("note") or "",
+                                 "created_by": principal.user_id if principal else None, "created_at": now})
+                if len(problems) >= 200:
+                    break
+            if problems:
+                raise invalid(problems)
+            unique = {(m["source_id"], m["target_id"], m["relation"]): m for m in rows}
+            existing = repo.existing_pairs(list(unique))
+            fresh = [m for k, m in unique.items() if k not in existing]
+            repo.insert_mappings(fresh)
+            uow.emit("mapping.imported", "mappings", {"created": len(fresh), "skipped": len(rows) - len(fresh)})
+            return {"created": len(fresh), "skipped": len(rows) - len(fresh)}
+
+    def derive_equal(self, principal: Principal | None, source: str, target: str, *,
+                     request_id: str | None = None) -> dict[str, Any]:
+        """Map every control of one framework's latest version to the control with the same catalog id
+        in another's as "equal" (origin "derived"): a LOW-baseline control is the same control in MODERATE."""
+        if principal is not None:
+            require(principal, "frameworks.manage")
+        context = principal.metadata() if principal else {"actor": "cli"}
+        with self.db.write(**context, request_id=request_id) as uow:
+            repo = FrameworkRepository(uow.conn)
+            a = self.version_of(uow.conn, source, None)
+            b = self.version_of(uow.conn, target, None)
+            if a["id"] == b["id"]:
+                raise AppError("validation_error", "source and target are the same framework version")
+            a_ids = repo.ids_by_refs(a["id"], repo.weights(a["id"]).keys())
+            b_ids = repo.ids_by_refs(b["id"], repo.weights(b["id"]).keys())
+            now = utcnow()
+            pairs = [(a_ids[r], b_ids[r], "equal") for r in sorted(set(a_ids) & set(b_ids))]
+            existing = repo.existing_pairs(pairs)
+            fresh = [{"id": uuid.uuid4(), "source_id": s, "target_id": t, "relation": rel, "strength": 10,
+                      "origin": "derived", "note": "same catalog id", "created_by": None, "created_at": now}
+                     for s, t, rel in pairs if (s, t, rel) not in existing]
+            repo.insert_mappings(fresh)
+            uow.emit("mapping.derived", "mappings", {"sourceVersionId": str(a["id"]),
+                                                     "targetVersionId": str(b["id"]), "created": len(fresh)})
+            return {"sourceVersionId": str(a["id"]), "targetVersionId": str(b["id"]),
+                    "created": len(fresh), "skipped": len(pairs) - len(fresh)}
