@@ -316,6 +316,92 @@ SPECS: dict[tuple[str, str], Spec] = {
     ),
 }
 
+# frameworks and mappings: installation-wide reference data; reading is for every role,
+# managing for admins.
+SPECS.update({
+    ("POST", "/api/v1/frameworks/import"): Spec(
+        in_org("frameworks.manage"), targets=("-",),
+        send=lambda ctx, t, r: {
+            "files": {"file": ("custom.csv", MATRIX_CSV, "text/csv")},
+            "data": {"key": f"custom-{uuid.uuid4().hex[:8]}", "name": unique_name("Custom")},
+        },
+    ),
+    ("GET", "/api/v1/frameworks"): Spec(in_org("frameworks.read"), targets=("-",), mutates=False),
+    ("GET", "/api/v1/frameworks/{framework}"): Spec(
+        in_org("frameworks.read"), targets=("-",), mutates=False,
+        path=lambda ctx, t, r: {"framework": "soc-2"},
+    ),
+    ("GET", "/api/v1/frameworks/{framework}/controls"): Spec(
+        in_org("frameworks.read"), targets=("-",), mutates=False,
+        path=lambda ctx, t, r: {"framework": "soc-2"},
+    ),
+    ("GET", "/api/v1/controls/{control_id}"): Spec(
+        in_org("frameworks.read"), targets=("-",), mutates=False,
+        path=lambda ctx, t, r: {"control_id": ctx.framework["control"]},
+    ),
+    ("GET", "/api/v1/controls/{control_id}/neighbourhood"): Spec(
+        in_org("frameworks.read"), targets=("-",), mutates=False,
+        path=lambda ctx, t, r: {"control_id": ctx.framework["control"]},
+    ),
+    ("GET", "/api/v1/mappings"): Spec(in_org("frameworks.read"), targets=("-",), mutates=False),
+    ("POST", "/api/v1/mappings"): Spec(
+        in_org("frameworks.manage"), targets=("-",),
+        body=lambda ctx, t, r: dict(zip(("sourceId", "targetId"), map(str, ctx.fresh_pair())),
+                                    relation="related", strength=5),
+    ),
+    ("PATCH", "/api/v1/mappings/{mapping_id}"): Spec(
+        in_org("frameworks.manage"), targets=("-",),
+        path=lambda ctx, t, r: {"mapping_id": ctx.fresh_mapping()},
+        body=lambda ctx, t, r: {"strength": 7},
+    ),
+    ("DELETE", "/api/v1/mappings/{mapping_id}"): Spec(
+        in_org("frameworks.manage"), targets=("-",),
+        path=lambda ctx, t, r: {"mapping_id": ctx.fresh_mapping()},
+    ),
+    ("POST", "/api/v1/mappings/import"): Spec(
+        in_org("frameworks.manage"), targets=("-",),
+        send=lambda ctx, t, r: {"files": {"file": ("map.csv", (
+            "source_framework,source,target_framework,target,relation,strength\n"
+            f"soc-2,AC-{1 + len(ctx.free_pairs) % 30},soc-2-copy,AC-{1 + len(ctx.free_pairs) % 29},related,3\n"
+        ).encode(), "text/csv")}},
+    ),
+    ("POST", "/api/v1/mappings/derive"): Spec(
+        in_org("frameworks.manage"), targets=("-",),
+        body=lambda ctx, t, r: {"source": "soc-2-copy", "target": "soc-2"},
+    ),
+    # compliance: per project, through membership
+    ("GET", "/api/v1/evidence/{evidence_id}/controls"): Spec(
+        in_project("evidence.read"), path=pending, mutates=False
+    ),
+    ("PUT", "/api/v1/evidence/{evidence_id}/controls"): Spec(
+        in_project("evidence.update"), path=pending, body=lambda ctx, t, r: {"controlRefs": ["AC-3"]}
+    ),
+    ("GET", "/api/v1/evidence/{evidence_id}/coverage"): Spec(
+        in_project("evidence.read"), path=pending, mutates=False
+    ),
+    ("PUT", "/api/v1/projects/{project_id}/framework-version"): Spec(
+        in_project("project.framework.move"), path=project,
+        body=lambda ctx, t, r: {"frameworkVersionId": ctx.framework["first_version"]},
+    ),
+    ("PUT", "/api/v1/projects/{project_id}/controls/{ref}/applicability"): Spec(
+        in_project("project.controls.manage"),
+        path=lambda ctx, t, r: {**project(ctx, t, r), "ref": "AC-4"},
+        body=lambda ctx, t, r: {"applicable": False, "reason": "no such system here"},
+    ),
+    ("GET", "/api/v1/projects/{project_id}/score"): Spec(
+        in_project("project.read"), path=project, mutates=False
+    ),
+    ("GET", "/api/v1/projects/{project_id}/controls"): Spec(
+        in_project("project.read"), path=project, mutates=False
+    ),
+    ("GET", "/api/v1/projects/{project_id}/renewals"): Spec(
+        in_project("evidence.read"), path=project, mutates=False
+    ),
+    ("GET", "/api/v1/projects/{project_id}/mapped-coverage"): Spec(
+        in_project("project.read"), path=project, mutates=False
+    ),
+})
+
 # The server-rendered pages: cookie sessions only (see web_page).
 for _method, _template in [
     *(("GET", t) for t in WEB_GET - {"/", "/login"}),
@@ -357,6 +443,13 @@ SELF_SERVICE = {
 }
 
 
+MATRIX_CSV = "\n".join(
+    ["ref,title,parent,statement"]
+    + ["AC,Access control,,"]
+    + [f"AC-{i},Control {i},AC,The organization does thing {i}." for i in range(1, 31)]
+).encode()
+
+
 @dataclass
 class Target:
     project_id: uuid.UUID
@@ -375,6 +468,31 @@ class Context:
     uploaders: dict[str, Any] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
     login_email: str = "viewer@one.example"
+    framework: dict[str, Any] = field(default_factory=dict)
+    free_pairs: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
+
+    def seed_frameworks(self) -> None:
+        """Two versions of framework "SOC 2" (so a project can move), and one "SOC 2 copy"
+        to derive mappings into; the target projects name "SOC 2"."""
+        fw = self.container.frameworks
+        first = fw.import_file(None, "soc2.csv", MATRIX_CSV, key="soc-2", name="SOC 2", version="1")
+        second = fw.import_file(None, "soc2.csv", MATRIX_CSV + b"\nAC-31,Control 31,AC,New.",
+                                key="soc-2", name="SOC 2", version="2")
+        fw.import_file(None, "copy.csv", MATRIX_CSV, key="soc-2-copy", name="SOC 2 copy", version="1")
+        items, _ = fw.controls(None, "soc-2", kind="control", cursor=None, limit=200)
+        ids = [uuid.UUID(str(c["id"])) for c in items]
+        self.framework = {"first_version": first["versionId"], "second_version": second["versionId"],
+                          "control": ids[0]}
+        self.free_pairs = [(a, b) for a in ids[1:] for b in ids[1:] if a != b]
+
+    def fresh_pair(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return self.free_pairs.pop()
+
+    def fresh_mapping(self) -> uuid.UUID:
+        source, target = self.fresh_pair()
+        created = self.container.frameworks.create_mapping(
+            self.world["admin"].principal, source, target, "related", 5, "manual", "")
+        return uuid.UUID(str(created["id"]))
 
     def _user(self, org: uuid.UUID, role: Role) -> Any:
         with self.container.db.write(actor="test") as uow:
@@ -481,6 +599,7 @@ def test_every_route_has_an_authorization_decision(app):
 
 def test_matrix(app, client, container, world):
     ctx = Context(container, world)
+    ctx.seed_frameworks()
     failures: list[str] = []
     checked = 0
     for (method, template), spec in sorted(SPECS.items()):
