@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 # Importing the models registers every table on the shared metadata.
 from studio.db import metadata as target_metadata
+from studio.ai import models as _ai  # noqa: F401
 from studio.domains.auth import models as _auth  # noqa: F401
 from studio.domains.evidence import models as _evidence  # noqa: F401
 from studio.domains.projects import models as _projects  # noqa: F401
