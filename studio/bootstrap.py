@@ -12,6 +12,9 @@ from typing import Any
 import structlog
 
 from studio import __version__
+from studio.ai.consumers import ControlIndexer, EvidenceAnalyzer
+from studio.ai.routes import install_routes as install_ai_routes
+from studio.ai.runtime import build_ai
 from studio.db import Database, UnitOfWork
 from studio.domains.auth.service import AuthService
 from studio.domains.evidence.service import EvidenceService
@@ -76,7 +79,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
                 log.warning("cache_invalidation_failed", organization=org, error=str(exc))
 
     db.after_commit.append(invalidate_cache)
-    return Container(
+    container = Container(
         settings=settings,
         db=db,
         store=store,
@@ -89,3 +92,10 @@ def bootstrap(settings: Settings | None = None) -> Container:
         projects=ProjectService(db),
         evidence=EvidenceService(db),
     )
+    # The AI service: its model loads on first use. Its consumers wait for the dispatcher's
+    # table: evidence.processed → EvidenceAnalyzer, framework.imported → ControlIndexer.
+    ai = build_ai(db, settings.data_dir)
+    container.extras["ai"] = ai
+    container.extras.setdefault("consumers", []).extend([EvidenceAnalyzer(ai), ControlIndexer(ai)])
+    container.extras.setdefault("app_extensions", []).append(install_ai_routes)
+    return container

@@ -113,6 +113,8 @@ class HashedTfidfEmbedder:
             saved = json.loads(path.read_text(encoding="utf-8"))
             return cls(saved["dim"], saved["idf"])
         embedder = cls.fitted(corpus, dim)
+        if not embedder.idf:
+            return embedder  # nothing imported yet: fit again once a framework is there
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"dim": embedder.dim, "idf": embedder.idf}), encoding="utf-8")
@@ -212,7 +214,10 @@ class MiniLMEmbedder:
 
     def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
         weight, bias = self._dense[name]
-        return x @ weight + bias
+        # One 2-D matmul goes to BLAS as a single call; a 3-D one loops over the batch.
+        flat = x.reshape(-1, x.shape[-1]) @ weight
+        flat += bias
+        return flat.reshape(*x.shape[:-1], weight.shape[1])
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.weights

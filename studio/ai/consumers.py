@@ -1,0 +1,69 @@
+"""The AI service's event consumers: evidence analysis and control indexing.
+
+Wiring (in the dispatcher's table in bootstrap.py, once the dispatcher lands):
+
+    evidence.processed  → EvidenceAnalyzer   (suggestions, quality score, evidence vector)
+    framework.imported  → ControlIndexer     (control vectors, in small transactions)
+
+`evidence.processed` data this consumer reads (the document service emits it):
+    evidenceId (uuid, required), projectId (uuid), text (the extracted UTF-8 text; absent or
+    empty when nothing could be extracted), sha256 (of the file), contentType.
+`framework.imported` data: framework (the key the ControlSource knows it by).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from sqlalchemy import delete
+from sqlalchemy.engine import Connection
+
+from studio.ai.models import ai_analyses, ai_suggestions
+
+if TYPE_CHECKING:
+    from studio.ai.service import AiService
+    from studio.db import UnitOfWork
+    from studio.events.envelope import StoredEvent
+
+
+class EvidenceAnalyzer:
+    """Writes control suggestions and a quality score for each processed evidence item."""
+
+    name: ClassVar[str] = "ai.evidence_analyzer"
+    subscriptions: ClassVar[tuple[str, ...]] = ("evidence.processed",)
+    side_effects: ClassVar[bool] = False
+
+    def __init__(self, service: AiService):
+        self.service = service
+
+    def handle(self, uow: UnitOfWork, event: StoredEvent) -> None:
+        if "evidenceId" not in event.data:
+            return
+        self.service.analyze(uow, event.id, event.data)
+
+    def reset(self, conn: Connection) -> None:
+        # Decisions people took are history, not projection: replay keeps them.
+        conn.execute(delete(ai_suggestions).where(ai_suggestions.c.status == "open"))
+        conn.execute(delete(ai_analyses))
+
+
+class ControlIndexer:
+    """Embeds an imported framework's controls so suggestions and search can use them."""
+
+    name: ClassVar[str] = "ai.control_indexer"
+    subscriptions: ClassVar[tuple[str, ...]] = ("framework.imported",)
+    side_effects: ClassVar[bool] = False
+
+    def __init__(self, service: AiService):
+        self.service = service
+
+    def handle(self, uow: UnitOfWork, event: StoredEvent) -> None:
+        framework = event.data.get("framework")
+        if isinstance(framework, str) and framework:
+            catalog = self.service.catalog
+            controls = list(self.service.controls.controls(framework))
+            for start in range(0, len(controls), 64):
+                catalog.index_batch(uow.conn, controls[start:start + 64])
+
+    def reset(self, conn: Connection) -> None:
+        """Control vectors are derived from the catalogue and rewritten on import; nothing to clear."""
