@@ -190,8 +190,9 @@ class MiniLMEmbedder:
             self.weights = {k.removeprefix("bert."): v.astype(np.float32)
                             for k, v in load_file(str(directory / "model.safetensors")).items()}
             self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelUnavailable(f"the model files under {directory} are unreadable: {exc}") from exc
+        except Exception as exc:  # safetensors and tokenizers raise their own error types
+            raise ModelUnavailable(f"the model files under {directory} are unreadable: "
+                                   f"{type(exc).__name__}: {exc}") from exc
         if not pooling.get("pooling_mode_mean_tokens"):
             raise ModelUnavailable("the packaged model does not use mean pooling")
         self.layers = int(config["num_hidden_layers"])
@@ -287,7 +288,7 @@ class EmbedderStatus:
 
 
 def choose_embedder(preferred: str, vocabulary_path: Path, corpus: Iterable[str],
-                    *, tfidf_dim: int = 2048) -> tuple[Embedder, EmbedderStatus]:
+                    *, tfidf_dim: int = 2048, model_dir: Path | None = None) -> tuple[Embedder, EmbedderStatus]:
     """The preferred embedder ("auto", "neural" or "statistical"), else the statistical one.
 
     A neural model that fails to load never stops the app: the reason is kept in the
@@ -296,7 +297,7 @@ def choose_embedder(preferred: str, vocabulary_path: Path, corpus: Iterable[str]
     reason = None
     if preferred in ("auto", "neural"):
         try:
-            neural = MiniLMEmbedder()
+            neural = MiniLMEmbedder(model_dir)
             return neural, EmbedderStatus(neural.name, "neural", neural.dim, preferred)
         except ModelUnavailable as exc:
             reason = str(exc)
