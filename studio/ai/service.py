@@ -49,6 +49,12 @@ MAPPING_FIELDS = ("id", "source_framework", "source_ref", "target_framework", "t
                   "decided_at", "created_at")
 
 
+def suggestion_wire(row: Any) -> dict[str, Any]:
+    out = to_wire(row, SUGGESTION_FIELDS)
+    out["matchedSentences"] = out.pop("matched")
+    return out
+
+
 class EvidenceTextSource(Protocol):
     """Where the extracted text of processed evidence comes from.
 
@@ -258,7 +264,7 @@ class AiService:
             "computedQualityScore": analysis["quality_score"] if analysis else None,
             "qualityBreakdown": analysis["quality_breakdown"] if analysis else [],
             "analyzedAt": to_wire(analysis, ("analyzed_at",))["analyzedAt"] if analysis else None,
-            "suggestions": [to_wire(s, SUGGESTION_FIELDS) for s in suggestions],
+            "suggestions": [suggestion_wire(s) for s in suggestions],
             "overrides": [to_wire(o, ("id", "computed_score", "score", "reason", "reviewer_id", "created_at"))
                           for o in overrides],
         }
@@ -299,7 +305,7 @@ class AiService:
             uow.touch(row["organization_id"])
             decided = uow.conn.execute(select(ai_suggestions).where(ai_suggestions.c.id == suggestion_id)
                                        ).mappings().one()
-            return to_wire(decided, SUGGESTION_FIELDS)
+            return suggestion_wire(decided)
 
     def override_quality(self, principal: Principal, evidence_id: uuid.UUID, score: float, reason: str, *,
                          request_id: str | None = None) -> dict[str, Any]:
@@ -391,7 +397,8 @@ class AiService:
                     relation = _relation(control, match, score, ceiling)
                     rows.append({"id": uuid.uuid4(), "source_framework": source, "source_ref": control.ref,
                                  "target_framework": target, "target_ref": match.ref,
-                                 "relation": relation, "strength": max(0, min(10, round(score * 10))),
+                                 "relation": relation,
+                                 "strength": round(10 * min(max((score - floor) / (ceiling - floor), 0), 1)),
                                  "score": score, "origin": "suggested", "model": status.active,
                                  "status": "open", "decided_by": None, "decided_at": None,
                                  "created_at": now})
