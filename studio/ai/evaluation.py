@@ -31,3 +31,28 @@ def evaluate(catalog: ControlCatalog, items: list[dict[str, Any]], framework: st
             reciprocal += 1.0 / (best + 1)
     n = len(items)
     return {"items": n, "top1": top1 / n, "hit_at_5": hit5 / n, "mrr": reciprocal / n}
+
+
+def quality_separation(catalog: ControlCatalog, items: list[dict[str, Any]], framework: str,
+                       floor: float, ceiling: float) -> dict[str, float]:
+    """Quality scores of items people approved vs rejected, each linked to its first control.
+
+    `pairwise` is the share of (approved, rejected) pairs where the approved item scores
+    higher (the ROC AUC): 0.5 is chance, 1.0 a perfect separation.
+    """
+    from studio.ai.quality import score_quality
+
+    vectors = catalog.embedder.embed([item["text"] for item in items])
+    controls = [catalog.texts[(framework, item["controls"][0])] for item in items]
+    control_vectors = catalog.embedder.embed([c.text for c in controls])
+    scores: dict[str, list[float]] = {"approved": [], "rejected": []}
+    for item, v, c, cv in zip(items, vectors, controls, control_vectors, strict=True):
+        score, _ = score_quality(text=item["text"], similarity=float(v @ cv), control=c.ref,
+                                 effective=None, expires=None, duplicate_of=None,
+                                 floor=floor, ceiling=ceiling)
+        scores[item["review"]].append(score)
+    approved, rejected = scores["approved"], scores["rejected"]
+    wins = sum((a > r) + 0.5 * (a == r) for a in approved for r in rejected)
+    return {"approved_mean": sum(approved) / len(approved), "rejected_mean": sum(rejected) / len(rejected),
+            "approved_min": min(approved), "rejected_max": max(rejected),
+            "pairwise": wins / (len(approved) * len(rejected))}
