@@ -51,6 +51,17 @@ class ControlCatalog:
         self.embedder = embedder
         self.index = index
         self.texts: dict[tuple[str, str], ControlText] = {}
+        # Full-text vectors of controls, to find the evidence sentences that match them
+        # without re-embedding a control's long statement for every evidence item.
+        self._vectors: dict[tuple[str, str], np.ndarray] = {}
+
+    def control_vectors(self, controls: list[ControlText]) -> np.ndarray:
+        """The controls' full-text vectors, embedding only those not seen yet."""
+        missing = [c for c in controls if (c.framework, c.ref) not in self._vectors]
+        if missing:
+            for control, vector in zip(missing, self.embedder.embed([c.text for c in missing]), strict=True):
+                self._vectors[(control.framework, control.ref)] = vector
+        return np.stack([self._vectors[(c.framework, c.ref)] for c in controls])
 
     def remember(self, controls: Iterable[ControlText]) -> None:
         for control in controls:
@@ -65,6 +76,7 @@ class ControlCatalog:
         titles = self.embedder.embed([c.title or c.ref for c in controls])
         items = []
         for control, f, t in zip(controls, full, titles, strict=True):
+            self._vectors[(control.framework, control.ref)] = f
             items.append(VectorItem(control.item_id + "#full", "control", control.framework, f))
             items.append(VectorItem(control.item_id + "#title", "control", control.framework, t))
         self.index.upsert(conn, items)
@@ -111,7 +123,7 @@ class ControlCatalog:
         matched: list[list[str]] = [[] for _ in ranked]
         if parts:
             sentence_vectors = self.embedder.embed(parts)
-            control_vectors = self.embedder.embed([c.text for c, _ in ranked])
+            control_vectors = self.control_vectors([c for c, _ in ranked])
             sims = control_vectors @ sentence_vectors.T
             for i, row in enumerate(sims):
                 best = np.argsort(-row)[:2]

@@ -206,7 +206,7 @@ class AiService:
             for framework in frameworks:
                 known = self.catalog.texts.get((framework, control_ref))
                 if known is not None:
-                    control_vector = self.catalog.embedder.embed([known.text])[0]
+                    control_vector = self.catalog.control_vectors([known])[0]
                     return control_ref, float(control_vector @ vector)
         if suggestions:
             return suggestions[0].ref, suggestions[0].score

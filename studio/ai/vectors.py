@@ -83,12 +83,14 @@ class FlatIndex:
         self._kind_code = np.zeros(0, dtype=np.int16)
         self._scope_code = np.zeros(0, dtype=np.int32)
         self._codes: dict[str, int] = {}
+        self._kind_names = 0  # kinds share the code table with scopes
         self._size = 0
 
     def _code(self, value: str) -> int:
         code = self._codes.get(value)
         if code is None:
             code = self._codes[value] = len(self._codes) + 1
+            self._kind_names += value.startswith("kind:")
         return code
 
     def _grow(self, needed: int) -> None:
@@ -145,8 +147,10 @@ class FlatIndex:
             return []
         mask = self._alive[:n] & (self._kind_code[:n] == kind_code)
         if scopes is not None:
-            codes = [self._codes[s] for s in scopes if s in self._codes]
-            mask &= np.isin(self._scope_code[:n], np.asarray(codes, dtype=np.int32))
+            codes = {self._codes[s] for s in scopes if s in self._codes}
+            # Every known scope (an admin's search) needs no per-row membership test.
+            if len(codes) < len(self._codes) - self._kind_names:
+                mask &= np.isin(self._scope_code[:n], np.fromiter(codes, dtype=np.int32))
         candidates = np.flatnonzero(mask)
         if candidates.size == 0:
             return []
