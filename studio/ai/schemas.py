@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from studio.schemas import Comment, Input, Score
+from studio.schemas import Input, Score
 
 
 class SuggestionDecision(StrEnum):
@@ -31,5 +31,3 @@ class MappingRequest(Input):
     source: FrameworkKey
     target: FrameworkKey
 
-
-__all__ = ["Comment", "DecisionCreate", "MappingRequest", "QualityOverrideCreate", "SuggestionDecision"]
