@@ -44,7 +44,7 @@ def quality_separation(catalog: ControlCatalog, items: list[dict[str, Any]], fra
 
     vectors = catalog.embedder.embed([item["text"] for item in items])
     controls = [catalog.texts[(framework, item["controls"][0])] for item in items]
-    control_vectors = catalog.embedder.embed([c.text for c in controls])
+    control_vectors = catalog.control_vectors(controls)
     scores: dict[str, list[float]] = {"approved": [], "rejected": []}
     for item, v, c, cv in zip(items, vectors, controls, control_vectors, strict=True):
         score, _ = score_quality(text=item["text"], similarity=float(v @ cv), control=c.ref,
