@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -13,15 +15,24 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _container() -> Any:
+@contextmanager
+def _container() -> Iterator[Any]:
     from studio.cli import _container as build
 
-    return build()
+    c = build()
+    try:
+        yield c
+    finally:
+        c.close()
 
 
 def doctor() -> None:
     """Report the installation's health: database, and which embedding model is active."""
-    c = _container()
+    with _container() as c:
+        _doctor(c)
+
+
+def _doctor(c: Any) -> None:
     ai = c.extras["ai"]
     table = Table(title="Studio Platform doctor", show_header=False)
     table.add_row("database", f"{c.db.dialect} ({'reachable' if c.db.ping() else 'UNREACHABLE'})")
@@ -64,14 +75,14 @@ def search(
     if not query.strip():
         err.print("[red]the query is empty[/]")
         raise typer.Exit(2)
-    c = _container()
-    with c.db.read() as conn:
-        user = conn.execute(select(users).where(users.c.email == as_user.lower())).mappings().first()
-        principal = load_principal(conn, AuthInfo(user["id"], user["organization_id"], "cli")) if user else None
-    if principal is None:
-        err.print(f"[red]no active user {as_user}[/]")
-        raise typer.Exit(1)
-    hits = c.extras["ai"].search(principal, query, kind=kind, limit=limit)
+    with _container() as c:
+        with c.db.read() as conn:
+            user = conn.execute(select(users).where(users.c.email == as_user.lower())).mappings().first()
+            principal = load_principal(conn, AuthInfo(user["id"], user["organization_id"], "cli")) if user else None
+        if principal is None:
+            err.print(f"[red]no active user {as_user}[/]")
+            raise typer.Exit(1)
+        hits = c.extras["ai"].search(principal, query, kind=kind, limit=limit)
     table = Table(title=f"{kind} matching {query!r}")
     for col in ("score", "ref", "title"):
         table.add_column(col)
@@ -86,9 +97,9 @@ def index(framework: Annotated[str, typer.Argument(help="framework key, as in ST
     """Embed a framework's controls (what the framework.imported consumer does)."""
     from studio.migrate import upgrade
 
-    c = _container()
-    upgrade(c.db.engine)
-    count = c.extras["ai"].index_framework(framework)
+    with _container() as c:
+        upgrade(c.db.engine)
+        count = c.extras["ai"].index_framework(framework)
     if not count:
         err.print(f"[red]no controls for {framework!r}[/]")
         raise typer.Exit(1)
@@ -98,8 +109,8 @@ def index(framework: Annotated[str, typer.Argument(help="framework key, as in ST
 @ai_app.command("mappings")
 def mappings(source: str, target: str) -> None:
     """Propose control pairs between two frameworks for people to accept."""
-    c = _container()
-    created = c.extras["ai"].suggest_mappings(source, target)
+    with _container() as c:
+        created = c.extras["ai"].suggest_mappings(source, target)
     out.print(f"[green]{created} mapping suggestions from {source} to {target}[/]")
 
 
