@@ -264,3 +264,19 @@ def test_cross_framework_mapping_suggestions(container: Container, world: Any, a
     unknown = client.post("/api/v1/ai/mappings", json={"source": "nope", "target": FRAMEWORK},
                           headers=world["admin"].headers)
     assert unknown.status_code == 404
+
+
+def test_inference_can_run_before_the_write_transaction(container: Container, world: Any, ai: AiService,
+                                                        client: Any) -> None:
+    evidence_id = new_evidence(container, world, title="MFA")
+    with container.db.write(actor="documents") as uow:
+        uow.emit("evidence.processed", stream_of(world.project_a),
+                 {"evidenceId": str(evidence_id), "projectId": str(world.project_a), "text": MFA_TEXT})
+    stored = uow.appended[-1]
+    analyzer = EvidenceAnalyzer(ai)
+    prepared = analyzer.prepare(stored)
+    assert prepared is not None and prepared.error is None
+    with container.db.write(actor="ai") as uow:
+        analyzer.handle_prepared(uow, stored, prepared)
+    refs = [s["controlRef"] for s in analysis(client, world, evidence_id)["suggestions"]]
+    assert refs == [s.ref for s in prepared.suggestions]

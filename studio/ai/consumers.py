@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from studio.ai.models import ai_analyses, ai_suggestions
 
 if TYPE_CHECKING:
-    from studio.ai.service import AiService
+    from studio.ai.service import AiService, PreparedAnalysis
     from studio.db import UnitOfWork
     from studio.events.envelope import StoredEvent
 
@@ -36,10 +36,21 @@ class EvidenceAnalyzer:
     def __init__(self, service: AiService):
         self.service = service
 
-    def handle(self, uow: UnitOfWork, event: StoredEvent) -> None:
+    def prepare(self, event: StoredEvent) -> PreparedAnalysis | None:
+        """Model inference for `event`, outside any transaction; a dispatcher that calls it
+        before opening the consumer's transaction passes the result to `handle_prepared`,
+        so SQLite's write lock is not held while the model runs."""
+        if "evidenceId" not in event.data:
+            return None
+        return self.service.prepare(event.data)
+
+    def handle_prepared(self, uow: UnitOfWork, event: StoredEvent, prepared: PreparedAnalysis | None) -> None:
         if "evidenceId" not in event.data:
             return
-        self.service.analyze(uow, event.id, event.data)
+        self.service.analyze(uow, event.id, event.data, prepared)
+
+    def handle(self, uow: UnitOfWork, event: StoredEvent) -> None:
+        self.handle_prepared(uow, event, None)
 
     def reset(self, conn: Connection) -> None:
         # Decisions people took are history, not projection: replay keeps them.

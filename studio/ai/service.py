@@ -8,7 +8,10 @@ import hashlib
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+import numpy as np
 
 import structlog
 from sqlalchemy import delete, func, insert, select, update
@@ -72,6 +75,17 @@ class EventTextSource:
     def text_for(self, conn: Connection, data: dict[str, Any]) -> str | None:
         value = data.get("text")
         return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedAnalysis:
+    """What model inference produced for one evidence item, before anything is written."""
+
+    title: str
+    text: str | None
+    error: str | None
+    vector: np.ndarray | None
+    suggestions: list[Suggestion]
 
 
 class AnalysisUnavailable(Exception):
@@ -141,36 +155,57 @@ class AiService:
         return len(controls)
 
     # -- evidence analysis ----------------------------------------------------------------
-    def analyze(self, uow: UnitOfWork, event_id: uuid.UUID, data: dict[str, Any]) -> None:
+    def prepare(self, data: dict[str, Any]) -> PreparedAnalysis | None:
+        """The expensive part of an analysis (model inference), done outside any write
+        transaction so SQLite's single write lock is not held while the model runs."""
+        with self.db.read() as conn:
+            row = conn.execute(select(evidence_t).where(
+                evidence_t.c.id == uuid.UUID(str(data["evidenceId"])))).mappings().first()
+            return None if row is None else self._compute(conn, row, data)
+
+    def _compute(self, conn: Connection, row: Any, data: dict[str, Any]) -> PreparedAnalysis:
+        embedder, _, _, catalog = self._runtime()
+        try:
+            text = _usable_text(self.text_source.text_for(conn, data))
+            try:
+                vector = embedder.embed([f"{row['title']}. {text}"])[0]
+                suggestions = catalog.suggest(conn, text, self.controls.frameworks(), self.suggestions,
+                                              vector=vector)
+            except Exception as exc:  # a model failing on one input must not stop the queue
+                log.warning("analysis_failed", evidence=str(row["id"]), error=repr(exc))
+                raise AnalysisUnavailable(f"analysis unavailable: the model failed on this text "
+                                          f"({type(exc).__name__})") from exc
+        except AnalysisUnavailable as exc:
+            return PreparedAnalysis(row["title"], None, str(exc), None, [])
+        return PreparedAnalysis(row["title"], text, None, vector, suggestions)
+
+    def analyze(self, uow: UnitOfWork, event_id: uuid.UUID, data: dict[str, Any],
+                prepared: PreparedAnalysis | None = None) -> None:
         """Analyse one processed evidence item inside the caller's transaction.
 
         Bad input (no text, binary garbage, a model that fails) ends in an analysis with
         status "unavailable" and the reason; only database errors propagate (to be retried).
+        `prepared` (from `prepare`) is used when the evidence's title has not changed since.
         """
         evidence_id = uuid.UUID(str(data["evidenceId"]))
         row = uow.conn.execute(select(evidence_t).where(evidence_t.c.id == evidence_id)).mappings().first()
         if row is None:
             return  # deleted since it was processed: nothing to analyse
-        embedder, status, index, catalog = self._runtime()
+        _, status, index, _ = self._runtime()
         now = utcnow()
-        try:
-            text = _usable_text(self.text_source.text_for(uow.conn, data))
-            digest = hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()
-            frameworks = self.controls.frameworks()
-            try:
-                vector = embedder.embed([f"{row['title']}. {text}"])[0]
-                suggestions = catalog.suggest(uow.conn, text, frameworks, self.suggestions, vector=vector)
-            except Exception as exc:  # a model failing on one input must not stop the queue
-                log.warning("analysis_failed", evidence=str(evidence_id), error=repr(exc))
-                raise AnalysisUnavailable(f"analysis unavailable: the model failed on this text "
-                                          f"({type(exc).__name__})") from exc
-        except AnalysisUnavailable as exc:
+        if prepared is None or prepared.title != row["title"]:
+            prepared = self._compute(uow.conn, row, data)
+        if prepared.error is not None or prepared.text is None or prepared.vector is None:
+            reason = prepared.error or "analysis unavailable: no text was extracted from the evidence"
             self._store_analysis(uow, row, event_id, status.active, now, status_="unavailable",
-                                 reason=str(exc), score=None, breakdown=[], digest=None, chars=0)
+                                 reason=reason, score=None, breakdown=[], digest=None, chars=0)
             uow.emit("evidence.analyzed", stream_of(row["project_id"]), {
                 "evidenceId": str(evidence_id), "projectId": str(row["project_id"]),
-                "status": "unavailable", "reason": str(exc), "model": status.active}, source="ai")
+                "status": "unavailable", "reason": reason, "model": status.active}, source="ai")
             return
+        text, vector, suggestions = prepared.text, prepared.vector, prepared.suggestions
+        frameworks = self.controls.frameworks()
+        digest = hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()
         index.upsert(uow.conn, [VectorItem(f"evidence:{evidence_id}", "evidence", str(row["project_id"]),
                                            vector)])
         linked = self._linked_similarity(row["control_id"], vector, suggestions, frameworks, uow.conn)
