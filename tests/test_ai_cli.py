@@ -19,6 +19,9 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Any, world: Any) -> CliRu
     monkeypatch.setenv("STUDIO_LOG_LEVEL", "WARNING")
     monkeypatch.setenv("STUDIO_AI_EMBEDDER", "statistical")
     monkeypatch.setenv("STUDIO_AI_OSCAL_CATALOGS", f"{FRAMEWORK}={need_catalog()}")
+    # The CLI points structlog at the stderr pytest captures for this test only; loggers
+    # cached then would write to a closed file in later tests.
+    monkeypatch.setattr("studio.logging.configure_logging", lambda *args, **kwargs: None)
     return CliRunner()
 
 
