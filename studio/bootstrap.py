@@ -12,15 +12,21 @@ from typing import Any
 import structlog
 
 from studio import __version__
+from studio.ai.consumers import ControlIndexer, EvidenceAnalyzer
+from studio.ai.routes import install_routes as install_ai_routes
+from studio.ai.controls import ControlSource, OscalControlSource
+from studio.ai.runtime import AiSettings, build_ai
+from studio.ai.service import AiService
 from studio.db import Database, UnitOfWork
 from studio.documents.extract import Limits
 from studio.documents.processor import DocumentProcessor
-from studio.documents.service import DocumentService
+from studio.documents.service import DocumentService, ExtractedText
 from studio.documents.storage import Storage, build_storage
 from studio.domains.auth.service import AuthService
 from studio.domains.compliance.projection import ComplianceScoreProjection
 from studio.domains.compliance.service import ComplianceService
 from studio.domains.evidence.service import EvidenceService
+from studio.domains.frameworks.repository import FrameworkControlSource
 from studio.domains.frameworks.service import FrameworkService
 from studio.domains.projects.service import ProjectService
 from studio.domains.users.service import UserService
@@ -77,7 +83,7 @@ class Container:
             await aclose()
 
 
-def event_consumers(settings: Settings, storage: Storage) -> list[Consumer]:
+def event_consumers(settings: Settings, storage: Storage, ai: AiService) -> list[Consumer]:
     """THE table of who consumes which events (subscriptions are on each class).
 
     consumer (name)                     subscribes to                         effect
@@ -90,12 +96,28 @@ def event_consumers(settings: Settings, storage: Storage) -> list[Consumer]:
                                                                               .processing_failed
     ComplianceScoreProjection           project.*, evidence.*, controls and   compliance_* tables,
     (compliance-score)                  applicability events                  projects.compliance_score
+    EvidenceAnalyzer                    evidence.processed                    ai_suggestions, quality
+    (ai.evidence_analyzer)                                                        score; emits
+                                                                              evidence.analyzed
+    ControlIndexer                      framework.imported                    control vectors
+    (ai.control_indexer)
     """
     return [
         ProjectActivityProjection(),
         DocumentProcessor(storage, Limits.from_settings(settings)),
         ComplianceScoreProjection(),
+        EvidenceAnalyzer(ai),
+        ControlIndexer(ai),
     ]
+
+
+def _ai_controls(db: Database) -> ControlSource:
+    """Imported frameworks; the OSCAL files named in STUDIO_AI_OSCAL_CATALOGS when set
+    (the evaluation runs on those without importing them)."""
+    settings = AiSettings()
+    if settings.catalogs():
+        return OscalControlSource(settings.catalogs())
+    return FrameworkControlSource(db)
 
 
 def log_published(uow: UnitOfWork) -> None:
@@ -139,10 +161,13 @@ def bootstrap(settings: Settings | None = None) -> Container:
 
     db.after_commit.append(invalidate_cache)
     storage = build_storage(settings)
+    # The AI service: its model loads on first use, never at start-up.
+    ai = build_ai(db, settings.data_dir, controls=_ai_controls(db),
+                  text_source=ExtractedText())
     db.after_commit.append(log_published)
     dispatcher = Dispatcher(
         db,
-        event_consumers(settings, storage),
+        event_consumers(settings, storage, ai),
         retry=RetryPolicy(settings.event_max_attempts, settings.event_retry_base_seconds,
                           settings.event_retry_max_seconds),
         batch_size=settings.event_batch_size,
@@ -153,7 +178,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
     if settings.nats_url:
         relay = NatsRelay(db, settings.nats_url, settings.nats_stream, settings.nats_subject_prefix)
         db.after_commit.append(relay.wake)
-    return Container(
+    container = Container(
         settings=settings,
         db=db,
         store=store,
@@ -172,3 +197,6 @@ def bootstrap(settings: Settings | None = None) -> Container:
         frameworks=FrameworkService(db),
         compliance=ComplianceService(db),
     )
+    container.extras["ai"] = ai
+    container.extras.setdefault("app_extensions", []).append(install_ai_routes)
+    return container

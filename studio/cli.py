@@ -162,6 +162,10 @@ def demo(
         serve(host=None, port=None, workers=True, migrate=False)
 
 
+from studio.ai.cli import register as _register_ai  # noqa: E402  (commands need `app` above)
+
+_register_ai(app)
+
 if __name__ == "__main__":  # pragma: no cover
     app()
 

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 # Importing the models registers every table on the shared metadata.
 from studio.db import metadata as target_metadata
+from studio.ai import models as _ai  # noqa: F401
 from studio.documents import models as _documents  # noqa: F401
 from studio.domains.auth import models as _auth  # noqa: F401
 from studio.domains.compliance import models as _compliance  # noqa: F401

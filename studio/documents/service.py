@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from studio.db import Database, utcnow
@@ -273,3 +274,16 @@ class DocumentService:
         """The revision row, if the caller may see its project (404 otherwise)."""
         with self.db.read() as conn:
             return self._visible_file(conn, principal, file_id)
+
+
+class ExtractedText:
+    """The AI service's text source: the text extracted from the processed file revision
+    named by an evidence.processed event (`fileId`), read from its row."""
+
+    def text_for(self, conn: Any, data: dict[str, Any]) -> str | None:
+        try:
+            file_id = uuid.UUID(str(data.get("fileId")))
+        except ValueError:
+            return None
+        query = select(evidence_files.c.text).where(evidence_files.c.id == file_id)
+        return conn.execute(query).scalar()

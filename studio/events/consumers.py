@@ -26,6 +26,11 @@ class Consumer(Protocol):
 
     A consumer that raises has its event retried with backoff and, after the configured
     number of attempts, parked (dead letter) without blocking other streams.
+
+    Optionally, a consumer with slow pure work (model inference, text extraction) also
+    defines `prepare(event) -> result` and `handle_prepared(uow, event, result)`: the
+    dispatcher calls `prepare` before it opens the write transaction and hands the result
+    to `handle_prepared` inside it, so the database's write lock is not held meanwhile.
     """
 
     name: ClassVar[str]

@@ -185,9 +185,36 @@ class Dispatcher:
             ).limit(1)).first()
             return due is not None
 
+    def _prepare(self, consumer: Consumer) -> dict[Any, Any]:
+        """Run a consumer's optional `prepare(event)` for its next batch before its write
+        transaction opens, so slow pure work (model inference) never holds the write lock.
+        Results are keyed by event id; a batch that moved on meanwhile just goes unused."""
+        prepare = getattr(consumer, "prepare", None)
+        if prepare is None or not hasattr(consumer, "handle_prepared"):
+            return {}
+        with self.db.read() as conn:
+            checkpoint = conn.execute(
+                select(cp_t.c.position).where(cp_t.c.consumer == consumer.name)).scalar() or 0
+            batch = [
+                row_to_event(r._mapping)
+                for r in conn.execute(
+                    select(events_t).where(events_t.c.position > checkpoint)
+                    .order_by(events_t.c.position).limit(self.batch_size))
+            ]
+        prepared: dict[Any, Any] = {}
+        for event in batch:
+            if matches(consumer.subscriptions, event.type):
+                try:
+                    prepared[event.id] = prepare(event)
+                except Exception as exc:  # handle() runs the work again and owns the failure
+                    log.warning("event_prepare_failed", consumer=consumer.name,
+                                event_id=str(event.id), error=repr(exc))
+        return prepared
+
     def _run_consumer(self, consumer: Consumer, *, replay: bool = False) -> int:
         if not self._has_work(consumer.name):
             return 0
+        prepared = self._prepare(consumer)
         with self.db.write(actor=f"consumer:{consumer.name}") as uow:
             conn = uow.conn
             locked = conn.execute(
@@ -220,7 +247,8 @@ class Dispatcher:
                     if event.stream in waiting:
                         self._add_dead_letter(conn, consumer, event, BLOCKED, 0, None)
                         continue
-                    error = self._attempt(uow, consumer, event, replay=replay)
+                    error = self._attempt(uow, consumer, event, replay=replay,
+                                          prepared=prepared)
                     if error is None:
                         continue
                     status = PARKED_STATUS if self.retry.max_attempts <= 1 else RETRYING
@@ -290,7 +318,13 @@ class Dispatcher:
         return handled
 
     def _attempt(
-        self, uow: UnitOfWork, consumer: Consumer, event: StoredEvent, *, replay: bool = False
+        self,
+        uow: UnitOfWork,
+        consumer: Consumer,
+        event: StoredEvent,
+        *,
+        replay: bool = False,
+        prepared: dict[Any, Any] | None = None,
     ) -> str | None:
         """Run the handler in a savepoint; on success record the ack. Returns the error."""
         recorded = len(uow.events)
@@ -300,7 +334,10 @@ class Dispatcher:
         started = time.perf_counter()
         try:
             with uow.conn.begin_nested():
-                consumer.handle(uow, event)
+                if prepared and event.id in prepared:
+                    consumer.handle_prepared(uow, event, prepared[event.id])  # type: ignore[attr-defined]
+                else:
+                    consumer.handle(uow, event)
         except Exception as exc:
             del uow.events[recorded:]
             HANDLER_FAILURES.labels(consumer.name, event.type).inc()

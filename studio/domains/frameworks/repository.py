@@ -259,3 +259,29 @@ class FrameworkRepository:
                 control_mappings.c.source_id.in_(source_list[start:start + 500]))
             found.update((a, b, c) for a, b, c in self.conn.execute(query))
         return found
+
+
+class FrameworkControlSource:
+    """The AI service's ControlSource over imported frameworks: each framework's latest
+    version, controls and enhancements (not families), referenced as auditors write them."""
+
+    def __init__(self, db: Any):
+        self.db = db
+
+    def frameworks(self) -> list[str]:
+        with self.db.read() as conn:
+            return [row.key for row in conn.execute(select(frameworks.c.key).order_by(frameworks.c.key))]
+
+    def controls(self, framework: str) -> list[Any]:
+        from studio.ai.controls import ControlText
+
+        with self.db.read() as conn:
+            repo = FrameworkRepository(conn)
+            fw = repo.by_key(framework)
+            version = repo.latest_version(fw["id"]) if fw is not None else None
+            if version is None:
+                return []
+            query = (select(controls.c.ref, controls.c.label, controls.c.title, controls.c.statement)
+                     .where(controls.c.version_id == version["id"], controls.c.kind != "family"))
+            return [ControlText(framework, row.label or row.ref, row.title, row.statement or "")
+                    for row in conn.execute(query)]

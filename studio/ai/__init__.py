@@ -1,0 +1,1 @@
+"""The AI service: embeddings, vector index, control suggestions, quality scores, search."""

@@ -1,0 +1,120 @@
+"""`studio doctor`, `studio search` and `studio ai ...`: the AI service from the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+ai_app = typer.Typer(help="AI service: control vectors and mapping suggestions.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+
+@contextmanager
+def _container() -> Iterator[Any]:
+    from studio.cli import _container as build
+
+    c = build()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def doctor() -> None:
+    """Report the installation's health: database, and which embedding model is active."""
+    with _container() as c:
+        _doctor(c)
+
+
+def _doctor(c: Any) -> None:
+    ai = c.extras["ai"]
+    table = Table(title="Studio Platform doctor", show_header=False)
+    table.add_row("database", f"{c.db.dialect} ({'reachable' if c.db.ping() else 'UNREACHABLE'})")
+    try:
+        status = ai.status()
+    except Exception as exc:  # doctor reports, it does not crash
+        table.add_row("ai", f"[red]unavailable: {exc}[/]")
+        out.print(table)
+        raise typer.Exit(1) from exc
+    table.add_row("embedding model", f"{status['active']} ({status['kind']}, {status['dimension']} dims)")
+    if status["fallbackReason"]:
+        table.add_row("neural model", f"[yellow]not active: {status['fallbackReason']}[/]")
+    table.add_row("offline", "yes (HF_HUB_OFFLINE=1)" if status["offline"] else "[red]no[/]")
+    table.add_row("vector index", f"{status['index']}, {status['vectors']} vectors")
+    table.add_row("control sources", ", ".join(status["frameworks"]) or "none (set STUDIO_AI_OSCAL_CATALOGS)")
+    from studio.ai.vectors import pgvector_available
+
+    if c.db.dialect == "postgresql":
+        table.add_row("pgvector", "available" if pgvector_available(c.db.engine)
+                      else "not installed: flat index over a bytea column (docs/ai.md)")
+    out.print(table)
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="what to look for, in plain words")],
+    as_user: Annotated[str, typer.Option("--as", help="e-mail of the user whose projects to search")],
+    kind: Annotated[str, typer.Option(help="evidence or control")] = "evidence",
+    limit: Annotated[int, typer.Option(min=1, max=50)] = 10,
+) -> None:
+    """Search evidence (in the user's visible projects) or controls by meaning."""
+    from sqlalchemy import select
+
+    from studio.domains.users.models import users
+    from studio.domains.users.repository import load_principal
+    from studio.principal import AuthInfo
+
+    if kind not in ("evidence", "control"):
+        err.print("[red]--kind must be evidence or control[/]")
+        raise typer.Exit(2)
+    if not query.strip():
+        err.print("[red]the query is empty[/]")
+        raise typer.Exit(2)
+    with _container() as c:
+        with c.db.read() as conn:
+            user = conn.execute(select(users).where(users.c.email == as_user.lower())).mappings().first()
+            principal = load_principal(conn, AuthInfo(user["id"], user["organization_id"], "cli")) if user else None
+        if principal is None:
+            err.print(f"[red]no active user {as_user}[/]")
+            raise typer.Exit(1)
+        hits = c.extras["ai"].search(principal, query, kind=kind, limit=limit)
+    table = Table(title=f"{kind} matching {query!r}")
+    for col in ("score", "ref", "title"):
+        table.add_column(col)
+    for hit in hits:
+        ref = hit.get("controlRef") or hit.get("evidenceId")
+        table.add_row(f"{hit['score']:.3f}", str(ref), str(hit["title"]))
+    out.print(table)
+
+
+@ai_app.command("index")
+def index(framework: Annotated[str, typer.Argument(help="framework key, as in STUDIO_AI_OSCAL_CATALOGS")]) -> None:
+    """Embed a framework's controls (what the framework.imported consumer does)."""
+    from studio.migrate import upgrade
+
+    with _container() as c:
+        upgrade(c.db.engine)
+        count = c.extras["ai"].index_framework(framework)
+    if not count:
+        err.print(f"[red]no controls for {framework!r}[/]")
+        raise typer.Exit(1)
+    out.print(f"[green]{count} controls of {framework} embedded[/]")
+
+
+@ai_app.command("mappings")
+def mappings(source: str, target: str) -> None:
+    """Propose control pairs between two frameworks for people to accept."""
+    with _container() as c:
+        created = c.extras["ai"].suggest_mappings(source, target)
+    out.print(f"[green]{created} mapping suggestions from {source} to {target}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(doctor)
+    app.command()(search)
+    app.add_typer(ai_app, name="ai")
