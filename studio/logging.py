@@ -8,6 +8,17 @@ import sys
 import structlog
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is when a line is logged, not when logging was set up
+    (a replaced or closed stream - a test runner's capture - must not break later lines)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     renderer: structlog.typing.Processor
     if fmt == "console":
@@ -23,8 +34,9 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr()),
+        # Not cached: reconfiguring (a CLI command in a test run) must reach every logger.
+        cache_logger_on_first_use=False,
     )
     # uvicorn's own access log would duplicate our structured request line.
     logging.getLogger("uvicorn.access").disabled = True

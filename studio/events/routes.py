@@ -45,7 +45,9 @@ def list_events(
     ] = None,
     since: Annotated[dt.datetime | None, Query(description="timestamp >= since (ISO-8601)")] = None,
     until: Annotated[dt.datetime | None, Query(description="timestamp < until (ISO-8601)")] = None,
-    after: Annotated[int, Query(ge=0, description="only positions greater than this")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="only positions greater than this")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[
         str | None, Query(max_length=20, description="nextCursor of the previous page")
@@ -108,7 +110,7 @@ def get_event(
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise AppError(
-            "invalid_parameter",
+            "not_found",
             f"unknown consumer(s): {', '.join(unknown)}",
             details=[{"field": "wait_for", "message": f"unknown consumer {n!r}"} for n in unknown],
         )

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, Paging, container, ok, page, request_id
+from studio.api import CurrentPrincipal, PageParams, container, ok, page, request_id
 from studio.domains.frameworks.schemas import DeriveRequest, MappingCreate, MappingUpdate
 from studio.domains.users.service import require
 from studio.errors import AppError
@@ -52,7 +52,7 @@ def show_framework(request: Request, principal: CurrentPrincipal, framework: str
 
 @router.get("/frameworks/{framework}/controls")
 def list_controls(
-    request: Request, principal: CurrentPrincipal, framework: str, paging: Paging = Depends(),
+    request: Request, principal: CurrentPrincipal, framework: str, paging: PageParams,
     version_id: Annotated[uuid.UUID | None, Query(alias="versionId")] = None,
     q: Annotated[str | None, Query(max_length=200, description="words that must all appear in the control text")] = None,
     parent_id: Annotated[uuid.UUID | None, Query(alias="parentId")] = None,
@@ -77,7 +77,7 @@ def control_neighbourhood(request: Request, principal: CurrentPrincipal, control
 
 
 @router.get("/mappings")
-def list_mappings(request: Request, principal: CurrentPrincipal, paging: Paging = Depends(),
+def list_mappings(request: Request, principal: CurrentPrincipal, paging: PageParams,
                   control_id: Annotated[uuid.UUID | None, Query(alias="controlId")] = None,
                   version_id: Annotated[uuid.UUID | None, Query(alias="versionId")] = None) -> Response:
     items, cursor = container(request).frameworks.list_mappings(

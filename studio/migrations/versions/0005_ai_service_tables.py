@@ -11,7 +11,7 @@ import studio.db
 
 
 revision = '0005'
-down_revision = '0001'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
