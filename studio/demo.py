@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import secrets
 import uuid
+from pathlib import Path
 from typing import Any
 
 from studio.bootstrap import Container
@@ -18,6 +19,11 @@ from studio.principal import AuthInfo, Principal
 
 ORG = "Acme Corp (demo)"
 DOMAIN = "acme.example"
+# NIST's OSCAL MODERATE baseline (public domain, see demo_data/LICENSE-oscal-content.md).
+CATALOG = Path(__file__).parent / "demo_data" / (
+    "NIST_SP-800-53_rev5_MODERATE-baseline-resolved-profile_catalog-min.json"
+)
+FRAMEWORK_NAME = "NIST SP 800-53 rev5 MODERATE"
 
 EVIDENCE = [
     ("Access control policy v3", "AC-1", "Approved policy covering account management.", "approved"),
@@ -43,6 +49,9 @@ def load_demo(c: Container) -> tuple[list[tuple[str, str, str]], bool]:
     if exists:
         raise SystemExit(f"demo organization exists but {path} is missing; reset the users' passwords")
 
+    # The framework first, so the project that names it starts on its version.
+    c.frameworks.import_file(None, CATALOG.name, CATALOG.read_bytes(), key="nist-800-53-rev5-moderate",
+                             name=FRAMEWORK_NAME)
     credentials: list[tuple[str, str, str]] = []
     users: dict[str, Any] = {}
     with c.db.write(actor="demo") as uow:
@@ -64,10 +73,11 @@ def load_demo(c: Container) -> tuple[list[tuple[str, str, str]], bool]:
 
     manager, customer, auditor = principal("manager"), principal("customer"), principal("auditor")
     projects = [
+        c.projects.create(manager, ProjectCreate(name="FedRAMP Moderate readiness", framework=FRAMEWORK_NAME,
+                                                 description="<p>Readiness for a FedRAMP Moderate "
+                                                 "assessment against NIST SP 800-53 rev5.</p>")),
         c.projects.create(manager, ProjectCreate(name="SOC 2 Type II 2026", framework="SOC 2",
                                                  description="<p>Annual SOC 2 audit.</p>")),
-        c.projects.create(manager, ProjectCreate(name="FedRAMP Moderate readiness",
-                                                 framework="NIST SP 800-53 rev5 MODERATE")),
     ]
     for project in projects:
         for role, project_role in (("auditor", ProjectRole.AUDITOR), ("customer", ProjectRole.CUSTOMER),
@@ -88,6 +98,10 @@ def load_demo(c: Container) -> tuple[list[tuple[str, str, str]], bool]:
         elif state == "rejected":
             c.evidence.review(auditor, evidence_id, ReviewCreate(
                 decision=Decision.REJECTED, comment="Shows 90 days, the policy requires 365."))
+    if c.dispatcher is not None:
+        # Let the consumers (compliance score, activity, control index) catch up now, so the
+        # first page a newcomer opens shows the score.
+        c.dispatcher.drain(timeout=300)
     c.settings.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(credentials, indent=1))
