@@ -1,6 +1,6 @@
 """Suggestion quality on the labelled evaluation set (tests/data/ai_eval.json), per embedder.
 
-Floors sit a little below the figures measured when this was written (docs/benchmarks-ai.md),
+Floors sit a little below the figures measured when this was written (docs/benchmarks.md),
 so a change that makes suggestions worse fails here.
 """
 

@@ -2,7 +2,7 @@
 
 Each control is stored as two vectors, its title and its title with statement: the title
 says what the control is about in the words evidence uses, the statement adds detail.
-On the evaluation set, 0.7 × full + 0.3 × title beat either alone (docs/benchmarks-ai.md).
+On the evaluation set, 0.7 × full + 0.3 × title beat either alone (docs/benchmarks.md).
 """
 
 from __future__ import annotations
