@@ -106,8 +106,9 @@ def event_consumers(settings: Settings, storage: Storage, ai: AiService) -> list
         ProjectActivityProjection(),
         DocumentProcessor(storage, Limits.from_settings(settings)),
         ComplianceScoreProjection(),
-        EvidenceAnalyzer(ai),
+        # Passes run in this order: controls are indexed before evidence is matched to them.
         ControlIndexer(ai),
+        EvidenceAnalyzer(ai),
     ]
 
 
