@@ -89,6 +89,8 @@ def captured_logs() -> Iterator[list[dict[str, Any]]]:
     previous = structlog.get_config()
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, capture],
+        # Every level: an earlier configure_logging (a CLI test) may have set a filter.
+        wrapper_class=structlog.make_filtering_bound_logger(0),
         cache_logger_on_first_use=False,
     )
     try:

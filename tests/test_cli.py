@@ -58,6 +58,8 @@ def cli_env(tmp_path: Path, empty_database_url: str) -> Iterator[dict[str, str]]
         "STUDIO_ARGON2_MEMORY_KIB": "1024",
         "STUDIO_ARGON2_TIME_COST": "1",
         "STUDIO_LOG_LEVEL": "WARNING",
+        # The demo indexes a whole catalog; the neural model's speed is not what this tests.
+        "STUDIO_AI_EMBEDDER": "statistical",
     }
     yield env
     # The CLI configures process-wide logging onto the runner's captured stream.

@@ -53,10 +53,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, tuple[str, str]]]]:
+def served(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, dict[str, tuple[str, str]]]]:
     """The app with demo data on a free loopback port; yields (base url, role -> credentials)."""
     import uvicorn
 
+    # The demo indexes a whole catalog for the AI service; the statistical model is quick.
+    monkeypatch.setenv("STUDIO_AI_EMBEDDER", "statistical")
     container = bootstrap(make_settings(tmp_path, database_url))
     credentials, _ = load_demo(container)
     port = _free_port()
