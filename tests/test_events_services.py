@@ -135,7 +135,8 @@ def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
         engine = make_engine(pg.url)
         upgrade(engine)
         engine.dispose()
-        c = bootstrap(make_settings(tmp_path, pg.url, event_poll_interval_seconds=0.2))
+        c = bootstrap(make_settings(tmp_path, pg.url, event_poll_interval_seconds=0.2,
+                                    run_workers=True))  # consumers in the background, as served
         world = seed_world(c)
         acknowledged: list[str] = []
         outcomes: list[tuple[int, str]] = []
