@@ -74,6 +74,13 @@ async def _upload(request: Request, fields_model: type[Input] | None = None) -> 
         form = await request.form()
     except (MultiPartException, ValueError, KeyError) as exc:
         raise AppError("validation_error", f"malformed multipart body: {exc}") from exc
+    try:
+        return await _read_form(form, fields_model)
+    finally:
+        await form.close()
+
+
+async def _read_form(form: Any, fields_model: type[Input] | None) -> Upload:
     file: StarletteUpload | str | None = None
     fields: dict[str, Any] = {}
     for name, value in form.multi_items():
