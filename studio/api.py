@@ -246,7 +246,7 @@ def install_error_handlers(app: FastAPI) -> None:
 # -- the OpenAPI document ---------------------------------------------------------------
 _STATUS_TEXT = {
     400: "Invalid input", 401: "Not authenticated", 403: "Not permitted", 404: "Not found",
-    409: "Conflict", 413: "Body too large", 415: "Not JSON", 429: "Rate limited",
+    409: "Conflict", 413: "Body too large", 415: "Unsupported media type", 429: "Rate limited",
     500: "Unexpected error", 503: "A dependency is down",
 }  # fmt: skip
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
@@ -260,11 +260,18 @@ _RATE_HEADERS = {
 }
 
 
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route that answers an error status the rules below cannot infer
+    (e.g. 404 for an object named in the body); documented with the error envelope."""
+    return {status: {"description": _STATUS_TEXT[status]} for status in statuses}
+
+
 def _error_statuses(path: str, method: str, operation: dict[str, Any], api_prefix: str) -> set[int]:
     """The error statuses the gateway and the handlers can really answer for an operation."""
     if not path.startswith(api_prefix):
         return {503} if path == "/readyz" else set()
-    statuses = {401, 403, 429, 500, 503}
+    declared = {int(s) for s in operation.get("responses", {}) if s.isdigit() and int(s) in _STATUS_TEXT}
+    statuses = {401, 403, 429, 500, 503} | declared
     if operation.get("parameters") or operation.get("requestBody"):
         statuses.add(400)
     if "{" in path:
@@ -329,7 +336,10 @@ def document_errors(api: FastAPI, api_prefix: str) -> None:
                         response["headers"] = _RATE_HEADERS
                     elif status == 503:
                         response["headers"] = _RETRY_AFTER
-                    responses.setdefault(str(status), response)
+                    declared = responses.get(str(status)) or {}
+                    if declared.get("description", _STATUS_TEXT[status]) != _STATUS_TEXT[status]:
+                        response["description"] = f"{declared['description']} ({codes})"
+                    responses[str(status)] = {**declared, **response}
         api.openapi_schema = schema
         return schema
 

@@ -57,6 +57,10 @@ def _nonempty(value: str) -> str:
 # the same rule the validator applies (literal characters: every regex dialect reads them).
 VISIBLE = "[^\\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
 
+# A query or path text: anything but NUL, which no identifier holds and PostgreSQL text refuses.
+NO_NUL = "^[^\x00]*$"
+VISIBLE_NO_NUL = f"^[^\x00]*{VISIBLE}[^\x00]*$"
+
 Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=255, pattern=VISIBLE),

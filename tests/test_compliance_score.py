@@ -195,7 +195,7 @@ def test_statuses_explain_the_score_per_control(client, container, world):
     # Linking the fresh evidence to AC-2 too covers it again.
     r = client.put(f"{API}/evidence/{fresh}/controls", headers=world["customer"].headers,
                    json={"controlRefs": ["AC-2", "nope-1"]})
-    assert r.status_code == 400 and r.json()["error"]["details"][0]["field"] == "controlRefs.1"
+    assert r.status_code == 404 and r.json()["error"]["details"][0]["field"] == "controlRefs.1"
     r = client.put(f"{API}/evidence/{fresh}/controls", headers=world["customer"].headers, json={"controlRefs": ["AC-2"]})
     assert r.json()["data"]["controls"] == ["ac-1", "ac-2"]
     driver.drain()

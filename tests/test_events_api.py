@@ -48,7 +48,7 @@ def test_wait_for_a_consumer_then_report_who_handled(tmp_path, database_url):
     assert r.status_code == 200, r.text
     data = r.json()["data"]
     assert data["complete"] is True
-    # Other consumers of evidence.* may have handled it too; the one waited for has.
+    # Every consumer of evidence.created is reported, the compliance projection's among them.
     assert "project_activity" in [a["consumer"] for a in data["handledBy"]]
     assert data["event"]["id"] == event["id"] and data["event"]["type"] == "evidence.created"
     assert data["pending"] == []
@@ -107,7 +107,7 @@ def test_event_access_rules(client, world):
     bad = client.get(
         f"/api/v1/events/{event['id']}", params={"wait_for": "nope"}, headers=world["admin"].headers
     )
-    # A consumer that does not exist is a missing resource, like an unknown event id.
+    # A consumer that does not exist is a missing object, like any other named in a request.
     assert bad.status_code == 404 and bad.json()["error"]["code"] == "not_found"
     other = client.get("/api/v1/events", headers=world.outsider.headers).json()["data"]["items"]
     assert all(e["metadata"].get("organization") == str(world.other_org_id) for e in other)

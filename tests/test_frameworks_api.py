@@ -147,3 +147,45 @@ def test_mappings_crud_csv_and_derived_baseline(client, world, container):
     assert r.json()["data"] == {"created": 1, "skipped": 0}
     assert client.delete(f"{API}/mappings/{mapping_id}", headers=world["admin"].headers).status_code == 200
     assert client.delete(f"{API}/mappings/{mapping_id}", headers=world["admin"].headers).status_code == 404
+
+
+def test_uploads_follow_the_openapi_document(client, world):
+    """The custom format as JSON imports; what the schema refuses is refused, with the reason."""
+    admin = world["admin"].headers
+    document = {"framework": {"name": "Our controls", "version": "2"},
+                "controls": [{"ref": "OC1", "title": "Governance",
+                              "controls": [{"ref": "OC1.1", "title": "Policy", "weight": 0}]}]}
+    part = ("file", json.dumps(document).encode(), "application/json")
+    r = client.post(f"{API}/frameworks/import", headers=admin, files={"file": part})
+    assert r.status_code == 201, r.text
+    assert r.json()["data"]["sourceFormat"] == "custom-json" and r.json()["data"]["key"] == "our-controls"
+    unknown_type = client.post(f"{API}/frameworks/import", headers=admin, files={"file": ("file", b"auth")})
+    assert unknown_type.status_code == 415 and unknown_type.json()["error"]["details"][0]["field"] == "file"
+    extra = client.post(f"{API}/frameworks/import", headers=admin, files={"file": part}, data={"colour": "red"})
+    assert extra.status_code == 400 and extra.json()["error"]["details"][0]["field"] == "colour"
+    duplicate = {**document, "controls": [{"ref": "A", "title": "x"}, {"ref": "A", "title": "y"}]}
+    r = client.post(f"{API}/frameworks/import", headers=admin,
+                    files={"file": ("f.json", json.dumps(duplicate).encode())})
+    assert r.status_code == 400 and "duplicate ref" in r.json()["error"]["details"][0]["message"]
+
+    controls_ = client.get(f"{API}/frameworks/our-controls/controls", headers=admin).json()["data"]["items"]
+    ids = {c["ref"]: c["id"] for c in controls_}
+    missing = "00000000-0000-4000-8000-000000000000"
+    r = client.post(f"{API}/mappings", headers=admin,
+                    json={"sourceId": ids["OC1"], "targetId": missing, "relation": "equal", "strength": 5})
+    assert r.status_code == 404 and r.json()["error"]["details"][0]["field"] == "targetId"
+    r = client.post(f"{API}/mappings", headers=admin,
+                    json={"sourceId": ids["OC1"], "targetId": ids["OC1.1"], "relation": "superset", "strength": 5})
+    mapping = r.json()["data"]["id"]
+    assert client.patch(f"{API}/mappings/{mapping}", headers=admin, json={}).status_code == 400
+    assert client.patch(f"{API}/mappings/{mapping}", headers=admin, json={"strength": None}).status_code == 400
+
+    rows = {"mappings": [{"source_framework": "our-controls", "source": "OC1.1", "target_framework": "nope",
+                          "target": "X", "relation": "equal", "strength": 3}]}
+    r = client.post(f"{API}/mappings/import", headers=admin,
+                    files={"file": ("file", json.dumps(rows).encode(), "application/json")})
+    assert r.status_code == 404 and "'nope' is not imported" in r.json()["error"]["details"][0]["message"]
+    rows["mappings"][0].update(target_framework="our-controls", target="OC1")
+    r = client.post(f"{API}/mappings/import", headers=admin,
+                    files={"file": ("file", json.dumps(rows).encode(), "application/json")})
+    assert r.status_code == 200 and r.json()["data"] == {"created": 1, "skipped": 0}

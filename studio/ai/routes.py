@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from studio.ai.schemas import DecisionCreate, MappingRequest, QualityOverrideCreate
-from studio.api import CurrentPrincipal, container, ok, request_id
+from studio.api import CurrentPrincipal, container, errors, ok, request_id
 from studio.errors import AppError, forbidden
-from studio.schemas import Envelope
+from studio.schemas import VISIBLE_NO_NUL, Envelope
 
 router = APIRouter(tags=["ai"])
 
@@ -59,7 +59,7 @@ def override_quality(request: Request, principal: CurrentPrincipal, evidence_id:
 
 @router.get("/ai/search", response_model=Envelope[dict[str, Any]])
 def search(request: Request, principal: CurrentPrincipal,
-           q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for")],
+           q: Annotated[str, Query(min_length=1, max_length=2000, pattern=VISIBLE_NO_NUL, description="What to look for")],
            kind: Annotated[str, Query(pattern="^(evidence|control)$")] = "evidence",
            limit: Annotated[int, Query(ge=1, le=50)] = 10) -> Response:
     """Evidence in your projects, or controls, ranked by meaning."""
@@ -68,7 +68,7 @@ def search(request: Request, principal: CurrentPrincipal,
     return ok(request, {"items": _ai(request).search(principal, q, kind=kind, limit=limit)})
 
 
-@router.post("/ai/mappings", response_model=Envelope[dict[str, Any]], status_code=201)
+@router.post("/ai/mappings", response_model=Envelope[dict[str, Any]], status_code=201, responses=errors(404))
 def suggest_mappings(request: Request, principal: CurrentPrincipal, body: MappingRequest) -> Response:
     """Propose control pairs between two imported frameworks (admins)."""
     if not principal.org_wide:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import StringConstraints
 
-from studio.schemas import Input, Score
+from studio.domains.frameworks.schemas import FrameworkRef
+from studio.schemas import VISIBLE, Input, Score
 
 
 class SuggestionDecision(StrEnum):
@@ -21,13 +22,10 @@ class DecisionCreate(Input):
 
 class QualityOverrideCreate(Input):
     score: Score
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=5000)]
-
-
-FrameworkKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[\w.\-]+$")]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=5000, pattern=VISIBLE)]
 
 
 class MappingRequest(Input):
-    source: FrameworkKey
-    target: FrameworkKey
+    source: FrameworkRef
+    target: FrameworkRef
 

@@ -8,6 +8,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
+from pydantic import StringConstraints
 from sqlalchemy import select
 from starlette.responses import Response
 
@@ -18,6 +19,9 @@ from studio.events.envelope import StoredEvent, iso_utc
 from studio.events.models import consumer_checkpoints, event_acks, event_dead_letters
 from studio.permissions import allowed
 from studio.principal import Principal
+from studio.schemas import NO_NUL
+
+EventType = Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)]
 
 router = APIRouter(tags=["events"])
 
@@ -37,11 +41,11 @@ def list_events(
     request: Request,
     principal: CurrentPrincipal,
     type: Annotated[
-        list[str] | None, Query(max_length=100, description="exact type or 'prefix.*'; repeatable")
+        list[EventType] | None, Query(max_length=100, description="exact type or 'prefix.*'; repeatable")
     ] = None,
-    stream: Annotated[str | None, Query(max_length=100)] = None,
+    stream: Annotated[str | None, Query(max_length=100, pattern=NO_NUL)] = None,
     actor: Annotated[
-        str | None, Query(max_length=64, description="user id in metadata.actor")
+        str | None, Query(max_length=64, pattern=NO_NUL, description="user id in metadata.actor")
     ] = None,
     since: Annotated[dt.datetime | None, Query(description="timestamp >= since (ISO-8601)")] = None,
     until: Annotated[dt.datetime | None, Query(description="timestamp < until (ISO-8601)")] = None,

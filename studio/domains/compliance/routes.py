@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from studio.api import CurrentPrincipal, container, ok, request_id
 from studio.domains.compliance.schemas import Applicability, ControlLinks, VersionMove
+from studio.schemas import NO_NUL
 
 router = APIRouter(tags=["compliance"])
 
@@ -45,7 +46,7 @@ def move_framework_version(request: Request, principal: CurrentPrincipal, projec
 
 @router.put("/projects/{project_id}/controls/{ref}/applicability")
 def set_applicability(request: Request, principal: CurrentPrincipal, project_id: uuid.UUID,
-                      ref: Annotated[str, Path(max_length=120)], body: Applicability) -> Response:
+                      ref: Annotated[str, Path(max_length=120, pattern=NO_NUL)], body: Applicability) -> Response:
     return ok(request, container(request).compliance.set_applicability(
         principal, project_id, ref, body.applicable, body.reason, request_id=request_id(request)))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from studio.schemas import ControlRef, Input
 
@@ -17,8 +17,20 @@ class ControlLinks(Input):
 
 
 class Applicability(Input):
+    # The rule below, in the OpenAPI document too: not applicable needs a reason.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "if": {"properties": {"applicable": {"const": False}}, "required": ["applicable"]},
+        "then": {"required": ["reason"], "properties": {"reason": {"pattern": "\\S"}}},
+    })
+
     applicable: bool
-    reason: Reason = ""
+    reason: Reason = Field(default="", description="Required when not applicable: why")
+
+    @model_validator(mode="after")
+    def _not_applicable_needs_reason(self) -> Applicability:
+        if not self.applicable and not self.reason.strip():
+            raise ValueError("say why the control does not apply")
+        return self
 
 
 class VersionMove(Input):

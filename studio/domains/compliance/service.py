@@ -141,7 +141,7 @@ class ComplianceService:
                 else:
                     resolved.append(found)
             if bad:
-                raise AppError("validation_error", "unknown control(s)", details=bad)
+                raise AppError("not_found", "unknown control(s)", details=bad)
             uow.conn.execute(delete(evidence_controls).where(evidence_controls.c.evidence_id == evidence_id))
             now = utcnow()
             unique = sorted(set(resolved))
@@ -200,8 +200,8 @@ class ComplianceService:
             project, _ = visible_project(uow.conn, principal, project_id, "project.framework.move")
             version = FrameworkRepository(uow.conn).version(version_id)
             if version is None:
-                raise AppError("validation_error", "no such framework version",
-                               details=[{"field": "frameworkVersionId", "message": "not found"}])
+                raise AppError("not_found", "framework version not found",
+                               details=[{"field": "frameworkVersionId", "message": "no such framework version"}])
             uow.conn.execute(update(projects).where(projects.c.id == project_id).values(
                 framework_version_id=version_id, framework=version["name"][:255], updated_at=utcnow(),
                 version=projects.c.version + 1))

@@ -29,7 +29,7 @@ from studio.domains.evidence.schemas import (
     ReviewCreate,
     ReviewRead,
 )
-from studio.schemas import Envelope, PageOut
+from studio.schemas import NO_NUL, Envelope, PageOut
 
 router = APIRouter(tags=["evidence"])
 
@@ -46,7 +46,7 @@ async def list_evidence(
     project_id: uuid.UUID,
     paging: PageParams,
     status: EvidenceStatus | None = None,
-    control_id: Annotated[str | None, Query(alias="controlId", max_length=64)] = None,
+    control_id: Annotated[str | None, Query(alias="controlId", max_length=64, pattern=NO_NUL)] = None,
     sort: Annotated[str, Query(pattern="^(created_at|updated_at|title)$")] = "created_at",
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
 ) -> Response:

@@ -72,9 +72,22 @@ def digest_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def detect_format(filename: str, data: bytes) -> str:
-    """oscal-json, oscal-yaml, oscal-xml, custom-yaml or custom-csv, from name and content."""
+# A part's declared Content-Type, for a file whose name has no known extension.
+_DECLARED = {
+    "text/csv": ".csv", "application/xml": ".xml", "text/xml": ".xml", "application/json": ".json",
+    "application/yaml": ".yaml", "application/x-yaml": ".yaml", "text/yaml": ".yaml",
+}  # fmt: skip
+
+
+class UnknownFormat(ImportInvalid):
+    """Neither the file's name, its declared type nor its first bytes say which format it is."""
+
+
+def detect_format(filename: str, data: bytes, content_type: str | None = None) -> str:
+    """oscal-json, oscal-yaml, oscal-xml, custom-yaml or custom-csv, from name, type and content."""
     name = filename.lower()
+    if not name.endswith((".csv", ".xml", ".json", ".yaml", ".yml")):
+        name += _DECLARED.get((content_type or "").partition(";")[0].strip().lower(), "")
     head = data[:4096].lstrip()
     if name.endswith(".csv"):
         return "custom-csv"
@@ -84,12 +97,14 @@ def detect_format(filename: str, data: bytes) -> str:
         return "oscal-json"
     if name.endswith((".yaml", ".yml")):
         return "oscal-yaml" if re.search(rb"(?m)^catalog\s*:", data[:65536]) else "custom-yaml"
-    raise ImportInvalid([Problem("/", "unknown file type: use .json, .yaml, .yml, .xml or .csv")])
+    raise UnknownFormat([Problem("/", "unknown file type: name the file .json, .yaml, .yml, .xml or .csv "
+                                      "or send its Content-Type")])
 
 
-def parse(filename: str, data: bytes, *, name: str | None = None, version: str | None = None) -> ParsedFramework:
+def parse(filename: str, data: bytes, *, name: str | None = None, version: str | None = None,
+          content_type: str | None = None) -> ParsedFramework:
     """Parse any supported file into a framework, or raise ImportInvalid with every problem."""
-    fmt = detect_format(filename, data)
+    fmt = detect_format(filename, data, content_type)
     if fmt == "custom-csv":
         return parse_custom_csv(data, name=name or _stem(filename), version=version or "1", digest=digest_of(data))
     if fmt == "oscal-xml":
@@ -102,6 +117,8 @@ def parse(filename: str, data: bytes, *, name: str | None = None, version: str |
             line = getattr(exc, "lineno", None)
             raise ImportInvalid([Problem(f"line {line}" if line else "/", f"invalid JSON: {exc}")]) from exc
         lines = {}
+        if isinstance(doc, dict) and "catalog" not in doc and "controls" in doc:
+            return parse_custom_json(doc, name=name, version=version, digest=digest_of(data))
     else:
         doc, lines = _load_yaml(data)
         if fmt == "custom-yaml":
@@ -489,7 +506,7 @@ def parse_custom_csv(data: bytes, *, name: str, version: str, digest: str) -> Pa
 
 
 def parse_custom_yaml(doc: Any, lines: dict[str, int], *, name: str | None, version: str | None,
-                      digest: str) -> ParsedFramework:
+                      digest: str, fmt: str = "custom-yaml") -> ParsedFramework:
     """YAML: {framework: {name, version, description}, controls: [{ref, title, ..., controls: [...]}]}."""
     out = _Collector(lines)
     if not isinstance(doc, dict) or not isinstance(doc.get("controls"), list):
@@ -523,8 +540,27 @@ def parse_custom_yaml(doc: Any, lines: dict[str, int], *, name: str | None, vers
     if not fw_name:
         out.add("/framework/name", "a framework name is required")
     return _custom(items, name=str(fw_name or ""), version=str(version or fw.get("version") or "1"),
-                   digest=digest, fmt="custom-yaml", problems=out.problems,
+                   digest=digest, fmt=fmt, problems=out.problems,
                    description=str(fw.get("description") or ""))
+
+
+def parse_custom_json(doc: dict[str, Any], *, name: str | None, version: str | None,
+                      digest: str) -> ParsedFramework:
+    """The custom format spelled in JSON, checked against the schema the OpenAPI document shows."""
+    from pydantic import ValidationError
+
+    from studio.domains.frameworks.schemas import FrameworkDocument
+
+    try:
+        checked = FrameworkDocument.model_validate(doc)
+    except ValidationError as exc:
+        raise ImportInvalid([
+            Problem("/" + "/".join(_escape(str(p)) for p in e["loc"]),
+                    "unknown field" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()[:MAX_PROBLEMS]
+        ]) from exc
+    return parse_custom_yaml(checked.model_dump(), {}, name=name, version=version, digest=digest,
+                             fmt="custom-json")
 
 
 def _custom(items: list[tuple[str, dict[str, Any]]], *, name: str, version: str, digest: str, fmt: str,
@@ -532,6 +568,7 @@ def _custom(items: list[tuple[str, dict[str, Any]]], *, name: str, version: str,
     parsed: list[ParsedControl] = []
     seen: dict[str, str] = {}
     for where, row in items:
+        row = {k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in row.items()}
         unknown = set(row) - set(CSV_COLUMNS) - {"related"}
         if unknown:
             problems.append(Problem(where, f"unknown field(s) {', '.join(sorted(unknown))}"))
@@ -547,7 +584,7 @@ def _custom(items: list[tuple[str, dict[str, Any]]], *, name: str, version: str,
         if not title:
             problems.append(Problem(where, "title is required"))
         weight = 1.0
-        if str(row.get("weight") or "").strip():
+        if str(row.get("weight", "")).strip():
             try:
                 weight = float(row["weight"])
                 if weight < 0:
@@ -590,5 +627,6 @@ def _custom(items: list[tuple[str, dict[str, Any]]], *, name: str, version: str,
         while top.parent_ref:
             top = by_ref[top.parent_ref]
         c.family = top.ref
-    return ParsedFramework(name=name.strip()[:255], version=version[:100], source_format=fmt,
-                           digest=digest, controls=parsed, description=description)
+    return ParsedFramework(name=name.replace("\x00", "").strip()[:255], version=version.replace("\x00", "")[:100],
+                           source_format=fmt, digest=digest, controls=parsed,
+                           description=description.replace("\x00", ""))

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from studio.db import Database, UnitOfWork, utcnow
 from studio.domains.frameworks.models import framework_versions, frameworks
-from studio.domains.frameworks.parsing import ImportInvalid, ParsedFramework, Problem, parse
+from studio.domains.frameworks.parsing import ImportInvalid, ParsedFramework, Problem, UnknownFormat, parse
 from studio.domains.frameworks.repository import FrameworkRepository
 from studio.domains.users.service import require
 from studio.errors import AppError, not_found
@@ -39,6 +39,38 @@ def invalid(problems: list[Problem]) -> AppError:
     details = [{"field": p.location, "location": p.location, "message": p.message} for p in problems]
     return AppError("validation_error", f"the file has {len(problems)} problem(s); nothing was imported",
                     details=details)
+
+
+MAPPING_COLUMNS = ("source_framework", "source", "target_framework", "target", "relation", "strength")
+
+
+def _mapping_rows(data: bytes, content_type: str | None) -> list[tuple[str, dict[str, str]]]:
+    """(location, row) pairs from a mapping CSV, or from the same rows as JSON {"mappings": [...]}."""
+    media = (content_type or "").partition(";")[0].strip().lower()
+    if media == "application/json" or data.lstrip()[:1] == b"{":
+        from pydantic import ValidationError
+
+        from studio.domains.frameworks.schemas import MappingFile
+
+        try:
+            parsed = MappingFile.model_validate_json(data).mappings
+        except ValidationError as exc:
+            raise invalid([Problem("/" + "/".join(str(p) for p in e["loc"]),
+                                   "unknown field" if e["type"] == "extra_forbidden" else e["msg"])
+                           for e in exc.errors()[:200]]) from exc
+        return [(f"/mappings/{i}", {k: str(v).replace("\x00", "").strip() for k, v in row.model_dump().items()})
+                for i, row in enumerate(parsed)]
+    try:
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
+    except UnicodeDecodeError as exc:
+        raise invalid([Problem("line 1", f"the file is not UTF-8: {exc}")]) from exc
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    missing = [c for c in MAPPING_COLUMNS if c not in header]
+    if missing:
+        raise invalid([Problem("line 1", f"missing column(s): {', '.join(missing)}")])
+    reader.fieldnames = header
+    return [(f"line {reader.line_num}", {k: (v or "").replace("\x00", "").strip() for k, v in row.items() if k})
+            for row in reader]
 
 
 def framework_stream(framework_id: uuid.UUID | str) -> str:
@@ -132,12 +164,15 @@ class FrameworkService:
     # -- import ---------------------------------------------------------------------------
     def import_file(self, principal: Principal | None, filename: str, data: bytes, *, key: str | None = None,
                     name: str | None = None, version: str | None = None, request_id: str | None = None,
-                    progress: Progress | None = None) -> dict[str, Any]:
+                    progress: Progress | None = None, content_type: str | None = None) -> dict[str, Any]:
         """Import a framework file as a new version; a bad file raises with every problem and changes nothing."""
         if principal is not None:
             require(principal, "frameworks.manage")
         try:
-            parsed = parse(filename, data, name=name, version=version)
+            parsed = parse(filename, data, name=name, version=version, content_type=content_type)
+        except UnknownFormat as exc:
+            raise AppError("unsupported_media_type", exc.problems[0].message,
+                           details=[{"field": "file", "message": exc.problems[0].message}]) from exc
         except ImportInvalid as exc:
             raise invalid(exc.problems) from exc
         if progress:
@@ -259,7 +294,7 @@ class FrameworkService:
             found = repo.controls_by_ids([source_id, target_id])
             for field, cid in (("sourceId", source_id), ("targetId", target_id)):
                 if cid not in found:
-                    raise AppError("validation_error", f"{field} is not a control",
+                    raise AppError("not_found", f"{field}: control not found",
                                    details=[{"field": field, "message": "no such control"}])
             if repo.find_mapping(source_id, target_id, relation) is not None:
                 raise AppError("duplicate", "this mapping exists already")
@@ -315,7 +350,8 @@ class FrameworkService:
         next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
         return [to_wire(r, MAPPING_FIELDS) for r in rows[:limit]], next_cursor
 
-    def import_mappings(self, principal: Principal | None, data: bytes, *, request_id: str | None = None) -> dict[str, Any]:
+    def import_mappings(self, principal: Principal | None, data: bytes, *, request_id: str | None = None,
+                        content_type: str | None = None) -> dict[str, Any]:
         """Import mappings from CSV (source_framework,source,target_framework,target,relation,strength[,origin,note]).
 
         Frameworks are named by key (their latest version is used) and controls by ref or label.
@@ -323,22 +359,14 @@ class FrameworkService:
         """
         if principal is not None:
             require(principal, "frameworks.manage")
-        try:
-            reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")))
-        except UnicodeDecodeError as exc:
-            raise invalid([Problem("line 1", f"the file is not UTF-8: {exc}")]) from exc
-        needed = ("source_framework", "source", "target_framework", "target", "relation", "strength")
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        missing = [c for c in needed if c not in header]
-        if missing:
-            raise invalid([Problem("line 1", f"missing column(s): {', '.join(missing)}")])
-        reader.fieldnames = header
+        items = _mapping_rows(data, content_type)
         context = principal.metadata() if principal else {"actor": "cli"}
         with self.db.write(**context, request_id=request_id) as uow:
             repo = FrameworkRepository(uow.conn)
             versions: dict[str, Any] = {}
             refs: dict[uuid.UUID, dict[str, str]] = {}
             problems: list[Problem] = []
+            missing: list[str] = []
             rows: list[dict[str, Any]] = []
             now = utcnow()
 
@@ -349,18 +377,18 @@ class FrameworkService:
                 version = versions[fw_key]
                 if version is None:
                     problems.append(Problem(where, f"{what} framework {fw_key!r} is not imported"))
+                    missing.append(where)
                     return None
                 if version["id"] not in refs:
                     refs[version["id"]] = repo.refs_of(version["id"])
                 found = refs[version["id"]].get(ref) or refs[version["id"]].get(ref.lower())
                 if found is None:
                     problems.append(Problem(where, f"{what} control {ref!r} is not in {fw_key!r}"))
+                    missing.append(where)
                     return None
                 return repo.ids_by_refs(version["id"], [found])[found]
 
-            for row in reader:
-                where = f"line {reader.line_num}"
-                r = {k: (v or "").strip() for k, v in row.items() if k}
+            for where, r in items:
                 src = locate(r["source_framework"], r["source"], where, "source")
                 dst = locate(r["target_framework"], r["target"], where, "target")
                 relation = r["relation"].lower()
@@ -384,6 +412,13 @@ class FrameworkService:
                                  "created_by": principal.user_id if principal else None, "created_at": now})
                 if len(problems) >= 200:
                     break
+            if problems and len(missing) == len(problems):
+                # Only references to frameworks or controls that do not exist: like any other
+                # request naming a missing object, a 404 (with every one of them listed).
+                raise AppError("not_found", f"the file names {len(problems)} framework(s) or control(s) "
+                               "that do not exist; nothing was imported", details=[
+                                   {"field": p.location, "location": p.location, "message": p.message}
+                                   for p in problems])
             if problems:
                 raise invalid(problems)
             unique = {(m["source_id"], m["target_id"], m["relation"]): m for m in rows}
