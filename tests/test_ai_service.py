@@ -168,8 +168,11 @@ def test_accepting_links_the_control_and_both_decisions_are_kept(container: Cont
     accepted = client.post(url.format(first["id"]), json={"decision": "accepted"},
                            headers=world["customer"].headers)
     assert accepted.status_code == 200 and accepted.json()["data"]["status"] == "accepted"
+    # Accepting or dismissing changes the evidence's links: auditors, who only review, may not.
+    assert client.post(url.format(second["id"]), json={"decision": "dismissed"},
+                       headers=world["auditor"].headers).status_code == 403
     dismissed = client.post(url.format(second["id"]), json={"decision": "dismissed"},
-                            headers=world["auditor"].headers)
+                            headers=world["manager"].headers)
     assert dismissed.json()["data"]["status"] == "dismissed"
     again = client.post(url.format(first["id"]), json={"decision": "dismissed"}, headers=world["customer"].headers)
     assert again.status_code == 409

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
+from studio.db import utcnow
 from studio.domains.evidence.schemas import EvidenceCreate
 from studio.domains.projects.schemas import MemberAdd, ProjectCreate
 from studio.domains.users.repository import load_principal
@@ -402,6 +403,39 @@ SPECS.update({
     ),
 })
 
+# the AI service
+SPECS.update({
+    ("GET", "/api/v1/ai/status"): Spec(any_caller, targets=("-",), mutates=False),
+    ("GET", "/api/v1/ai/search"): Spec(
+        any_caller, targets=("-",), mutates=False,
+        send=lambda ctx, t, r: {"params": {"q": "access review"}},
+    ),
+    ("GET", "/api/v1/ai/suggestions/metrics"): Spec(any_caller, targets=("-",), mutates=False),
+    ("GET", "/api/v1/evidence/{evidence_id}/analysis"): Spec(
+        in_project("evidence.read"), path=pending, mutates=False
+    ),
+    ("POST", "/api/v1/evidence/{evidence_id}/quality-override"): Spec(
+        in_project("evidence.review"), path=pending,
+        body=lambda ctx, t, r: {"score": 40, "reason": "the export covers one quarter only"},
+    ),
+    # deciding on a suggestion edits the evidence's links: whoever may edit it
+    ("POST", "/api/v1/ai/suggestions/{suggestion_id}/decision"): Spec(
+        in_project("evidence.update"),
+        path=lambda ctx, t, r: {"suggestion_id": ctx.open_suggestion(t)},
+        body=lambda ctx, t, r: {"decision": "dismissed"},
+    ),
+    # framework mappings are installation-wide: admins
+    ("POST", "/api/v1/ai/mappings"): Spec(
+        in_org("frameworks.manage"), targets=("-",),
+        body=lambda ctx, t, r: {"source": "soc-2", "target": "soc-2-copy"},
+    ),
+    ("POST", "/api/v1/ai/mappings/{mapping_id}/decision"): Spec(
+        in_org("frameworks.manage"), targets=("-",),
+        path=lambda ctx, t, r: {"mapping_id": ctx.open_mapping_suggestion()},
+        body=lambda ctx, t, r: {"decision": "dismissed"},
+    ),
+})
+
 # The server-rendered pages: cookie sessions only (see web_page).
 for _method, _template in [
     *(("GET", t) for t in WEB_GET - {"/", "/login"}),
@@ -487,6 +521,31 @@ class Context:
 
     def fresh_pair(self) -> tuple[uuid.UUID, uuid.UUID]:
         return self.free_pairs.pop()
+
+    def open_suggestion(self, kind: str) -> uuid.UUID:
+        """A fresh open control suggestion on the target's pending evidence (test data)."""
+        from studio.ai.models import ai_suggestions
+
+        target = self.target(kind)
+        suggestion_id = uuid.uuid4()
+        with self.container.db.write(actor="test") as uow:
+            uow.conn.execute(ai_suggestions.insert().values(
+                id=suggestion_id, evidence_id=target.pending, project_id=target.project_id,
+                framework="soc-2", control_ref=f"X-{suggestion_id.hex[:8]}", control_title="Control", rank=1,
+                score=0.5, matched=["quarterly access review"], model="test", status="open",
+                created_at=utcnow()))
+        return suggestion_id
+
+    def open_mapping_suggestion(self) -> uuid.UUID:
+        from studio.ai.models import ai_mapping_suggestions
+
+        suggestion_id = uuid.uuid4()
+        with self.container.db.write(actor="test") as uow:
+            uow.conn.execute(ai_mapping_suggestions.insert().values(
+                id=suggestion_id, source_framework="soc-2", source_ref=f"X-{suggestion_id.hex[:8]}",
+                target_framework="soc-2-copy", target_ref="AC-5", relation="equal", strength=8,
+                score=0.9, origin="suggested", model="test", status="open", created_at=utcnow()))
+        return suggestion_id
 
     def fresh_mapping(self) -> uuid.UUID:
         source, target = self.fresh_pair()
@@ -625,8 +684,9 @@ def test_matrix(app, client, container, world):
                 checked += 1
                 if 200 <= got < 300 and spec.mutates and target != "-":
                     ctx.dirty(target)
+                # Auditors review: decisions and quality-score overrides are theirs.
                 read_only = role == "viewer" or (
-                    role == "auditor" and not template.endswith("/review")
+                    role == "auditor" and not template.endswith(("/review", "/quality-override"))
                 )
                 if (
                     200 <= got < 300

@@ -315,7 +315,8 @@ class AiService:
             row, role = self._visible_evidence(uow.conn, principal, suggestion["evidence_id"])
             may_edit = allowed(role, "evidence.update") or (
                 allowed(role, "evidence.update_own") and row["created_by"] == principal.user_id)
-            if not (may_edit or allowed(role, "evidence.review")):
+            # Accepting links the evidence to a control: an edit, which auditors never make.
+            if not may_edit:
                 raise forbidden("decide on control suggestions")
             if suggestion["status"] != "open":
                 raise AppError("conflict", f"the suggestion is already {suggestion['status']}")
