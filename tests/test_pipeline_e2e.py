@@ -83,3 +83,14 @@ def test_uploaded_pdf_ends_with_suggestions_quality_and_score(pipeline):
     assert 0 < score["score"] < 100
     statuses = client.get(f"{API}/projects/{project_id}/controls", headers=customer).json()["data"]
     assert next(s for s in statuses if s["label"] == "AC-2")["status"] == "covered"
+
+    # Accepting another suggested control links the evidence to it, and the score counts it.
+    other = next(s for s in analysis["suggestions"] if s["controlRef"] != "AC-2")
+    accepted = client.post(f"{API}/ai/suggestions/{other['id']}/decision", headers=customer,
+                           json={"decision": "accepted"})
+    assert accepted.status_code == 200, accepted.text
+    c.dispatcher.drain(timeout=60)
+    statuses = client.get(f"{API}/projects/{project_id}/controls", headers=customer).json()["data"]
+    assert next(s for s in statuses if s["label"] == other["controlRef"])["status"] == "covered"
+    assert client.get(f"{API}/projects/{project_id}/score", headers=customer).json()["data"][
+        "score"] > score["score"]

@@ -328,14 +328,20 @@ class AiService:
                     "controlRef": suggestion["control_ref"], "rank": suggestion["rank"],
                     "score": suggestion["score"], "model": suggestion["model"]}
             if decision == "accepted":
+                from studio.domains.compliance.service import evidence_state, link_one_control
+
                 if row["control_id"] is None:
                     # The first accepted control becomes the primary one; later ones are
-                    # further links, which the evidence domain projects from the event.
+                    # further links of the project's framework.
                     uow.conn.execute(update(evidence_t).where(evidence_t.c.id == row["id"]).values(
                         control_id=suggestion["control_ref"], updated_at=now,
                         version=evidence_t.c.version + 1))
+                    state = evidence_state(uow.conn, row["id"])
+                else:
+                    state = link_one_control(uow.conn, row["id"], suggestion["control_ref"])
+                # With the scoring state, the compliance score counts the new link.
                 uow.emit("evidence.control_linked", stream_of(row["project_id"]),
-                         {**data, "origin": "suggested"})
+                         {**data, "origin": "suggested", **({"state": state} if state else {})})
             else:
                 uow.emit("ai.suggestion_dismissed", stream_of(row["project_id"]), data, source="ai")
             uow.touch(row["organization_id"])

@@ -66,6 +66,31 @@ def evidence_state(conn: Connection, evidence_id: uuid.UUID) -> dict[str, Any] |
             "controls": evidence_refs(conn, evidence_id, row.project_id, row.control_id)}
 
 
+def link_one_control(conn: Connection, evidence_id: uuid.UUID, ref: str) -> dict[str, Any] | None:
+    """Link evidence to one more control of its project's framework version (an accepted
+    suggestion) unless it is already linked; returns the evidence's scoring state, which the
+    caller's event must carry so the score counts the link. None: not a control there."""
+    row = conn.execute(select(evidence_t.c.project_id, evidence_t.c.control_id)
+                       .where(evidence_t.c.id == evidence_id)).first()
+    if row is None:
+        return None
+    version_id = conn.execute(select(projects.c.framework_version_id)
+                              .where(projects.c.id == row.project_id)).scalar()
+    if version_id is None:
+        return None
+    spellings = FrameworkRepository(conn).refs_of(version_id)
+    found = spellings.get(ref) or spellings.get(ref.lower())
+    if found is None:
+        return None
+    linked = set(conn.execute(select(evidence_controls.c.control_ref)
+                              .where(evidence_controls.c.evidence_id == evidence_id)).scalars())
+    primary = row.control_id and (spellings.get(row.control_id) or spellings.get(row.control_id.lower()))
+    if found != primary and found not in linked:
+        conn.execute(insert(evidence_controls).values(evidence_id=evidence_id, control_ref=found,
+                                                      project_id=row.project_id, created_at=utcnow()))
+    return evidence_state(conn, evidence_id)
+
+
 def full_recompute(conn: Connection, project_id: uuid.UUID, on: dt.date) -> dict[str, Any]:
     """The score from the source tables (evidence, links, applicability), not from the projection."""
     version_id = conn.execute(select(projects.c.framework_version_id).where(projects.c.id == project_id)).scalar()
