@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from limits import parse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
