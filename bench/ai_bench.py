@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -24,9 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# The MODERATE baseline the package ships for its demo (studio/demo_data).
 CATALOG = Path(os.environ.get(
     "STUDIO_BENCH_OSCAL",
-    "/work/shared/data/oscal/NIST_SP-800-53_rev5_MODERATE-baseline-resolved-profile_catalog-min.json"))
+    str(ROOT / "studio" / "demo_data"
+        / "NIST_SP-800-53_rev5_MODERATE-baseline-resolved-profile_catalog-min.json")))
 FRAMEWORK = "nist-800-53-moderate"
 
 

@@ -46,7 +46,7 @@ from studio.migrate import upgrade  # noqa: E402
 from studio.permissions import Role  # noqa: E402
 from studio.settings import Settings  # noqa: E402
 
-MODERATE = Path("/work/shared/data/oscal/NIST_SP-800-53_rev5_MODERATE-baseline-resolved-profile_catalog-min.json")
+from studio.demo import CATALOG as MODERATE  # noqa: E402 - the baseline the package ships
 TARGETS = {"import": 2.0, "query_p99_ms": 20.0, "score_read_ms": 5.0, "recompute": 2.0}
 QUICK = "--quick" in sys.argv
 

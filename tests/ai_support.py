@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI
+from tests.frameworks_support import LOW, MODERATE, OSCAL  # noqa: F401 - shared with AI tests
 
-OSCAL = Path("/work/shared/data/oscal")
-for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data" / "oscal",
-                  Path(__file__).resolve().parents[1] / "shared" / "data" / "oscal"):
-    if candidate.exists():
-        OSCAL = candidate
-        break
-MODERATE = OSCAL / "NIST_SP-800-53_rev5_MODERATE-baseline-resolved-profile_catalog-min.json"
-LOW = OSCAL / "NIST_SP-800-53_rev5_LOW-baseline-resolved-profile_catalog-min.json"
 FRAMEWORK = "nist-800-53-moderate"
 
 

@@ -10,7 +10,14 @@ from studio.bootstrap import Container
 from studio.domains.compliance.projection import ComplianceScoreProjection
 from studio.domains.compliance.scoring import SUBSCRIPTIONS
 
-OSCAL = Path("/work/shared/data/oscal")
+# The public-domain NIST catalogs in shared/data/oscal beside the repository (CI lays a copy
+# of shared/ beside its clone), or where development machines keep them.
+OSCAL = next(
+    (candidate for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data" / "oscal",
+                                 Path(__file__).resolve().parents[1] / "shared" / "data" / "oscal")
+     if candidate.exists()),
+    Path("/work/shared/data/oscal"),
+)
 MODERATE = OSCAL / "NIST_SP-800-53_rev5_MODERATE-baseline-resolved-profile_catalog-min.json"
 LOW = OSCAL / "NIST_SP-800-53_rev5_LOW-baseline-resolved-profile_catalog-min.json"
 BASIC_JSON = OSCAL / "basic-catalog.json"

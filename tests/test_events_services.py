@@ -21,7 +21,7 @@ from studio.events.dispatcher import Dispatcher
 from studio.events.models import event_publish_positions
 from studio.events.transport_nats import NatsWorker, connect
 from studio.migrate import upgrade
-from tests.conftest import NATS_URL, POSTGRES_URL, make_settings, need_service, seed_world
+from tests.conftest import IN_CI, NATS_URL, POSTGRES_URL, make_settings, need_service, seed_world
 from tests.events_support import EFFECTS_DDL, EffectCounter, emit
 from tests.services_support import OwnNats, OwnPostgres
 
@@ -129,6 +129,8 @@ def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
     try:
         pg = OwnPostgres()
     except (RuntimeError, OSError) as exc:
+        if IN_CI:
+            pytest.fail(f"a private PostgreSQL is required in CI: {exc}")
         pytest.skip(f"cannot run a private PostgreSQL here: {exc}")
     try:
         pg.start()

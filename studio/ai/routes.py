@@ -10,7 +10,8 @@ from starlette.responses import Response
 
 from studio.ai.schemas import DecisionCreate, MappingRequest, QualityOverrideCreate
 from studio.api import CurrentPrincipal, container, errors, ok, request_id
-from studio.errors import AppError, forbidden
+from studio.domains.users.service import require
+from studio.errors import AppError
 from studio.schemas import VISIBLE_NO_NUL, Envelope
 
 router = APIRouter(tags=["ai"])
@@ -71,8 +72,7 @@ def search(request: Request, principal: CurrentPrincipal,
 @router.post("/ai/mappings", response_model=Envelope[dict[str, Any]], status_code=201, responses=errors(404))
 def suggest_mappings(request: Request, principal: CurrentPrincipal, body: MappingRequest) -> Response:
     """Propose control pairs between two imported frameworks (admins)."""
-    if not principal.org_wide:
-        raise forbidden("suggest framework mappings")
+    require(principal, "frameworks.manage")
     created = _ai(request).suggest_mappings(body.source, body.target)
     return ok(request, {"created": created,
                         "items": _ai(request).mapping_suggestions(body.source, body.target)}, 201)

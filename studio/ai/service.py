@@ -34,6 +34,7 @@ from studio.domains.evidence.repository import EvidenceRepository
 from studio.domains.projects.models import projects as projects_t
 from studio.domains.projects.repository import project_scope
 from studio.domains.projects.service import stream_of
+from studio.domains.users.service import require
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import allowed
 from studio.principal import Principal
@@ -463,8 +464,7 @@ class AiService:
     def decide_mapping(self, principal: Principal, mapping_id: uuid.UUID, decision: str, *,
                        request_id: str | None = None) -> dict[str, Any]:
         """Accept or dismiss a proposed mapping; the frameworks domain projects accepted ones."""
-        if not principal.org_wide:
-            raise forbidden("decide on framework mappings")
+        require(principal, "frameworks.manage")
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
             row = uow.conn.execute(select(ai_mapping_suggestions).where(
                 ai_mapping_suggestions.c.id == mapping_id)).mappings().first()
