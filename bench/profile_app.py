@@ -16,6 +16,7 @@ import argparse
 import collections
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -77,7 +78,8 @@ def main() -> None:
     parser.add_argument("--bare", action="store_true", help="profile the bare app instead")
     parser.add_argument("--out", type=Path, default=Path("profile-app.txt"))
     args = parser.parse_args()
-    py_spy = shutil.which("py-spy")
+    # Installed into the same environment as this interpreter, which need not be on PATH.
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
         raise SystemExit("py-spy is not installed: pip install -e '.[bench]'")
     work = Path(tempfile.mkdtemp(prefix="studio-profile-"))

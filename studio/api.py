@@ -4,6 +4,7 @@ and the exception handlers that keep every error inside the envelope."""
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -11,9 +12,11 @@ import anyio
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from studio.db import LoopReadAborted
 from studio.domains.users.repository import load_principal
 from studio.errors import AppError
 from studio.gateway.cache import NO_STORE
@@ -46,10 +49,11 @@ async def current_auth(request: Request) -> AuthInfo:
     return auth
 
 
-def principal_of(request: Request, auth: AuthInfo) -> Principal:
-    """The authenticated caller with their role as stored right now."""
+def principal_of(request: Request, auth: AuthInfo, project_id: uuid.UUID | None = None) -> Principal:
+    """The authenticated caller with their role as stored right now; with `project_id`,
+    also that project as the caller may see it, in the same query (Principal.project)."""
     with container(request).db.read() as conn:
-        principal = load_principal(conn, auth)
+        principal = load_principal(conn, auth, project_id)
     if principal is None:
         raise AppError("invalid_token", "the session has ended or the user is inactive")
     if principal.is_super_admin:
@@ -71,15 +75,25 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
 async def run_read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a short read: inline on SQLite, in a worker thread on PostgreSQL.
+    """Run a short read on the event loop thread, or in a worker thread when it must not.
 
-    A SQLite read of one page is a local file read of tens of microseconds (WAL readers
-    never wait for writers), cheaper than the two thread switches of a pool hop; a
-    PostgreSQL round trip can stall, and must not stall the event loop with it.
+    A page read is tens of microseconds of SQLite or one PostgreSQL round trip: less than
+    the two thread switches (and the GIL hand-offs) of a worker-thread hop, which cost
+    more CPU than the whole request (docs/benchmarks.md). On SQLite the read runs inline
+    (WAL readers never wait for writers). On PostgreSQL it runs inline on the loop's own
+    small pool, bounded by a statement timeout; if it times out, loses its connection or
+    finds no free one, it is repeated in a worker thread (reads have no effects) and the
+    following reads go to worker threads for a few seconds, so a slow or failing database
+    never stalls the event loop for long.
     """
     db = container(request).db
-    if db.dialect == "sqlite":
-        return fn(*args, **kwargs)
+    call = functools.partial(fn, *args, **kwargs)
+    if db.loop_reads_enabled():
+        try:
+            with db.loop_read():
+                return call()
+        except LoopReadAborted:
+            pass
     state = request.app.state
     limiter = getattr(state, "read_limiter", None)
     if limiter is None:
@@ -87,7 +101,7 @@ async def run_read(request: Request, fn: Callable[..., T], *args: Any, **kwargs:
         # thread opens an overflow connection and closes it again on return (a new
         # PostgreSQL backend per request), which cost more than waiting for a pooled one.
         limiter = state.read_limiter = anyio.CapacityLimiter(db.engine.pool.size())
-    return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
+    return await anyio.to_thread.run_sync(call, limiter=limiter)
 
 
 class Paging:
@@ -106,6 +120,46 @@ async def paging(
 
 
 PageParams = Annotated[Paging, Depends(paging)]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def query_model(model: type[M]) -> Any:
+    """A dependency that validates the whole query string into `model` with one pydantic
+    call, for the endpoints that run most often.
+
+    FastAPI's own query-model support re-inspects every field's annotation on every
+    request; this costs one `model_validate` (docs/benchmarks.md). A repeated parameter
+    counts by its last value, as FastAPI's scalar parameters do; unknown parameters are
+    ignored, as everywhere else. Document the parameters with `query_parameters(model)`.
+    """
+
+    async def parse_query(request: Request) -> M:
+        try:
+            return model.model_validate(dict(request.query_params))
+        except ValidationError as exc:
+            raise RequestValidationError(
+                [{**error, "loc": ("query", *error["loc"])} for error in exc.errors(include_url=False)]
+            ) from None
+
+    return Depends(parse_query)
+
+
+def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI `parameters` of a `query_model` dependency (route `openapi_extra`)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return {"parameters": parameters}
 
 
 async def if_match(

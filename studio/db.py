@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 if TYPE_CHECKING:
     from studio.events.envelope import Event
@@ -178,8 +180,38 @@ class UnitOfWork:
         self.touched_orgs.add(str(org_id) if org_id else "*")
 
 
+class LoopReadAborted(Exception):
+    """A read on the event loop thread gave up (statement timeout, connection trouble or
+    no free connection); the caller runs it again in a worker thread."""
+
+
+def make_loop_read_engine(url: str, timeout_ms: int) -> Engine:
+    """PostgreSQL connections for short reads run on the event loop thread: autocommit
+    (no BEGIN/ROLLBACK round trips), read-only, no ping per checkout, and a statement
+    timeout that bounds how long a read may hold the loop."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(
+        url,
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
+        # One loop runs one read at a time; a few more for several loops in one process.
+        pool_size=2,
+        max_overflow=6,
+        pool_timeout=0.05,
+        pool_pre_ping=False,
+        connect_args={
+            "connect_timeout": 2,
+            "options": f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
+        },
+    )
+
+
 class Database:
     """Owns the engine; hands out read connections and write units of work."""
+
+    # After a read on the loop gives up, reads go to worker threads for this long.
+    LOOP_READ_PAUSE_SECONDS = 5.0
 
     def __init__(
         self,
@@ -188,6 +220,7 @@ class Database:
         *,
         pool_size: int = 10,
         static_metadata: dict[str, str] | None = None,
+        loop_read_timeout_ms: int = 250,
     ):
         self.url = url
         self.static_metadata = static_metadata or {}
@@ -199,6 +232,49 @@ class Database:
         # SQLite's busy handler (which sleeps in steps of up to 100 ms) keeps latency low.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
         self._current_read: ContextVar[Connection | None] = ContextVar(f"read-{id(self)}", default=None)
+        self.loop_read_timeout_ms = loop_read_timeout_ms
+        self._loop_engine: Engine | None = None
+        self._loop_engine_lock = threading.Lock()
+        self._loop_reads_paused_until = 0.0
+
+    def loop_reads_enabled(self) -> bool:
+        """Whether a short read may run on the event loop thread now: always on SQLite
+        (a local file read); on PostgreSQL unless one recently gave up."""
+        return self.dialect == "sqlite" or time.monotonic() >= self._loop_reads_paused_until
+
+    @contextmanager
+    def loop_read(self) -> Iterator[Connection]:
+        """A read connection for work done on the event loop thread (see `run_read` in
+        studio/api.py). On PostgreSQL it comes from a small autocommit, read-only pool
+        whose statements time out after `loop_read_timeout_ms`; any timeout, connection
+        error or empty pool raises LoopReadAborted (after pausing loop reads for a while)
+        so that the caller can run the same read in a worker thread instead."""
+        if self.dialect == "sqlite" or self._current_read.get() is not None:
+            with self.read() as conn:
+                yield conn
+            return
+        engine = self._loop_engine
+        if engine is None:
+            with self._loop_engine_lock:
+                if self._loop_engine is None:
+                    self._loop_engine = make_loop_read_engine(self.url, self.loop_read_timeout_ms)
+                engine = self._loop_engine
+        try:
+            with engine.connect() as conn:
+                token = self._current_read.set(conn)
+                try:
+                    yield conn
+                finally:
+                    self._current_read.reset(token)
+        except (DBAPIError, SATimeoutError) as exc:
+            # A statement timeout, a lost connection or a pool with no free connection.
+            # Errors of the query itself (a bug) would fail in the thread too: re-raised.
+            if isinstance(exc, DBAPIError) and not (
+                _is_connection_error(exc) or _is_statement_timeout(exc)
+            ):
+                raise
+            self._loop_reads_paused_until = time.monotonic() + self.LOOP_READ_PAUSE_SECONDS
+            raise LoopReadAborted(str(exc)) from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -250,6 +326,12 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._loop_engine is not None:
+            self._loop_engine.dispose()
+
+
+def _is_statement_timeout(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == "57014"  # query_canceled
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+import orjson
 import structlog
 
 
@@ -19,12 +20,17 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+def _json(event: dict, **_: object) -> str:
+    # orjson: several times the speed of json.dumps on the one line every request writes.
+    return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     renderer: structlog.typing.Processor
     if fmt == "console":
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     else:
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_json)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    Date,
+    Float,
     Integer,
     Select,
     Table,
@@ -26,9 +28,12 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy import Uuid as UuidType
+from sqlalchemy.engine import Connection, Dialect, RowMapping
 
+from studio.compiled import CompiledSelect, result_processor
 from studio.errors import AppError
+from studio.wire import camel, wire_value
 
 
 @dataclass(slots=True)
@@ -198,6 +203,47 @@ class Repository:
             next_cursor = encode_cursor(sort, desc, last[sort], last["id"])
         return Page(rows, next_cursor)
 
+    def find_page_wire(
+        self,
+        fields: tuple[str, ...],
+        *,
+        equal: Mapping[str, Any] | None = None,
+        sort: str = "created_at",
+        desc: bool = False,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """`find_all(equal=...)` mapped to the wire (`to_wire(row, fields)` of each row),
+        for list endpoints that serve a page on every request.
+
+        The statement is compiled once per shape and dialect and run at the driver level;
+        each value goes from what the driver returns to its wire form in one step (the
+        general path turns it into a Python object first, then into text). The result is
+        the same, value for value: tests/test_read_path.py compares both paths.
+        """
+        if sort not in self.sortable:
+            raise AppError("invalid_parameter", f"cannot sort by {sort!r}",
+                           details=[{"field": "sort", "message": f"one of {sorted(self.sortable)}"}])
+        equal = equal or {}
+        params: dict[str, Any] = {f"eq_{name}": value for name, value in equal.items()}
+        params["page_limit"] = limit + 1
+        if cursor:
+            params["after_value"], params["after_id"] = decode_cursor(
+                cursor, sort, desc, _python_type(self.table.c[sort]))
+        dialect = self.conn.dialect
+        key = (dialect.name, self.table.name, fields, tuple(sorted(equal)), sort, desc, bool(cursor))
+        page = _WIRE_PAGES.get(key)
+        if page is None:
+            page = _WIRE_PAGES[key] = _WirePage.build(self, dialect, fields, key[3], sort, desc, bool(cursor))
+        rows = page.select.fetchall(self.conn, params)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = page.cursor_after(rows[-1], sort, desc)
+        pairs = page.columns
+        return [{key: value if convert is None or value is None else convert(value)
+                 for (key, convert), value in zip(pairs, row, strict=True)} for row in rows], next_cursor
+
     def _page_query(self, equal: tuple[str, ...], sort: str, desc: bool, after: bool,
                     where: Sequence[ColumnElement[bool]]) -> Select[Any]:
         col, id_col = self.table.c[sort], self.table.c.id
@@ -216,3 +262,63 @@ class Repository:
 
 # (table, equality columns, sort, desc, after a cursor) -> statement; a few dozen at most.
 _PAGE_QUERIES: dict[tuple[str, tuple[str, ...], str, bool, bool], Select[Any]] = {}
+
+
+def _raw_to_wire(column: Any, dialect: Dialect) -> Any:
+    """The function from a column's value as the driver returns it to its wire form (None:
+    sent as is), the same as the column type's result processing followed by wire_value."""
+    from studio.db import UTCDateTime
+    from studio.wire import wire_datetime
+
+    col_type = column.type
+    sqlite = dialect.name == "sqlite"
+    if isinstance(col_type, UuidType):
+        # SQLite keeps 32 hex digits; PostgreSQL's driver returns uuid.UUID.
+        return (lambda v: str(uuid.UUID(hex=v))) if sqlite else str
+    if isinstance(col_type, UTCDateTime):
+        if sqlite:  # naive UTC text, as SQLAlchemy's DateTime writes it
+            return lambda v: dt.datetime.fromisoformat(v).isoformat(timespec="microseconds") + "Z"
+        return wire_datetime
+    if type(col_type) is Date:
+        return None if sqlite else dt.date.isoformat  # SQLite keeps ISO text already
+    if isinstance(col_type, Float):
+        return float  # REAL on SQLite, double precision on PostgreSQL: a float either way
+    process = result_processor(column.type, dialect)
+    if process is None:
+        return wire_value
+    return lambda v: wire_value(process(v))
+
+
+@dataclass(slots=True)
+class _WirePage:
+    """One compiled page statement and one wire converter per selected column."""
+
+    select: CompiledSelect
+    columns: list[tuple[str, Any]]
+    sort_index: int
+    id_index: int
+
+    @classmethod
+    def build(cls, repo: Repository, dialect: Dialect, fields: tuple[str, ...], equal: tuple[str, ...],
+              sort: str, desc: bool, after: bool) -> _WirePage:
+        table = repo.table
+        selected = list(dict.fromkeys([*fields, sort, "id"]))
+        query = repo._page_query(equal, sort, desc, after, ()).with_only_columns(
+            *(table.c[name] for name in selected))
+        columns = [(camel(name), _raw_to_wire(table.c[name], dialect)) for name in selected]
+        return cls(CompiledSelect.build(query, dialect), columns[:len(fields)],
+                   selected.index(sort), selected.index("id"))
+
+    def cursor_after(self, row: Any, sort: str, desc: bool) -> str:
+        """The cursor of the page after `row` (a driver row of this statement)."""
+        value, row_id = row[self.sort_index], row[self.id_index]
+        processors = self.select.processors
+        if processors[self.sort_index] is not None:
+            value = processors[self.sort_index](value)
+        if processors[self.id_index] is not None:
+            row_id = processors[self.id_index](row_id)
+        return encode_cursor(sort, desc, value, row_id)
+
+
+# (dialect, table, fields, equality columns, sort, desc, after a cursor) -> compiled page.
+_WIRE_PAGES: dict[tuple[Any, ...], _WirePage] = {}

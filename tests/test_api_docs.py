@@ -25,3 +25,25 @@ def test_every_error_code_is_in_the_catalogue_table():
     assert not wrong, f"docs/api.md states the wrong status (doc, code): {wrong}"
     unknown = sorted(set(rows) - set(ERROR_CATALOGUE))
     assert not unknown, f"docs/api.md lists codes the API no longer has: {unknown}"
+
+
+def test_no_two_api_operations_match_the_same_request(tmp_path):
+    """studio/app.py orders the domain routers by traffic; that is only safe while no
+    request could match two operations (then the order would pick the handler)."""
+    from starlette.routing import compile_path
+
+    from studio.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(settings=make_settings(tmp_path, f"sqlite:///{tmp_path}/docs.db"))
+
+    operations = [(path, method.upper(), compile_path(path)[0])
+                  for path, ops in app.api.openapi()["paths"].items() for method in ops]
+    assert len(operations) > 50
+    # a path parameter could be any segment, including another route's literal one
+    literals = {seg for p, _, _ in operations for seg in p.split("/") if seg and "{" not in seg}
+    for path, method, _ in operations:
+        for value in ["0b5c1c8e-1111-4222-8333-444455556666", *literals]:
+            sample = re.sub(r"\{[^}]+\}", value, path)
+            matching = [p for p, m, regex in operations if m == method and regex.match(sample)]
+            assert len(matching) == 1, (method, sample, matching)

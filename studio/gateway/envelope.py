@@ -26,7 +26,8 @@ DATA_MARKER = b',"data":'
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The wire form of iso_utc (studio/events/envelope.py), without strftime's cost.
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def request_id_of(scope: Scope) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from studio.api import (
@@ -18,6 +18,8 @@ from studio.api import (
     ok,
     page,
     principal_of,
+    query_model,
+    query_parameters,
     request_id,
     run_read,
 )
@@ -39,25 +41,33 @@ class ReviewOutcome(BaseModel):
     review: ReviewRead
 
 
-@router.get("/projects/{project_id}/evidence", response_model=Envelope[PageOut[EvidenceRead]])
+class EvidenceListQuery(BaseModel):
+    """The evidence list's query parameters (the most requested endpoint: see query_model)."""
+
+    limit: int = Field(50, ge=1, le=200, description="Items per page")
+    cursor: str | None = Field(None, max_length=512, description="nextCursor of the previous page")
+    status: EvidenceStatus | None = None
+    controlId: str | None = Field(None, max_length=64, pattern=NO_NUL)
+    sort: Literal["created_at", "updated_at", "title"] = "created_at"
+    order: Literal["asc", "desc"] = "desc"
+
+
+@router.get("/projects/{project_id}/evidence", response_model=Envelope[PageOut[EvidenceRead]],
+            openapi_extra=query_parameters(EvidenceListQuery))
 async def list_evidence(
     request: Request,
     auth: CurrentAuth,
     project_id: uuid.UUID,
-    paging: PageParams,
-    status: EvidenceStatus | None = None,
-    control_id: Annotated[str | None, Query(alias="controlId", max_length=64, pattern=NO_NUL)] = None,
-    sort: Annotated[str, Query(pattern="^(created_at|updated_at|title)$")] = "created_at",
-    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+    query: Annotated[EvidenceListQuery, query_model(EvidenceListQuery)],
 ) -> Response:
     """A project's evidence, newest first."""
 
     def read() -> tuple[list[dict[str, Any]], str | None]:
         with container(request).db.read():  # one connection for the caller and the page
             return container(request).evidence.list_for_project(
-                principal_of(request, auth), project_id, cursor=paging.cursor, limit=paging.limit,
-                sort=sort, desc=order == "desc", status=status.value if status else None,
-                control_id=control_id)
+                principal_of(request, auth, project_id), project_id, cursor=query.cursor,
+                limit=query.limit, sort=query.sort, desc=query.order == "desc",
+                status=query.status.value if query.status else None, control_id=query.controlId)
 
     items, cursor = await run_read(request, read)
     return page(request, items, cursor)

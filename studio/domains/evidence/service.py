@@ -70,8 +70,8 @@ class EvidenceService:
                 equal["status"] = status
             if control_id:
                 equal["control_id"] = control_id
-            page = EvidenceRepository(conn).find_all(equal=equal, cursor=cursor, limit=limit, sort=sort, desc=desc)
-            return [evidence_wire(r) for r in page.items], page.next_cursor
+            return EvidenceRepository(conn).find_page_wire(
+                EVIDENCE_FIELDS, equal=equal, cursor=cursor, limit=limit, sort=sort, desc=desc)
 
     def status_counts(
         self, principal: Principal, project_ids: list[uuid.UUID]

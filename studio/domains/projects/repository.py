@@ -58,6 +58,17 @@ class ProjectRepository(Repository):
 
     def get_visible(self, principal: Principal, project_id: uuid.UUID) -> tuple[RowMapping, str | None] | None:
         """The project and the caller's role in it, or None if they may not see it."""
+        if principal.project is not None and principal.project[0] == project_id:
+            # Loaded with the caller (load_principal): the same rules as the query below.
+            _, row, member_role = principal.project
+            if row is None:
+                return None
+            if not principal.is_super_admin:
+                if row["organization_id"] != principal.organization_id:
+                    return None
+                if not principal.org_wide and member_role is None:
+                    return None
+            return row, principal.project_role(member_role)
         shape = "all" if principal.is_super_admin else "org" if principal.org_wide else "member"
         params = {"project_id": project_id, "user_id": principal.user_id,
                   "org_id": principal.organization_id}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, Uuid, and_, bindparam, exists, func, select
 from sqlalchemy.engine import Connection, RowMapping
 
+from studio.compiled import DriverQuery
 from studio.domains.auth.models import refresh_tokens
+from studio.domains.projects.models import project_members, projects
 from studio.domains.users.models import organizations, users
 from studio.permissions import Role
 from studio.principal import AuthInfo, Principal
@@ -53,26 +55,63 @@ _PRINCIPAL_IN_SESSION = _PRINCIPAL.add_columns(
 )
 
 
-def load_principal(conn: Connection, auth: AuthInfo) -> Principal | None:
-    """The caller as of now: None if the user is gone, inactive or their session revoked."""
+
+def _with_project(query):  # type: ignore[no-untyped-def]
+    """`query` plus one project (whatever the caller may see of it) and the caller's
+    member role in it, outer-joined so that the caller's row comes back either way."""
+    project_id = bindparam("project_id", type_=Uuid())
+    joined = users.outerjoin(projects, projects.c.id == project_id).outerjoin(
+        project_members,
+        and_(project_members.c.project_id == projects.c.id, project_members.c.user_id == users.c.id),
+    )
+    return (query.add_columns(projects, project_members.c.role.label("member_role"))
+            .select_from(joined).set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL))
+
+
+# Run on every authenticated request: compiled once, run on the driver's cursor.
+_CALLER = DriverQuery(_PRINCIPAL)
+_CALLER_IN_SESSION = DriverQuery(_PRINCIPAL_IN_SESSION)
+_CALLER_AND_PROJECT = DriverQuery(_with_project(_PRINCIPAL))
+_CALLER_IN_SESSION_AND_PROJECT = DriverQuery(_with_project(_PRINCIPAL_IN_SESSION))
+_PROJECT_KEYS = tuple((f"projects_{c.name}", c.name) for c in projects.c)
+
+
+def load_principal(conn: Connection, auth: AuthInfo, project_id: uuid.UUID | None = None) -> Principal | None:
+    """The caller as of now: None if the user is gone, inactive or their session revoked.
+
+    With `project_id`, the same query also loads that project and the caller's member
+    role in it (Principal.project), so a project-scoped read needs no second lookup.
+    """
+    params: dict[str, object] = {"user_id": auth.user_id}
     if auth.session_id is not None:
-        query = _PRINCIPAL_IN_SESSION
-        params = {"user_id": auth.user_id, "session_id": auth.session_id}
+        params["session_id"] = auth.session_id
+    if project_id is None:
+        row = (_CALLER if auth.session_id is None else _CALLER_IN_SESSION).first(conn, params)
+        prefix = ""
     else:
-        query, params = _PRINCIPAL, {"user_id": auth.user_id}
-    row = conn.execute(query, params).first()
-    if row is None or not row.is_active or getattr(row, "revoked", False):
+        params["project_id"] = project_id
+        query = _CALLER_AND_PROJECT if auth.session_id is None else _CALLER_IN_SESSION_AND_PROJECT
+        row = query.first(conn, params)
+        prefix = "users_"
+    if row is None or not row[f"{prefix}is_active"] or row.get("revoked", False):
         return None
-    if row.organization_id != auth.organization_id:
+    if row[f"{prefix}organization_id"] != auth.organization_id:
         return None
+    project = None
+    if project_id is not None:
+        found = None
+        if row["projects_id"] is not None:
+            found = {name: row[key] for key, name in _PROJECT_KEYS}
+        project = (project_id, found, row["member_role"])
     return Principal(
-        user_id=row.id,
-        organization_id=row.organization_id,
-        role=Role(row.role),
-        email=row.email,
-        name=row.name,
+        user_id=row[f"{prefix}id"],
+        organization_id=row[f"{prefix}organization_id"],
+        role=Role(row[f"{prefix}role"]),
+        email=row[f"{prefix}email"],
+        name=row[f"{prefix}name"],
         via=auth.kind,
         token_id=auth.token_id,
+        project=project,
     )
 
 
