@@ -8,7 +8,7 @@ On SQLite a BIGINT primary key is an index beside the table's hidden rowid B-tre
 INTEGER primary key is the rowid itself. Rebuilding the table with `position INTEGER`
 drops one B-tree from every append (the table is then stored in position order) and
 changes no value: the rowid is a 64-bit signed integer like BIGINT. The rebuild copies
-every event (a few seconds per million rows). PostgreSQL is unchanged.
+every event (about 7 s for 300,000 on a 2-core machine). PostgreSQL is unchanged.
 """
 
 from alembic import op
