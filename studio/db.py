@@ -24,8 +24,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
+# The envelope imports nothing of the project; importing it here, not inside emit(),
+# spares every emitted event an import statement (about 1 µs, a few percent of an append).
+from studio.events.envelope import Event
+
 if TYPE_CHECKING:
-    from studio.events.envelope import Event
     from studio.events.store import EventStore
 
 NAMING = {
@@ -160,8 +163,6 @@ class UnitOfWork:
         source: str = "backend",
     ) -> Event:
         """Record a domain event whose metadata carries this transaction's context."""
-        from studio.events.envelope import Event
-
         metadata = {k: v for k, v in self.context.items() if v is not None}
         metadata.setdefault("correlation_id", metadata.get("request_id"))
         return self.record(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +18,27 @@ DEFAULT_VERSION = "1.0"
 
 def iso_utc(moment: dt.datetime) -> str:
     """ISO-8601 in UTC with microseconds and a Z suffix, the one timestamp form on the wire."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = moment.astimezone(dt.UTC)
+    if moment.year < 1000:
+        # The released form is strftime's, which does not pad such years to four digits
+        # on every platform; isoformat (three times faster, on the append path) always does.
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.isoformat(timespec="microseconds")[:26] + "Z"
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (RFC 9562 version 7: Unix milliseconds, 12 bits of sub-millisecond
+    fraction, 62 random bits). Event ids increase with time, so the unique index on
+    `events.id` grows at its right edge instead of rewriting a random page per event."""
+    ms, ns = divmod(time.time_ns(), 1_000_000)
+    value = (
+        (ms & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | (ns * 4096 // 1_000_000) << 64
+        | 0x2 << 62
+        | int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
+    )
+    return uuid.UUID(int=value)
 
 
 def canonical_json(value: Any) -> bytes:
@@ -39,7 +61,7 @@ class Event:
     type: str
     data: dict[str, Any]
     stream: str
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    id: uuid.UUID = field(default_factory=uuid7)
     timestamp: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     source: str = "backend"
     version: str = DEFAULT_VERSION
@@ -108,20 +130,24 @@ def hashed_fields(
     type_: str,
     stream: str,
     stream_version: int,
-    timestamp: dt.datetime,
+    timestamp: dt.datetime | str,
     source: str,
     version: str,
-    data: dict[str, Any],
-    metadata: dict[str, Any],
+    data: dict[str, Any] | orjson.Fragment,
+    metadata: dict[str, Any] | orjson.Fragment,
 ) -> dict[str, Any]:
-    """The exact object whose canonical JSON is chained (see docs/architecture.md)."""
+    """The exact object whose canonical JSON is chained (see docs/events.md).
+
+    `timestamp` may be given as its `iso_utc` text, and `data`/`metadata` as an
+    `orjson.Fragment` of their `canonical_json`: the store serialises each once and
+    stores the same text it hashes."""
     return {
         "position": position,
         "id": str(event_id),
         "type": type_,
         "stream": stream,
         "streamVersion": stream_version,
-        "timestamp": iso_utc(timestamp),
+        "timestamp": timestamp if isinstance(timestamp, str) else iso_utc(timestamp),
         "source": source,
         "version": version,
         "data": data,

@@ -17,8 +17,15 @@ from studio.db import UTCDateTime, metadata
 events = Table(
     "events",
     metadata,
-    # Assigned by the store under the append lock: gap-free and in commit order.
-    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    # Assigned by the store under the append lock: gap-free and in commit order. On SQLite
+    # an INTEGER primary key is the rowid (64-bit, so no narrower than BIGINT): the table's
+    # own B-tree is keyed by position, with no separate primary-key index (migration 0006).
+    Column(
+        "position",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=False,
+    ),
     Column("id", Uuid, nullable=False, unique=True),
     Column("type", String(100), nullable=False),
     Column("stream", String(100), nullable=False),

@@ -19,6 +19,7 @@ from studio.events.envelope import (
     canonical_json,
     chain_hash,
     hashed_fields,
+    iso_utc,
 )
 from studio.events.models import events as events_t
 from studio.events.models import streams as streams_t
@@ -65,14 +66,20 @@ class EventStore:
             conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
         position = _sql(conn, "SELECT coalesce(max(position), 0) FROM events").scalar_one()
         heads = self._load_heads(conn, {ev.stream for ev in batch})
-        rows: list[dict[str, Any]] = []
+        sqlite = conn.dialect.name == "sqlite"
+        rows: list[tuple[Any, ...]] = []
         stored: list[StoredEvent] = []
+        last_position: dict[str, int] = {}
         for ev in batch:
             head = heads[ev.stream]
             if ev.expected_version is not None and ev.expected_version != head.version:
                 raise VersionConflict(ev.stream, ev.expected_version, head.version)
             position += 1
             stream_version = head.version + 1
+            timestamp = iso_utc(ev.timestamp)
+            # Serialised once: the stored columns are the very text the hash covers.
+            data = canonical_json(ev.data)
+            metadata = canonical_json(ev.metadata)
             canonical = canonical_json(
                 hashed_fields(
                     position=position,
@@ -80,59 +87,59 @@ class EventStore:
                     type_=ev.type,
                     stream=ev.stream,
                     stream_version=stream_version,
-                    timestamp=ev.timestamp,
+                    timestamp=timestamp,
                     source=ev.source,
                     version=ev.version,
-                    data=ev.data,
-                    metadata=ev.metadata,
+                    data=orjson.Fragment(data),
+                    metadata=orjson.Fragment(metadata),
                 )
             )
             digest = chain_hash(head.last_hash, canonical)
-            rows.append(
-                {
-                    "position": position,
-                    "id": ev.id,
-                    "type": ev.type,
-                    "stream": ev.stream,
-                    "stream_version": stream_version,
-                    "timestamp": ev.timestamp,
-                    "source": ev.source,
-                    "version": ev.version,
-                    "actor_id": _str_or_none(ev.metadata.get("actor")),
-                    "organization_id": _str_or_none(ev.metadata.get("organization")),
-                    "data": canonical_json(ev.data).decode(),
-                    "metadata": canonical_json(ev.metadata).decode(),
-                    "prev_hash": head.last_hash,
-                    "hash": digest,
-                }
-            )
+            meta = ev.metadata
+            actor, organization = meta.get("actor"), meta.get("organization")
+            rows.append((
+                position,
+                ev.id.hex if sqlite else ev.id,
+                ev.type,
+                ev.stream,
+                stream_version,
+                _sqlite_time(ev.timestamp, timestamp) if sqlite else ev.timestamp,
+                ev.source,
+                ev.version,
+                None if actor is None else str(actor),
+                None if organization is None else str(organization),
+                data.decode(),
+                metadata.decode(),
+                head.last_hash,
+                digest,
+            ))
             stored.append(
                 StoredEvent(
-                    position=position,
-                    id=ev.id,
-                    type=ev.type,
-                    stream=ev.stream,
-                    stream_version=stream_version,
-                    timestamp=ev.timestamp,
-                    source=ev.source,
-                    version=ev.version,
-                    data=ev.data,
-                    metadata=ev.metadata,
-                    prev_hash=head.last_hash,
-                    hash=digest,
+                    position,
+                    ev.id,
+                    ev.type,
+                    ev.stream,
+                    stream_version,
+                    ev.timestamp,
+                    ev.source,
+                    ev.version,
+                    ev.data,
+                    meta,
+                    head.last_hash,
+                    digest,
                 )
             )
             head.version = stream_version
             head.last_hash = digest
+            last_position[ev.stream] = position
         _insert_rows(conn, rows)
         # One statement per kind, whatever the number of streams in the batch.
-        last_position_by_stream = {row["stream"]: row["position"] for row in rows}
         changed = [
-            (head.version, head.last_hash, last_position_by_stream[stream], stream)
+            (head.version, head.last_hash, last_position[stream], stream)
             for stream, head in heads.items() if head.exists
         ]
         created = [
-            (stream, head.version, head.last_hash, last_position_by_stream[stream])
+            (stream, head.version, head.last_hash, last_position[stream])
             for stream, head in heads.items() if not head.exists
         ]
         if changed:
@@ -245,25 +252,20 @@ def _sql(conn: Connection, sql: str, params: Any = ()) -> Any:
     return conn.exec_driver_sql(sql, params)
 
 
-def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+def _insert_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     """One driver-level executemany: the append path's hottest statement, so the per-row
-    bind processing of the ORM-less Core insert is done here once, by hand. The values
-    are stored exactly as SQLAlchemy's Uuid and UTCDateTime types store them."""
+    bind processing of the Core insert is done by the caller once, by hand (SQLite gets
+    the values exactly as SQLAlchemy's Uuid and UTCDateTime types store them)."""
     sql = _INSERT_SQL.get(conn.dialect.paramstyle)
     if sql is None:
-        conn.execute(insert(events_t), rows)
-        return
-    if conn.dialect.name == "sqlite":
-        params = [
-            (r["position"], r["id"].hex, r["type"], r["stream"], r["stream_version"],
-             r["timestamp"].astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"), r["source"], r["version"],
-             r["actor_id"], r["organization_id"], r["data"], r["metadata"], r["prev_hash"], r["hash"])
-            for r in rows
-        ]
+        conn.execute(insert(events_t), [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
     else:
-        params = [tuple(r[c] for c in _COLUMNS) for r in rows]
-    conn.exec_driver_sql(sql, params)
+        conn.exec_driver_sql(sql, rows)
 
 
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _sqlite_time(moment: dt.datetime, iso: str) -> str:
+    """UTCDateTime's SQLite text (naive UTC, `YYYY-MM-DD HH:MM:SS.ffffff`), from the
+    event's `iso_utc` text when that has a four-digit year."""
+    if len(iso) == 27:
+        return f"{iso[:10]} {iso[11:26]}"
+    return moment.astimezone(dt.UTC).isoformat(sep=" ", timespec="microseconds")[:26]
