@@ -77,11 +77,20 @@ class Writer(ABC):
 
     def write_chunks(self, chunks: Sequence[Chunk]) -> None:
         """Append the chunks in order (one batch: one size check, one backend write)."""
+        if self.accept(chunks):
+            self.hash_chunks(chunks)
+            self.store_chunks(chunks)
+
+    def accept(self, chunks: Sequence[Chunk]) -> bool:
+        """Count a batch against the limit and keep the head; False for an empty batch.
+        Past the limit the object is aborted and ObjectTooLarge raised. The batch must
+        then be hashed (`hash_chunks`) and stored (`store_chunks`), in either order or
+        at once (separate threads), before the next batch is accepted."""
         if self.closed:
             raise RuntimeError("write after commit or abort")
         total = sum(len(chunk) for chunk in chunks)
         if not total:
-            return
+            return False
         self.size += total
         if self.max_bytes is not None and self.size > self.max_bytes:
             self.abort()
@@ -90,8 +99,13 @@ class Writer(ABC):
             if len(self.head) >= HEAD_BYTES:
                 break
             self.head += bytes(chunk[: HEAD_BYTES - len(self.head)])
+        return True
+
+    def hash_chunks(self, chunks: Sequence[Chunk]) -> None:
         for chunk in chunks:
             self._hash.update(chunk)
+
+    def store_chunks(self, chunks: Sequence[Chunk]) -> None:
         self._write_chunks(chunks)
 
     def commit(self) -> StoredObject:
@@ -184,15 +198,16 @@ class Storage(ABC):
 
 
 class PipelinedWriter:
-    """Overlaps receiving with storing: batch N is hashed and written in a worker thread
-    while the event loop receives batch N+1. At most one batch is in flight, so memory
-    stays at two batches (each about ASYNC_BATCH bytes of received chunks, uncopied)."""
+    """Overlaps receiving with storing: batch N is hashed in one worker thread and written
+    in another (SHA-256 and the file write take about as long as each other) while the
+    event loop receives batch N+1. At most one batch is in flight, so memory stays at two
+    batches (each about ASYNC_BATCH bytes of received chunks, uncopied)."""
 
     def __init__(self, writer: Writer):
         self.writer = writer
         self._pending: list[Chunk] = []
         self._pending_bytes = 0
-        self._in_flight: asyncio.Future[None] | None = None
+        self._in_flight: list[asyncio.Future[None]] = []
 
     def queue(self, chunk: Chunk) -> None:
         """Add a chunk to the batch being gathered. The chunk is kept, not copied: it must
@@ -221,22 +236,34 @@ class PipelinedWriter:
     async def _hand_off(self) -> None:
         await self.drain()
         batch, self._pending, self._pending_bytes = self._pending, [], 0
+        if not self.writer.accept(batch):
+            return
         loop = asyncio.get_running_loop()
-        self._in_flight = loop.run_in_executor(None, self.writer.write_chunks, batch)
+        self._in_flight = [
+            loop.run_in_executor(None, self.writer.hash_chunks, batch),
+            loop.run_in_executor(None, self.writer.store_chunks, batch),
+        ]
 
     async def drain(self) -> None:
         """Wait for the batch in flight; its error, if any, is raised here."""
-        if self._in_flight is not None:
-            in_flight, self._in_flight = self._in_flight, None
-            await in_flight
+        failure: BaseException | None = None
+        while self._in_flight:  # both, even when the first failed: no write outlives us
+            future = self._in_flight[0]
+            try:
+                await asyncio.shield(future)
+            except BaseException as exc:
+                if not future.done():
+                    raise  # this task was cancelled: the batch stays in flight for settle()
+                failure = failure or exc
+            self._in_flight.pop(0)
+        if failure is not None:
+            raise failure
 
     async def settle(self) -> None:
         """After a failure: let the batch in flight finish so abort() never races a write."""
         self._pending, self._pending_bytes = [], 0
-        if self._in_flight is not None:
-            in_flight, self._in_flight = self._in_flight, None
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(in_flight)
+        with contextlib.suppress(BaseException):
+            await self.drain()
 
 
 async def write_async(writer: Writer, chunks: AsyncIterable[bytes]) -> None:
@@ -266,6 +293,7 @@ class _LocalWriter(Writer):
     def _write_chunks(self, chunks: Sequence[Chunk]) -> None:
         fd = self.file.fileno()
         start = self.written
+        self.written += sum(len(chunk) for chunk in chunks)
         for first in range(0, len(chunks), WRITEV_GROUP):
             group = [memoryview(c) for c in chunks[first : first + WRITEV_GROUP] if c]
             done = 0
@@ -277,7 +305,6 @@ class _LocalWriter(Writer):
                     done += 1
                 if written:
                     group[done] = group[done][written:]
-        self.written = self.size
         _start_writeback(fd, start, self.written - start)
 
     def _commit(self) -> tuple[str, bool]:
