@@ -342,7 +342,9 @@ def main() -> None:
     work.mkdir()
     try:
         src = work / "big.csv"
-        print(f"writing a {args.size_mib} MiB file ...", flush=True)
+        load_start = os.getloadavg()
+        print(f"load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}; "
+              f"writing a {args.size_mib} MiB file ...", flush=True)
         make_file(src, size)
         cp = min(time_cp(src, work / "copy.csv", fsync=False) for _ in range(REPEAT))
         cp_sync = min(time_cp(src, work / "copy.csv", fsync=True) for _ in range(REPEAT))
@@ -357,8 +359,11 @@ def main() -> None:
         extraction = bench_extraction(args.pdfs, args.pages, work) if args.pdfs else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load_end = os.getloadavg()
+    print(f"load average at the end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     report = {
         "size_mib": args.size_mib,
+        "load_average": {"start": load_start, "end": load_end},
         "cp": {"seconds": round(cp, 2), "mib_per_s": round(size / MiB / cp, 1)},
         "cp_fsync": {"seconds": round(cp_sync, 2), "mib_per_s": round(size / MiB / cp_sync, 1)},
         "asgi_sink": sink,
@@ -366,6 +371,9 @@ def main() -> None:
         "upload": upload,
         "extraction": extraction,
     }
+    for label, run in (("sink", sink), ("sink h11", sink_h11)):
+        print(f"{label:9s}: {cp / run['seconds']:.2f} x cp throughput, "
+              f"{cp_sync / run['seconds']:.2f} x cp+fsync (the ceiling of any handler on that server)")
     for label in ("raw", "multipart"):
         run = upload[label]
         assert isinstance(run, dict)
