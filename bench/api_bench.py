@@ -4,7 +4,8 @@
 
 For SQLite (always) and PostgreSQL (with --postgres or STUDIO_TEST_POSTGRES_URL; the
 database is created and dropped by the run), it seeds an organization, users, a project
-and 1,200 evidence rows, then serves under uvicorn (one process each, 127.0.0.1):
+and 1,200 evidence rows, then serves under uvicorn with `studio serve`'s options
+(studio/serving.py: httptools, uvloop; one process each, 127.0.0.1):
 
   app        studio.app.create_app, response cache off: authentication, rate limits,
              authorization, validation and envelope on every request (the honest figure)
@@ -39,6 +40,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from studio.serving import UVICORN_FLAGS  # noqa: E402  (the flags `studio serve` runs with)
 
 PASSWORD = "bench password 0123456789"
 EVIDENCE_ROWS = 1200
@@ -150,7 +153,7 @@ class Server:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", f"bench.servers:{factory}", "--factory",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-             "--no-access-log", "--no-server-header"],
+             *UVICORN_FLAGS],
             cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60

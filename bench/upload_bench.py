@@ -4,10 +4,13 @@
 
 1. Writes a SIZE file under bench/results/ and times `cp` of it on the same disk (and
    cp followed by fsync, since every upload is fsynced before it is acknowledged).
-2. Starts the real server (uvicorn, one process, local storage, SQLite) and uploads the
-   same file with curl through PUT /api/v1/evidence/{id}/files/raw and through multipart
-   POST /api/v1/evidence/{id}/files, sampling the server's RSS every 20 ms.
-3. Extracts text from generated PDFs and reports pages per second.
+2. Times a bare ASGI app that only drains the body under the same server (the ceiling),
+   and under uvicorn's defaults (h11 parser, asyncio loop) for comparison.
+3. Starts the real server (uvicorn with `studio serve`'s options from studio/serving.py,
+   one process, local storage, SQLite) and uploads the same file with curl through
+   PUT /api/v1/evidence/{id}/files/raw and through multipart POST /api/v1/evidence/{id}/files,
+   sampling the server's RSS every 20 ms.
+4. Extracts text from generated PDFs and reports pages per second (--pdfs 0 skips it).
 
 Every timing is the best of --repeat runs (default 3); peak RSS is the highest seen.
 Prints ratios (upload / cp throughput, peak RSS above idle) and writes bench/results/upload.json.
@@ -146,6 +149,7 @@ def curl_upload(args: list[str]) -> tuple[float, int]:
 
 SINK = """
 import uvicorn
+from studio.serving import UVICORN_OPTIONS
 
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -157,7 +161,7 @@ async def app(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
 
-uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="warning", access_log=False)
+uvicorn.run(app, host="127.0.0.1", port=PORT, log_level="warning", **{**UVICORN_OPTIONS, **OVERRIDE})
 """
 
 
@@ -172,13 +176,13 @@ def wait_until_up(base: str) -> None:
             time.sleep(0.05)
 
 
-def bench_sink(src: Path, size: int) -> dict[str, object]:
+def bench_sink(src: Path, size: int, override: dict[str, str] | None = None) -> dict[str, object]:
     """The same ASGI server with an app that only drains the body: the floor for any
-    Python upload handler on this server, measured in the same run."""
+    Python upload handler on this server, measured in the same run. `override` changes
+    the server options (for the h11/asyncio comparison)."""
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-c", SINK.replace("PORT", str(port))], cwd=ROOT, stdout=subprocess.DEVNULL
-    )
+    script = SINK.replace("PORT", str(port)).replace("OVERRIDE", repr(override or {}))
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         wait_until_up(f"http://127.0.0.1:{port}")
         elapsed, status = min(
@@ -189,7 +193,7 @@ def bench_sink(src: Path, size: int) -> dict[str, object]:
         server.wait(timeout=30)
     print(
         f"  ASGI sink   : HTTP {status}, {elapsed:.2f} s, {size / MiB / elapsed:.0f} MiB/s "
-        "(uvicorn draining the body, storing nothing)",
+        f"(uvicorn {override or 'as studio serve runs it'} draining the body, storing nothing)",
         flush=True,
     )
     return {"seconds": round(elapsed, 2), "mib_per_s": round(size / MiB / elapsed, 1)}
@@ -204,7 +208,9 @@ def bench_upload(src: Path, size: int, work: Path) -> dict[str, object]:
             sys.executable,
             "-c",
             "import uvicorn; from studio.app import create_app; "
-            f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning', access_log=False)",
+            "from studio.serving import UVICORN_OPTIONS; "
+            f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning', "
+            "**UVICORN_OPTIONS)",
         ],
         env={**os.environ, **env},
         cwd=ROOT,
@@ -336,7 +342,9 @@ def main() -> None:
     work.mkdir()
     try:
         src = work / "big.csv"
-        print(f"writing a {args.size_mib} MiB file ...", flush=True)
+        load_start = os.getloadavg()
+        print(f"load average {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}; "
+              f"writing a {args.size_mib} MiB file ...", flush=True)
         make_file(src, size)
         cp = min(time_cp(src, work / "copy.csv", fsync=False) for _ in range(REPEAT))
         cp_sync = min(time_cp(src, work / "copy.csv", fsync=True) for _ in range(REPEAT))
@@ -346,18 +354,26 @@ def main() -> None:
             flush=True,
         )
         sink = bench_sink(src, size)
+        sink_h11 = bench_sink(src, size, {"http": "h11", "loop": "asyncio"})
         upload = bench_upload(src, size, work)
-        extraction = bench_extraction(args.pdfs, args.pages, work)
+        extraction = bench_extraction(args.pdfs, args.pages, work) if args.pdfs else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load_end = os.getloadavg()
+    print(f"load average at the end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     report = {
         "size_mib": args.size_mib,
+        "load_average": {"start": load_start, "end": load_end},
         "cp": {"seconds": round(cp, 2), "mib_per_s": round(size / MiB / cp, 1)},
         "cp_fsync": {"seconds": round(cp_sync, 2), "mib_per_s": round(size / MiB / cp_sync, 1)},
         "asgi_sink": sink,
+        "asgi_sink_h11_asyncio": sink_h11,
         "upload": upload,
         "extraction": extraction,
     }
+    for label, run in (("sink", sink), ("sink h11", sink_h11)):
+        print(f"{label:9s}: {cp / run['seconds']:.2f} x cp throughput, "
+              f"{cp_sync / run['seconds']:.2f} x cp+fsync (the ceiling of any handler on that server)")
     for label in ("raw", "multipart"):
         run = upload[label]
         assert isinstance(run, dict)

@@ -83,7 +83,7 @@ class Container:
             await aclose()
 
 
-def event_consumers(settings: Settings, storage: Storage, ai: AiService) -> list[Consumer]:
+def event_consumers(settings: Settings, db: Database, storage: Storage, ai: AiService) -> list[Consumer]:
     """THE table of who consumes which events (subscriptions are on each class).
 
     consumer (name)                     subscribes to                         effect
@@ -104,7 +104,7 @@ def event_consumers(settings: Settings, storage: Storage, ai: AiService) -> list
     """
     return [
         ProjectActivityProjection(),
-        DocumentProcessor(storage, Limits.from_settings(settings)),
+        DocumentProcessor(storage, Limits.from_settings(settings), db),
         ComplianceScoreProjection(),
         # Passes run in this order: controls are indexed before evidence is matched to them.
         ControlIndexer(ai),
@@ -168,7 +168,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
     db.after_commit.append(log_published)
     dispatcher = Dispatcher(
         db,
-        event_consumers(settings, storage, ai),
+        event_consumers(settings, db, storage, ai),
         retry=RetryPolicy(settings.event_max_attempts, settings.event_retry_base_seconds,
                           settings.event_retry_max_seconds),
         batch_size=settings.event_batch_size,

@@ -129,6 +129,7 @@ def serve(
 
     from studio.app import create_app
     from studio.migrate import upgrade
+    from studio.serving import UVICORN_OPTIONS
 
     os.environ["STUDIO_RUN_WORKERS"] = "true" if workers else "false"
     c = _container()
@@ -138,7 +139,7 @@ def serve(
     console.print(f"Studio Platform on [bold]http://{host or s.host}:{port or s.port}[/] "
                   f"({c.db.dialect}; API docs at /docs)")
     uvicorn.run(create_app(c), host=host or s.host, port=port or s.port, log_config=None,
-                access_log=False, proxy_headers=True, server_header=False)
+                proxy_headers=True, **UVICORN_OPTIONS)
 
 
 @app.command()

@@ -241,6 +241,9 @@ def test_serve_answers_with_demo_data(cli_env, tmp_path):
         assert listed.status_code == 200
         assert sorted(p["name"] for p in listed.json()["data"]["items"]) == [
             "FedRAMP Moderate readiness", "SOC 2 Type II 2026"]
+        if sys.platform.startswith("linux"):  # served with the C parser and loop (studio/serving.py)
+            loaded = Path(f"/proc/{proc.pid}/maps").read_text()
+            assert "httptools" in loaded and "uvloop" in loaded
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         try:

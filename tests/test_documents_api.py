@@ -4,11 +4,15 @@ download with ranges, visibility, limits, and the processing consumer's outcome.
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 
 import pytest
+from sqlalchemy import update
 
+from studio.documents import processor as processor_module
 from studio.documents.extract import OCR_UNAVAILABLE
+from studio.documents.models import evidence_files
 from studio.documents.processor import ocr_available
 from tests import corpus
 from tests.documents_support import (
@@ -215,6 +219,40 @@ def test_processing_is_idempotent(client, world, container):
     assert [e.type for e in process_all(container)] == ["evidence.processed"]
     assert process_all(container) == []  # redelivery: already processed, nothing emitted
     assert len(events_of(container, "evidence.processed")) == 1
+
+
+def test_extraction_does_not_hold_the_write_transaction(client, world, container, monkeypatch):
+    """While a file's text is extracted (seconds for a large one), other writes go on, even
+    to that file's own row: the processor records the outcome in a transaction afterwards."""
+    evidence_id = new_evidence(container, world["customer"], world.project_a)
+    answer = upload_raw(
+        client, world["customer"], evidence_id, "users.csv", b"user,role\nalice,admin\n", "text/csv"
+    )
+    file_id = uuid.UUID(answer.json()["data"]["file"]["id"])
+    written: list[str] = []
+
+    def touch_the_file_row() -> None:
+        with container.db.write(actor="test") as uow:
+            uow.conn.execute(
+                update(evidence_files)
+                .where(evidence_files.c.id == file_id)
+                .values(file_name=evidence_files.c.file_name)
+            )
+        written.append("committed")
+
+    real_extract = processor_module.extract
+
+    def extract_while_another_writer_runs(path, kind, limits):
+        writer = threading.Thread(target=touch_the_file_row)
+        writer.start()
+        writer.join(timeout=15)  # blocked behind a held write lock, it would still be waiting
+        written.append("extracted")
+        return real_extract(path, kind, limits)
+
+    monkeypatch.setattr(processor_module, "extract", extract_while_another_writer_runs)
+    [outcome] = process_all(container)
+    assert written[:2] == ["committed", "extracted"]
+    assert outcome.type == "evidence.processed" and outcome.data["fileId"] == str(file_id)
 
 
 @pytest.mark.parametrize(

@@ -172,3 +172,49 @@ def test_two_dispatchers_share_a_consumer_without_double_effect(container):
         assert conn.execute(text("SELECT count(*) FROM test_effects")).scalar_one() == 300
         assert dead_letters(conn) == []
     assert ProjectActivityProjection.name == "project_activity"
+
+
+def test_prepare_limit_bounds_the_prepared_results_a_pass_holds(container):
+    """A consumer with `prepare_limit` gets every event prepared outside the transaction,
+    in order, without more than that many prepared results waiting at once."""
+
+    class Extractor:
+        name = "extractor"
+        subscriptions = ("work.item",)
+        side_effects = False
+        prepare_limit = 2
+
+        def __init__(self):
+            self.waiting = 0
+            self.most_waiting = 0
+            self.handled: list[tuple[int, object]] = []
+
+        def prepare(self, event):
+            self.waiting += 1
+            self.most_waiting = max(self.most_waiting, self.waiting)
+            return f"prepared {event.position}"
+
+        def handle_prepared(self, uow, event, result):
+            self.waiting -= 1
+            self.handled.append((event.position, result))
+
+        def handle(self, uow, event):
+            self.handled.append((event.position, None))
+
+        def reset(self, conn):
+            pass
+
+    db = container.db
+    emit(db, "work.item", "s1", 3)
+    emit(db, "work.other", "s2", 2)
+    emit(db, "work.item", "s1", 2)
+    extractor = Extractor()
+    Dispatcher(db, [extractor]).drain()
+    with db.read() as conn:
+        items = [
+            r.position
+            for r in conn.execute(text("SELECT position, type FROM events ORDER BY position"))
+            if r.type == "work.item"
+        ]
+    assert extractor.handled == [(p, f"prepared {p}") for p in items]
+    assert extractor.most_waiting == 2

@@ -68,6 +68,24 @@ class StorageContract:
         assert storage.get(stored.key) == data
         assert stored.sha256 == hashlib.sha256(data).hexdigest()
 
+    def test_async_put_of_many_batches_of_tiny_and_large_chunks(self, storage: Storage) -> None:
+        # Several batches (hashed and written in parallel), one of them more chunks than
+        # one writev takes: the stored bytes and hash are still the stream's, in order.
+        data = os.urandom(3 * MiB + 12_345)
+
+        async def uneven() -> AsyncIterator[bytes]:
+            yield data[:1000]
+            for i in range(1000, 2000):
+                yield data[i : i + 1]
+            async for chunk in achunks_of(data[2000:], 256 * 1024):
+                yield chunk
+
+        stored = asyncio.run(storage.aput(uneven()))
+        assert stored.size == len(data)
+        assert stored.sha256 == hashlib.sha256(data).hexdigest()
+        assert storage.get(stored.key) == data
+        assert self.leftovers(storage) == []
+
     def test_byte_ranges(self, storage: Storage) -> None:
         data = bytes(range(256)) * 4000
         key = storage.put(chunks_of(data)).key

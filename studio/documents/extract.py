@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import html
 import json
 import logging
@@ -291,20 +292,29 @@ def _cell_text(cell: Any, shared: list[str]) -> str:
 
 
 # -- text formats --------------------------------------------------------------------------
+TEXT_BLOCK = 1024 * 1024
+
+
 def _read_text(path: Path, max_chars: int) -> str:
-    # UTF-8 takes at most 4 bytes per character: this many bytes is enough for the limit.
+    """The file's first max_chars + 1 characters (one more shows the cut): UTF-8 decoded
+    block by block, so a large file costs about the kept text, not 4 bytes per character."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pieces: list[str] = []
+    count = 0
     with path.open("rb") as handle:
-        raw = handle.read(max_chars * 4 + 4)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        # A cut through the last character is still UTF-8; anything else is legacy 8-bit.
-        text = (
-            raw[: exc.start].decode("utf-8")
-            if exc.start >= len(raw) - 3
-            else raw.decode("cp1252", errors="replace")
-        )
-    return text.removeprefix("\ufeff")
+        try:
+            while count <= max_chars:
+                block = handle.read(TEXT_BLOCK)
+                if not block:
+                    break  # a cut through the last character is dropped, not a reason for cp1252
+                piece = decoder.decode(block)
+                pieces.append(piece)
+                count += len(piece)
+        except UnicodeDecodeError:
+            # Not UTF-8: legacy 8-bit text, one character per byte.
+            handle.seek(0)
+            return handle.read(max_chars + 1).decode("cp1252", errors="replace")
+    return "".join(pieces).removeprefix("\ufeff")
 
 
 def _json(path: Path, raw: str, deadline: _Deadline, out: _Text) -> Extraction:

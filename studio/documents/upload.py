@@ -1,7 +1,7 @@
 """Streaming request bodies into a storage writer: raw bodies and multipart/form-data.
 
 Neither path holds the file: chunks go to the writer as they arrive (batched per
-ASYNC_BATCH and written from a worker thread). multipart/form-data is parsed with
+ASYNC_BATCH, uncopied, and written from a worker thread). multipart/form-data is parsed with
 python-multipart's streaming parser, not Starlette's request.form(), which would spool
 the whole file to a temporary file before the handler could refuse it.
 """
@@ -16,7 +16,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from studio.documents.names import BadFileName, clean_file_name
-from studio.documents.storage import ASYNC_BATCH, PipelinedWriter, Writer
+from studio.documents.storage import PipelinedWriter, Writer
 from studio.errors import AppError
 
 MAX_FIELD_BYTES = 1024
@@ -48,21 +48,14 @@ async def stream_raw(
 ) -> None:
     """Write a raw body; `check_head` sees the first bytes once and may refuse them."""
     pipe = PipelinedWriter(writer)
-    pending = bytearray()
     checked = False
     try:
         async for chunk in chunks:
-            pending += chunk
-            if len(pending) >= ASYNC_BATCH:
-                batch, pending = bytes(pending), bytearray()
-                await pipe.write(batch)
-                if not checked:
-                    await pipe.drain()
-                    check_head(writer)
-                    checked = True
-        if pending:
-            await pipe.write(bytes(pending))
-        await pipe.drain()
+            if await pipe.add(chunk) and not checked:
+                await pipe.drain()
+                check_head(writer)
+                checked = True
+        await pipe.flush()
     finally:
         await pipe.settle()
     if not checked:
@@ -77,12 +70,12 @@ class MultipartUpload:
 
 
 class _Parts:
-    """Callback state for the streaming parser: routes the file part's bytes to `pending`."""
+    """Callback state for the streaming parser: routes the file part's bytes to `pipe`."""
 
-    def __init__(self, allowed_fields: frozenset[str]):
+    def __init__(self, allowed_fields: frozenset[str], pipe: PipelinedWriter):
         self.allowed_fields = allowed_fields
         self.result = MultipartUpload()
-        self.pending = bytearray()
+        self.pipe = pipe
         self.header_field = bytearray()
         self.header_value = bytearray()
         self.headers: dict[str, bytes] = {}
@@ -147,7 +140,9 @@ class _Parts:
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.current == "file":
-            self.pending += data[start:end]
+            # `data` is the received chunk (or the parser's boundary constant), both
+            # immutable bytes: a view of it is kept until the batch is written, not a copy.
+            self.pipe.queue(memoryview(data)[start:end])
         elif self.current is not None:
             self.field_buffer += data[start:end]
             if len(self.field_buffer) > MAX_FIELD_BYTES:
@@ -179,35 +174,30 @@ async def stream_multipart(
             "send the file as multipart/form-data (field 'file'), or use "
             "PUT .../files/raw with the file as the body",
         )
-    parts = _Parts(allowed_fields)
+    pipe = PipelinedWriter(writer)
+    parts = _Parts(allowed_fields, pipe)
     try:
         parser = MultipartParser(boundary, parts.callbacks())
     except MultipartParseError as exc:
         raise AppError("validation_error", f"malformed multipart body: {exc}") from exc
-    pipe = PipelinedWriter(writer)
     checked = False
     try:
         async for chunk in chunks:
             try:
-                parser.write(chunk)
+                parser.write(bytes(chunk))  # no copy for bytes; the views above need bytes
             except MultipartParseError as exc:
                 raise AppError("validation_error", f"malformed multipart body: {exc}") from exc
-            if len(parts.pending) >= ASYNC_BATCH:
-                batch, parts.pending = bytes(parts.pending), bytearray()
-                await pipe.write(batch)
-                if not checked:
-                    await pipe.drain()
-                    check_head(writer)
-                    checked = True
+            if await pipe.ship() and not checked:
+                await pipe.drain()
+                check_head(writer)
+                checked = True
         # The parser does not check that the closing boundary arrived; a cut-off body must
         # not be stored as if it were the whole file.
         if parser.state != MultipartState.END:
             raise AppError(
                 "validation_error", "the multipart body is incomplete (no closing boundary)"
             )
-        if parts.pending:
-            await pipe.write(bytes(parts.pending))
-        await pipe.drain()
+        await pipe.flush()
     finally:
         await pipe.settle()
     if parts.result.file_name is None:

@@ -31,6 +31,9 @@ class Consumer(Protocol):
     defines `prepare(event) -> result` and `handle_prepared(uow, event, result)`: the
     dispatcher calls `prepare` before it opens the write transaction and hands the result
     to `handle_prepared` inside it, so the database's write lock is not held meanwhile.
+    Such a consumer may set `prepare_limit` (an int class attribute): a pass then prepares
+    at most that many of its events and ends before the next one, which bounds the memory
+    the prepared results hold (extracted texts, for instance).
     """
 
     name: ClassVar[str]

@@ -185,13 +185,16 @@ class Dispatcher:
             ).limit(1)).first()
             return due is not None
 
-    def _prepare(self, consumer: Consumer) -> dict[Any, Any]:
+    def _prepare(self, consumer: Consumer) -> tuple[dict[Any, Any], int | None]:
         """Run a consumer's optional `prepare(event)` for its next batch before its write
         transaction opens, so slow pure work (model inference) never holds the write lock.
-        Results are keyed by event id; a batch that moved on meanwhile just goes unused."""
+        Results are keyed by event id; a batch that moved on meanwhile just goes unused.
+        With the consumer's `prepare_limit` reached, also returns the position of the first
+        event left unprepared: the pass stops before it (the next pass prepares it)."""
         prepare = getattr(consumer, "prepare", None)
         if prepare is None or not hasattr(consumer, "handle_prepared"):
-            return {}
+            return {}, None
+        limit: int | None = getattr(consumer, "prepare_limit", None)
         with self.db.read() as conn:
             checkpoint = conn.execute(
                 select(cp_t.c.position).where(cp_t.c.consumer == consumer.name)).scalar() or 0
@@ -202,19 +205,23 @@ class Dispatcher:
                     .order_by(events_t.c.position).limit(self.batch_size))
             ]
         prepared: dict[Any, Any] = {}
+        tried = 0
         for event in batch:
             if matches(consumer.subscriptions, event.type):
+                if limit is not None and tried >= limit:
+                    return prepared, event.position
+                tried += 1
                 try:
                     prepared[event.id] = prepare(event)
                 except Exception as exc:  # handle() runs the work again and owns the failure
                     log.warning("event_prepare_failed", consumer=consumer.name,
                                 event_id=str(event.id), error=repr(exc))
-        return prepared
+        return prepared, None
 
     def _run_consumer(self, consumer: Consumer, *, replay: bool = False) -> int:
         if not self._has_work(consumer.name):
             return 0
-        prepared = self._prepare(consumer)
+        prepared, stop_before = self._prepare(consumer)
         with self.db.write(actor=f"consumer:{consumer.name}") as uow:
             conn = uow.conn
             locked = conn.execute(
@@ -226,13 +233,13 @@ class Dispatcher:
                 return 0  # another process holds this consumer right now
             checkpoint = locked.position
             done = self._retry_due(uow, consumer)
+            query = select(events_t).where(events_t.c.position > checkpoint)
+            if stop_before is not None:
+                query = query.where(events_t.c.position < stop_before)
             batch = [
                 row_to_event(r._mapping)
                 for r in conn.execute(
-                    select(events_t)
-                    .where(events_t.c.position > checkpoint)
-                    .order_by(events_t.c.position)
-                    .limit(self.batch_size)
+                    query.order_by(events_t.c.position).limit(self.batch_size)
                 )
             ]
             if batch:
