@@ -136,6 +136,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
     db = Database(
         settings.resolved_database_url,
         store,
+        loop_read_timeout_ms=settings.database_loop_read_timeout_ms,
         static_metadata={
             "service": "studio-api",
             "environment": settings.environment,

@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite under data_dir"
     )
+    database_loop_read_timeout_ms: int = Field(
+        default=250, gt=0,
+        description="PostgreSQL: statement timeout of reads run on the event loop; a slower "
+                    "read is repeated in a worker thread (docs/architecture.md)",
+    )
     redis_url: str | None = None
     redis_key_prefix: str = Field(
         default="studio",

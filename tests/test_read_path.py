@@ -227,7 +227,7 @@ def test_a_read_runs_on_the_event_loop_thread(container):
 
 
 @POSTGRES_ONLY
-def test_a_slow_read_leaves_the_event_loop_for_a_worker_thread(container):
+def test_a_slow_read_leaves_the_event_loop_for_a_worker_thread(tmp_path, database_url):
     """On PostgreSQL a read on the loop is cut at the statement timeout, repeated in a
     worker thread (where it may take its time), and reads stay off the loop for a while."""
     import threading
@@ -235,10 +235,10 @@ def test_a_slow_read_leaves_the_event_loop_for_a_worker_thread(container):
     import anyio
 
     from studio.api import run_read
+    from studio.bootstrap import bootstrap
+    from tests.conftest import make_settings
 
-    container.db.loop_read_timeout_ms = 100
-    container.db.dispose()  # the loop pool picks up the new timeout
-    container.db._loop_engine = None
+    container = bootstrap(make_settings(tmp_path, database_url, database_loop_read_timeout_ms=100))
     attempts: list[str] = []
 
     def slow_read() -> float:
@@ -250,12 +250,15 @@ def test_a_slow_read_leaves_the_event_loop_for_a_worker_thread(container):
         return await run_read(_request_for(container), slow_read)
 
     loop_thread = threading.current_thread().name
-    assert anyio.run(main) == 7
-    assert attempts[0] == loop_thread and attempts[1] != loop_thread and len(attempts) == 2
-    assert not container.db.loop_reads_enabled()
-    attempts.clear()
-    assert anyio.run(main) == 7  # while paused: straight to a worker thread
-    assert len(attempts) == 1 and attempts[0] != loop_thread
+    try:
+        assert anyio.run(main) == 7
+        assert attempts[0] == loop_thread and attempts[1] != loop_thread and len(attempts) == 2
+        assert not container.db.loop_reads_enabled()
+        attempts.clear()
+        assert anyio.run(main) == 7  # while paused: straight to a worker thread
+        assert len(attempts) == 1 and attempts[0] != loop_thread
+    finally:
+        container.close()
 
 
 @POSTGRES_ONLY
