@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from sqlalchemy import (
     JSON,
     DateTime,
@@ -30,6 +31,8 @@ from studio.events.envelope import Event
 
 if TYPE_CHECKING:
     from studio.events.store import EventStore
+
+log = structlog.get_logger("studio.db")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -275,6 +278,8 @@ class Database:
             ):
                 raise
             self._loop_reads_paused_until = time.monotonic() + self.LOOP_READ_PAUSE_SECONDS
+            log.warning("loop_read_aborted", error=str(exc).splitlines()[0][:200],
+                        paused_seconds=self.LOOP_READ_PAUSE_SECONDS)
             raise LoopReadAborted(str(exc)) from exc
 
     @contextmanager

@@ -32,8 +32,9 @@ class RequestIdMiddleware:
         incoming = next((v for k, v in scope["headers"] if k == self.header), b"").decode("latin-1")
         request_id = incoming if _VALID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        # Bound for this request's task only (each request runs in a task of its own, with
+        # its own copy of the context) and reset on the way out.
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
         start = time.perf_counter()
         status = 500
         header_value = request_id.encode()
@@ -57,3 +58,4 @@ class RequestIdMiddleware:
                 duration_ms=round((time.perf_counter() - start) * 1000, 2),
                 user_id=str(auth.user_id) if auth else None,
             )
+            structlog.contextvars.reset_contextvars(**bound)
