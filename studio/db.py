@@ -252,7 +252,9 @@ class Database:
         studio/api.py). On PostgreSQL it comes from a small autocommit, read-only pool
         whose statements time out after `loop_read_timeout_ms`; any timeout, connection
         error or empty pool raises LoopReadAborted (after pausing loop reads for a while)
-        so that the caller can run the same read in a worker thread instead."""
+        so that the caller can run the same read in a worker thread instead. Being
+        autocommit, each statement sees the latest commit (as each statement of a READ
+        COMMITTED transaction does; no snapshot is shared between them)."""
         if self.dialect == "sqlite" or self._current_read.get() is not None:
             with self.read() as conn:
                 yield conn

@@ -240,9 +240,11 @@ class Repository:
         if len(rows) > limit:
             rows = rows[:limit]
             next_cursor = page.cursor_after(rows[-1], sort, desc)
+        # A row may end with the sort column and the id when `fields` lacks them (selected
+        # for the cursor only): zip stops at the last field.
         pairs = page.columns
-        return [{key: value if convert is None or value is None else convert(value)
-                 for (key, convert), value in zip(pairs, row, strict=True)} for row in rows], next_cursor
+        return [{wire_key: value if convert is None or value is None else convert(value)
+                 for (wire_key, convert), value in zip(pairs, row)} for row in rows], next_cursor
 
     def _page_query(self, equal: tuple[str, ...], sort: str, desc: bool, after: bool,
                     where: Sequence[ColumnElement[bool]]) -> Select[Any]:

@@ -130,10 +130,11 @@ def test_members_must_be_active_users_of_the_same_organization(client, world):
     url = f"{PROJECTS}/{world.project_b}/members"
     for user_id in (world.outsider.user_id, uuid.uuid4()):
         response = client.put(url, headers=admin, json={"userId": str(user_id), "role": "viewer"})
-        assert response.status_code == 400 and code_of(response) == "validation_error"
+        assert response.status_code == 404 and code_of(response) == "not_found"
+        assert response.json()["error"]["details"] == [{"field": "userId", "message": "unknown user"}]
     client.delete(f"/api/v1/users/{world['customer'].user_id}", headers=admin)
     inactive = client.put(url, headers=admin, json={"userId": str(world["customer"].user_id), "role": "customer"})
-    assert inactive.status_code == 400
+    assert inactive.status_code == 404 and code_of(inactive) == "not_found"
     bad_role = client.put(url, headers=admin, json={"userId": str(world["viewer"].user_id), "role": "admin"})
     assert bad_role.status_code == 400
 

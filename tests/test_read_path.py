@@ -301,3 +301,20 @@ def test_the_evidence_list_query_is_validated_as_one_model(client, container, wo
     assert client.get(f"{base}?colour=blue", headers=auditor).status_code == 200
     repeated = client.get(f"{base}?limit=1&limit=2", headers=auditor).json()["data"]
     assert len(repeated["items"]) == 2 and repeated["nextCursor"] is not None
+
+
+def test_a_wire_page_of_fields_without_the_sort_column_still_pages(container, world):
+    from studio.domains.evidence.repository import EvidenceRepository
+
+    _evidence_rows(container, world, rng_seed=5)
+    fields = ("title", "status")
+    seen, cursor = [], None
+    while True:
+        with container.db.read() as conn:
+            items, cursor = EvidenceRepository(conn).find_page_wire(
+                fields, equal={"project_id": world.project_a}, sort="updated_at", cursor=cursor, limit=5)
+        assert all(set(item) == {"title", "status"} for item in items)
+        seen += items
+        if cursor is None:
+            break
+    assert len(seen) == 23

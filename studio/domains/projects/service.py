@@ -128,7 +128,9 @@ class ProjectService:
             project, _ = visible_project(uow.conn, principal, project_id, "project.members.manage")
             user = UserRepository(uow.conn).get(body.userId)
             if user is None or user["organization_id"] != project["organization_id"] or not user["is_active"]:
-                raise AppError("validation_error", "no such user in this organization",
+                # Named in the body, missing (or elsewhere, or deactivated): 404, as for every
+                # object a body names (docs/api.md).
+                raise AppError("not_found", "no such user in this organization",
                                details=[{"field": "userId", "message": "unknown user"}])
             new = MemberRepository(uow.conn).upsert(project_id, body.userId, body.role.value)
             uow.touch(project["organization_id"])
