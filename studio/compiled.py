@@ -35,6 +35,11 @@ def driver_fetchall(conn: Connection, sql: str, params: Any) -> list[Any]:
     """Run one statement on the driver's own cursor, in `conn`'s transaction. Driver
     errors leave as SQLAlchemy's DBAPIError, and a lost connection is invalidated, as
     SQLAlchemy's own execute would do."""
+    if not conn.in_transaction():
+        # What SQLAlchemy's execute would do first: begin the connection's transaction, so
+        # that statements of one Database.read() share a snapshot on SQLite (BEGIN DEFERRED,
+        # see studio/db.py); a no-op round trip-wise on autocommit connections.
+        conn.begin()
     dialect = conn.dialect
     raw = conn.connection.dbapi_connection
     cursor = raw.cursor()  # type: ignore[union-attr]

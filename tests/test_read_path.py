@@ -318,3 +318,28 @@ def test_a_wire_page_of_fields_without_the_sort_column_still_pages(container, wo
         if cursor is None:
             break
     assert len(seen) == 23
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_statements_of_one_sqlite_read_share_a_snapshot(container, world):
+    """The driver-level statements begin the read's transaction as SQLAlchemy's would: a
+    write committed between two of them is not seen by the second (SQLite; PostgreSQL
+    reads are READ COMMITTED per statement, documented in docs/architecture.md)."""
+    import threading
+
+    from studio.domains.evidence.repository import EvidenceRepository
+    from studio.domains.evidence.service import EVIDENCE_FIELDS
+
+    def page(conn) -> list[dict]:
+        return EvidenceRepository(conn).find_page_wire(
+            EVIDENCE_FIELDS, equal={"project_id": world.project_a}, limit=50)[0]
+
+    with container.db.read() as conn:
+        before = page(conn)
+        writer = threading.Thread(target=container.evidence.create, args=(
+            world["customer"].principal, world.project_a, EvidenceCreate(title="Committed meanwhile")))
+        writer.start()
+        writer.join()
+        assert page(conn) == before
+    with container.db.read() as conn:
+        assert len(page(conn)) == len(before) + 1
