@@ -245,6 +245,11 @@ def test_logout_ends_the_session_on_the_next_request(client, container, world):
     assert client.post(LOGOUT, headers=headers).status_code == 200
     after = client.get("/api/v1/projects", headers=headers)
     assert after.status_code == 401 and error_code(after) == "invalid_token"
+    # the evidence list loads the caller together with the project: the same check holds
+    evidence = client.get(f"/api/v1/projects/{world.project_a}/evidence", headers=headers)
+    assert evidence.status_code == 401 and error_code(evidence) == "invalid_token"
+    assert client.get(f"/api/v1/projects/{world.project_a}/evidence",
+                      headers=bearer(other["accessToken"])).status_code == 200
     assert client.post(REFRESH, json={"refreshToken": pair["refreshToken"]}).status_code == 401
     assert client.get(ME, headers=bearer(other["accessToken"])).status_code == 200
     assert len(events_of(container, "auth.logged_out")) == 1
