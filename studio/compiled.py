@@ -11,6 +11,7 @@ both paths return the same values.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,18 +43,38 @@ def driver_fetchall(conn: Connection, sql: str, params: Any) -> list[Any]:
         conn.begin()
     dialect = conn.dialect
     raw = conn.connection.dbapi_connection
-    cursor = raw.cursor()  # type: ignore[union-attr]
+    # psycopg: one cursor per connection, kept with it (SQLAlchemy clears this dictionary
+    # when the connection is replaced). Creating a cursor copies the connection's adapter
+    # map, about 9 % of a request's CPU here; a statement is prepared on its first run.
+    # sqlite3 cursors cost nothing to create: a fresh one per statement.
+    reuse = dialect.driver == "psycopg"
+    info = conn.connection.info
+    cursor = info.get(_CURSOR) if reuse else None
+    if cursor is None:
+        cursor = raw.cursor()  # type: ignore[union-attr]
+        if reuse:
+            info[_CURSOR] = cursor
     try:
-        cursor.execute(sql, params)
+        if reuse:
+            cursor.execute(sql, params, prepare=True)
+        else:
+            cursor.execute(sql, params)
         return cursor.fetchall()
     except dialect.loaded_dbapi.Error as exc:
+        if info.pop(_CURSOR, None) is not None:
+            with contextlib.suppress(Exception):  # a fresh cursor for the next statement
+                cursor.close()
         lost = dialect.is_disconnect(exc, raw, cursor)
         if lost:
             conn.invalidate(exc)
         raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error,
                                   connection_invalidated=lost, dialect=dialect) from exc
     finally:
-        cursor.close()
+        if not reuse:
+            cursor.close()
+
+
+_CURSOR = "studio.driver_cursor"
 
 
 @dataclass(slots=True)

@@ -343,3 +343,23 @@ def test_statements_of_one_sqlite_read_share_a_snapshot(container, world):
         assert page(conn) == before
     with container.db.read() as conn:
         assert len(page(conn)) == len(before) + 1
+
+
+@POSTGRES_ONLY
+def test_the_kept_psycopg_cursor_survives_a_failed_statement(container):
+    """The driver statements reuse one cursor per PostgreSQL connection; a statement that
+    fails leaves as a DBAPIError and the next one runs on a fresh cursor."""
+    from sqlalchemy.exc import DBAPIError
+
+    from studio.compiled import driver_fetchall
+
+    with container.db.engine.connect() as conn:
+        assert driver_fetchall(conn, "SELECT 1", None) == [(1,)]
+        kept = conn.connection.info["studio.driver_cursor"]
+        assert driver_fetchall(conn, "SELECT 2", None) == [(2,)]
+        assert conn.connection.info["studio.driver_cursor"] is kept
+        with pytest.raises(DBAPIError):
+            driver_fetchall(conn, "SELECT 1 / 0", None)
+        assert "studio.driver_cursor" not in conn.connection.info
+        conn.rollback()  # the failed statement aborted the transaction
+        assert driver_fetchall(conn, "SELECT 3", None) == [(3,)]
