@@ -270,7 +270,7 @@ def _raw_to_wire(column: Any, dialect: Dialect) -> Any:
     """The function from a column's value as the driver returns it to its wire form (None:
     sent as is), the same as the column type's result processing followed by wire_value."""
     from studio.db import UTCDateTime
-    from studio.wire import wire_datetime
+    from studio.events.envelope import iso_utc
 
     col_type = column.type
     sqlite = dialect.name == "sqlite"
@@ -280,7 +280,7 @@ def _raw_to_wire(column: Any, dialect: Dialect) -> Any:
     if isinstance(col_type, UTCDateTime):
         if sqlite:  # naive UTC text, as SQLAlchemy's DateTime writes it
             return lambda v: dt.datetime.fromisoformat(v).isoformat(timespec="microseconds") + "Z"
-        return wire_datetime
+        return iso_utc
     if type(col_type) is Date:
         return None if sqlite else dt.date.isoformat  # SQLite keeps ISO text already
     if isinstance(col_type, Float):

@@ -9,22 +9,10 @@ from typing import Any
 from studio.events.envelope import iso_utc
 
 
-_ZERO = dt.timedelta(0)
-
-
-def wire_datetime(value: dt.datetime) -> str:
-    # Same text as iso_utc, without strftime: this runs for every timestamp of every row.
-    # PostgreSQL's driver hands out UTC as a zone of its own, not as dt.UTC.
-    tz = value.tzinfo
-    if value.year >= 1000 and (tz is dt.UTC or (tz is not None and tz.utcoffset(value) == _ZERO)):
-        return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-    return iso_utc(value)
-
-
 # Dispatch on the exact type (one dict lookup per value; None: sent as is), isinstance for
 # anything else (subclasses).
 _BY_TYPE: dict[type, Any] = {
-    dt.datetime: wire_datetime, dt.date: dt.date.isoformat, uuid.UUID: str,
+    dt.datetime: iso_utc, dt.date: dt.date.isoformat, uuid.UUID: str,
     str: None, int: None, float: None, bool: None, type(None): None,
 }
 _MISSING = object()

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from studio.db import DatabaseUnavailable
 from studio.errors import AppError
+from studio.events.envelope import iso_utc
 from studio.events.store import VersionConflict
 
 log = structlog.get_logger("studio.gateway")
@@ -26,8 +27,7 @@ DATA_MARKER = b',"data":'
 
 
 def _now() -> str:
-    # The wire form of iso_utc (studio/events/envelope.py), without strftime's cost.
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return iso_utc(dt.datetime.now(dt.UTC))
 
 
 def request_id_of(scope: Scope) -> str:
