@@ -175,19 +175,8 @@ class Repository:
         statement built once per shape with bound parameters: list endpoints run on every
         request, and building a select() cost more than executing it.
         """
-        if sort not in self.sortable:
-            raise AppError(
-                "invalid_parameter",
-                f"cannot sort by {sort!r}",
-                details=[{"field": "sort", "message": f"one of {sorted(self.sortable)}"}],
-            )
         equal = equal or {}
-        params: dict[str, Any] = {f"eq_{name}": value for name, value in equal.items()}
-        params["page_limit"] = limit + 1
-        if cursor:
-            params["after_value"], params["after_id"] = decode_cursor(
-                cursor, sort, desc, _python_type(self.table.c[sort])
-            )
+        params = self._page_params(equal, sort, desc, cursor, limit)
         if where:
             query = self._page_query(tuple(equal), sort, desc, bool(cursor), where)
         else:
@@ -221,15 +210,8 @@ class Repository:
         general path turns it into a Python object first, then into text). The result is
         the same, value for value: tests/test_read_path.py compares both paths.
         """
-        if sort not in self.sortable:
-            raise AppError("invalid_parameter", f"cannot sort by {sort!r}",
-                           details=[{"field": "sort", "message": f"one of {sorted(self.sortable)}"}])
         equal = equal or {}
-        params: dict[str, Any] = {f"eq_{name}": value for name, value in equal.items()}
-        params["page_limit"] = limit + 1
-        if cursor:
-            params["after_value"], params["after_id"] = decode_cursor(
-                cursor, sort, desc, _python_type(self.table.c[sort]))
+        params = self._page_params(equal, sort, desc, cursor, limit)
         dialect = self.conn.dialect
         key = (dialect.name, self.table.name, fields, tuple(sorted(equal)), sort, desc, bool(cursor))
         page = _WIRE_PAGES.get(key)
@@ -245,6 +227,24 @@ class Repository:
         pairs = page.columns
         return [{wire_key: value if convert is None or value is None else convert(value)
                  for (wire_key, convert), value in zip(pairs, row)} for row in rows], next_cursor
+
+    def _page_params(self, equal: Mapping[str, Any], sort: str, desc: bool, cursor: str | None,
+                     limit: int) -> dict[str, Any]:
+        """The bound parameters of a page statement (`_page_query`); checks the sort column
+        and decodes the cursor (400 for either)."""
+        if sort not in self.sortable:
+            raise AppError(
+                "invalid_parameter",
+                f"cannot sort by {sort!r}",
+                details=[{"field": "sort", "message": f"one of {sorted(self.sortable)}"}],
+            )
+        params: dict[str, Any] = {f"eq_{name}": value for name, value in equal.items()}
+        params["page_limit"] = limit + 1
+        if cursor:
+            params["after_value"], params["after_id"] = decode_cursor(
+                cursor, sort, desc, _python_type(self.table.c[sort])
+            )
+        return params
 
     def _page_query(self, equal: tuple[str, ...], sort: str, desc: bool, after: bool,
                     where: Sequence[ColumnElement[bool]]) -> Select[Any]:
