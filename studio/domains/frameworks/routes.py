@@ -129,42 +129,41 @@ async def mappings_upload(request: Request, principal: CurrentPrincipal) -> Uplo
 
 
 _TEXT_FIELD = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": VISIBLE}
-_IMPORT_BODY = {
-    "required": True,
-    "content": {"multipart/form-data": {
-        "schema": {
-            "type": "object",
-            "required": ["file"],
-            "additionalProperties": False,
-            "properties": {
-                "file": {**_inline(FrameworkDocument.model_json_schema()), "description": (
-                    "The framework file. Shown here: the custom format as JSON (Content-Type "
-                    "application/json). Also accepted, by file name or Content-Type: OSCAL catalogs "
-                    "as .json, .yaml or .xml, the custom format as .yaml or .csv (docs/frameworks.md).")},
-                "key": {**_TEXT_FIELD, "description": "Framework key (default: from the name)"},
-                "name": {**_TEXT_FIELD, "description": "Overrides the file's framework name"},
-                "version": {**_TEXT_FIELD, "description": "Overrides the file's version"},
+def _file_upload_body(file_schema: dict[str, Any], description: str,
+                      **fields: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI request body of a multipart upload: a required `file` part documented by
+    `file_schema` (as JSON), plus optional text `fields`."""
+    return {
+        "required": True,
+        "content": {"multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "additionalProperties": False,
+                "properties": {
+                    "file": {**_inline(file_schema), "description": description},
+                    **fields,
+                },
             },
-        },
-        "encoding": {"file": {"contentType": "application/json"}},
-    }},
-}
-_MAPPINGS_BODY = {
-    "required": True,
-    "content": {"multipart/form-data": {
-        "schema": {
-            "type": "object",
-            "required": ["file"],
-            "additionalProperties": False,
-            "properties": {
-                "file": {**_inline(MappingFile.model_json_schema()), "description": (
-                    "The mappings. Shown here: the rows as JSON (Content-Type application/json). "
-                    "Also accepted: the same columns as CSV with a header row (docs/frameworks.md).")},
-            },
-        },
-        "encoding": {"file": {"contentType": "application/json"}},
-    }},
-}
+            "encoding": {"file": {"contentType": "application/json"}},
+        }},
+    }
+
+
+_IMPORT_BODY = _file_upload_body(
+    FrameworkDocument.model_json_schema(),
+    "The framework file. Shown here: the custom format as JSON (Content-Type "
+    "application/json). Also accepted, by file name or Content-Type: OSCAL catalogs "
+    "as .json, .yaml or .xml, the custom format as .yaml or .csv (docs/frameworks.md).",
+    key={**_TEXT_FIELD, "description": "Framework key (default: from the name)"},
+    name={**_TEXT_FIELD, "description": "Overrides the file's framework name"},
+    version={**_TEXT_FIELD, "description": "Overrides the file's version"},
+)
+_MAPPINGS_BODY = _file_upload_body(
+    MappingFile.model_json_schema(),
+    "The mappings. Shown here: the rows as JSON (Content-Type application/json). "
+    "Also accepted: the same columns as CSV with a header row (docs/frameworks.md).",
+)
 
 
 @router.post("/frameworks/import", status_code=201, openapi_extra={"requestBody": _IMPORT_BODY},
