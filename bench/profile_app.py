@@ -40,7 +40,7 @@ PARTS = [
     ("handler list_evidence (incl. service)", "list_evidence"),
     ("  service list_for_project", "list_for_project"),
     ("  visible_project (authorization query)", "visible_project"),
-    ("  find_page_wire (page query, driver rows -> wire)", "find_page_wire"),
+    ("  WirePageRequest.result (driver rows -> wire)", "WirePageRequest.result"),
     ("SQLAlchemy compile (all queries)", "sqlalchemy/sql/compiler.py"),
     ("SQLAlchemy execute (queries not compiled to the driver)", "Connection.execute"),
     ("SQLAlchemy connection checkout/return (pool)", "sqlalchemy/pool/"),

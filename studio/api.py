@@ -28,6 +28,7 @@ from studio.gateway.envelope import (
     request_id_of,
 )
 from studio.principal import AuthInfo, Principal
+from studio.repository import WirePageRequest
 from studio.schemas import VISIBLE
 
 T = TypeVar("T")
@@ -49,11 +50,13 @@ async def current_auth(request: Request) -> AuthInfo:
     return auth
 
 
-def principal_of(request: Request, auth: AuthInfo, project_id: uuid.UUID | None = None) -> Principal:
+def principal_of(request: Request, auth: AuthInfo, project_id: uuid.UUID | None = None, *,
+                 along: WirePageRequest | None = None) -> Principal:
     """The authenticated caller with their role as stored right now; with `project_id`,
-    also that project as the caller may see it, in the same query (Principal.project)."""
+    also that project as the caller may see it, in the same query (Principal.project),
+    and with `along` a page of a list in it (see `load_principal`)."""
     with container(request).db.read() as conn:
-        principal = load_principal(conn, auth, project_id)
+        principal = load_principal(conn, auth, project_id, along=along)
     if principal is None:
         raise AppError("invalid_token", "the session has ended or the user is inactive")
     if principal.is_super_admin:

@@ -192,7 +192,7 @@ class Repository:
             next_cursor = encode_cursor(sort, desc, last[sort], last["id"])
         return Page(rows, next_cursor)
 
-    def find_page_wire(
+    def page_request(
         self,
         fields: tuple[str, ...],
         *,
@@ -201,9 +201,12 @@ class Repository:
         desc: bool = False,
         cursor: str | None = None,
         limit: int = 50,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """`find_all(equal=...)` mapped to the wire (`to_wire(row, fields)` of each row),
-        for list endpoints that serve a page on every request.
+    ) -> WirePageRequest:
+        """One page of `find_all(equal=...)` for a list endpoint that serves a page on
+        every request, checked (sort column, cursor: 400 for either) but not read yet:
+        `result(conn)` reads it and maps it to the wire (`to_wire(row, fields)` of each
+        row), or another statement fetches its rows along with its own
+        (`load_principal(..., along=page)`).
 
         The statement is compiled once per shape and dialect and run at the driver level;
         each value goes from what the driver returns to its wire form in one step (the
@@ -216,17 +219,8 @@ class Repository:
         key = (dialect.name, self.table.name, fields, tuple(sorted(equal)), sort, desc, bool(cursor))
         page = _WIRE_PAGES.get(key)
         if page is None:
-            page = _WIRE_PAGES[key] = _WirePage.build(self, dialect, fields, key[3], sort, desc, bool(cursor))
-        rows = page.select.fetchall(self.conn, params)
-        next_cursor = None
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = page.cursor_after(rows[-1], sort, desc)
-        # A row may end with the sort column and the id when `fields` lacks them (selected
-        # for the cursor only): zip stops at the last field.
-        pairs = page.columns
-        return [{wire_key: value if convert is None or value is None else convert(value)
-                 for (wire_key, convert), value in zip(pairs, row)} for row in rows], next_cursor
+            page = _WIRE_PAGES[key] = WirePage.build(self, dialect, key, fields)
+        return WirePageRequest(page, params, limit)
 
     def _page_params(self, equal: Mapping[str, Any], sort: str, desc: bool, cursor: str | None,
                      limit: int) -> dict[str, Any]:
@@ -287,31 +281,44 @@ def _raw_to_wire(column: Any, dialect: Dialect) -> Any:
         return float  # REAL on SQLite, double precision on PostgreSQL: a float either way
     process = result_processor(column.type, dialect)
     if process is None:
-        return wire_value
+        # Text, integers and booleans arrive from the driver as they go on the wire.
+        return None if _python_type(column) in (str, int, bool) else wire_value
     return lambda v: wire_value(process(v))
 
 
 @dataclass(slots=True)
-class _WirePage:
-    """One compiled page statement and one wire converter per selected column."""
+class WirePage:
+    """One page statement (built and compiled once) and one wire converter per selected
+    column."""
 
+    key: tuple[Any, ...]  # (dialect, table, fields, equality columns, sort, desc, after a cursor)
+    query: Select[Any]  # the selected columns: `fields`, then the sort column and id if missing
     select: CompiledSelect
     columns: list[tuple[str, Any]]
     sort_index: int
     id_index: int
 
     @classmethod
-    def build(cls, repo: Repository, dialect: Dialect, fields: tuple[str, ...], equal: tuple[str, ...],
-              sort: str, desc: bool, after: bool) -> _WirePage:
+    def build(cls, repo: Repository, dialect: Dialect, key: tuple[Any, ...],
+              fields: tuple[str, ...]) -> WirePage:
         table = repo.table
+        _, _, _, equal, sort, desc, after = key
         selected = list(dict.fromkeys([*fields, sort, "id"]))
         query = repo._page_query(equal, sort, desc, after, ()).with_only_columns(
             *(table.c[name] for name in selected))
         columns = [(camel(name), _raw_to_wire(table.c[name], dialect)) for name in selected]
-        return cls(CompiledSelect.build(query, dialect), columns[:len(fields)],
+        return cls(key, query, CompiledSelect.build(query, dialect), columns[:len(fields)],
                    selected.index(sort), selected.index("id"))
 
-    def cursor_after(self, row: Any, sort: str, desc: bool) -> str:
+    @property
+    def sort(self) -> str:
+        return self.key[4]
+
+    @property
+    def desc(self) -> bool:
+        return self.key[5]
+
+    def cursor_after(self, row: Any) -> str:
         """The cursor of the page after `row` (a driver row of this statement)."""
         value, row_id = row[self.sort_index], row[self.id_index]
         processors = self.select.processors
@@ -319,8 +326,33 @@ class _WirePage:
             value = processors[self.sort_index](value)
         if processors[self.id_index] is not None:
             row_id = processors[self.id_index](row_id)
-        return encode_cursor(sort, desc, value, row_id)
+        return encode_cursor(self.sort, self.desc, value, row_id)
+
+
+@dataclass(slots=True)
+class WirePageRequest:
+    """One page of a list, chosen and checked, with its bound parameters; `rows` holds
+    the driver rows once a combined statement fetched them (see `load_principal`)."""
+
+    page: WirePage
+    params: dict[str, Any]
+    limit: int
+    rows: list[Any] | None = None
+
+    def result(self, conn: Connection) -> tuple[list[dict[str, Any]], str | None]:
+        """The page on the wire and the cursor of the next one (None on the last)."""
+        rows = self.rows if self.rows is not None else self.page.select.fetchall(conn, self.params)
+        page = self.page
+        next_cursor = None
+        if len(rows) > self.limit:
+            rows = rows[:self.limit]
+            next_cursor = page.cursor_after(rows[-1])
+        # A row may end with the sort column and the id when `fields` lacks them (selected
+        # for the cursor only): zip stops at the last field.
+        pairs = page.columns
+        return [{wire_key: value if convert is None or value is None else convert(value)
+                 for (wire_key, convert), value in zip(pairs, row)} for row in rows], next_cursor
 
 
 # (dialect, table, fields, equality columns, sort, desc, after a cursor) -> compiled page.
-_WIRE_PAGES: dict[tuple[Any, ...], _WirePage] = {}
+_WIRE_PAGES: dict[tuple[Any, ...], WirePage] = {}

@@ -145,6 +145,8 @@ def _evidence_rows(container, world, rng_seed: int) -> None:
 def test_the_wire_page_path_returns_what_the_general_path_does(container, world, sort, desc):
     from studio.domains.evidence.repository import EvidenceRepository
     from studio.domains.evidence.service import EVIDENCE_FIELDS
+    from studio.domains.users.repository import load_principal
+    from studio.principal import AuthInfo
     from studio.wire import to_wire
 
     _evidence_rows(container, world, rng_seed=len(sort) + desc)
@@ -156,10 +158,21 @@ def test_the_wire_page_path_returns_what_the_general_path_does(container, world,
             with container.db.read() as conn:
                 repo = EvidenceRepository(conn)
                 general = repo.find_all(equal=equal, sort=sort, desc=desc, cursor=general_cursor, limit=4)
-                items, wire_cursor = repo.find_page_wire(EVIDENCE_FIELDS, equal=equal, sort=sort, desc=desc,
-                                                         cursor=wire_cursor, limit=4)
+                items, wire_cursor = repo.page_request(EVIDENCE_FIELDS, equal=equal, sort=sort, desc=desc,
+                                                       cursor=wire_cursor, limit=4).result(conn)
             assert items == [to_wire(r, EVIDENCE_FIELDS) for r in general.items]
             assert wire_cursor == general.next_cursor
+            # The same page fetched along with the caller, in one statement.
+            admin = world["admin"].principal
+            with container.db.read() as conn:
+                page = EvidenceRepository(conn).page_request(EVIDENCE_FIELDS, equal=equal, sort=sort, desc=desc,
+                                                             cursor=general_cursor, limit=4)
+                caller = load_principal(conn, AuthInfo(admin.user_id, admin.organization_id, "jwt"),
+                                        world.project_a, along=page)
+                # fetched by the combined statement on PostgreSQL, by its own on SQLite
+                assert (page.rows is not None) == (conn.dialect.name == "postgresql")
+                assert caller is not None and caller.project is not None
+                assert page.result(conn) == (items, wire_cursor)
             general_cursor = general.next_cursor
             pages += 1
             if general_cursor is None:
@@ -170,10 +183,13 @@ def test_the_wire_page_path_returns_what_the_general_path_does(container, world,
 def test_the_caller_and_the_project_load_in_one_query_with_the_same_visibility(container, world):
     """load_principal(..., project_id) decides visibility as the project query does, for
     every role and own / unassigned / foreign project."""
+    from studio.domains.evidence.repository import EvidenceRepository
+    from studio.domains.evidence.service import EVIDENCE_FIELDS
     from studio.domains.projects.repository import ProjectRepository
     from studio.domains.users.repository import load_principal
     from studio.principal import AuthInfo
 
+    _evidence_rows(container, world, rng_seed=7)
     projects = [world.project_a, world.project_b, world.project_c, uuid.uuid4()]
     for actor in [*world.actors.values(), world.outsider]:
         principal = actor.principal
@@ -187,6 +203,15 @@ def test_the_caller_and_the_project_load_in_one_query_with_the_same_visibility(c
                     combined = load_principal(conn, auth, project_id)
                     assert combined is not None and combined.role == principal.role
                     together = repo.get_visible(combined, project_id)
+                    # ... and with a page of the project's evidence joined to the query
+                    page = EvidenceRepository(conn).page_request(EVIDENCE_FIELDS, equal={"project_id": project_id},
+                                                                 sort="created_at", desc=True, limit=3)
+                    with_page = load_principal(conn, auth, project_id, along=page)
+                    assert with_page == combined and with_page.project == combined.project
+                    assert (page.rows is not None) == (conn.dialect.name == "postgresql")
+                    alone = EvidenceRepository(conn).page_request(
+                        EVIDENCE_FIELDS, equal={"project_id": project_id}, sort="created_at", desc=True, limit=3)
+                    assert page.result(conn) == alone.result(conn)
                 assert (together is None) == (separately is None), (actor.role, project_id)
                 if together is not None:
                     assert together[1] == separately[1]
@@ -311,8 +336,8 @@ def test_a_wire_page_of_fields_without_the_sort_column_still_pages(container, wo
     seen, cursor = [], None
     while True:
         with container.db.read() as conn:
-            items, cursor = EvidenceRepository(conn).find_page_wire(
-                fields, equal={"project_id": world.project_a}, sort="updated_at", cursor=cursor, limit=5)
+            items, cursor = EvidenceRepository(conn).page_request(
+                fields, equal={"project_id": world.project_a}, sort="updated_at", cursor=cursor, limit=5).result(conn)
         assert all(set(item) == {"title", "status"} for item in items)
         seen += items
         if cursor is None:
@@ -331,8 +356,8 @@ def test_statements_of_one_sqlite_read_share_a_snapshot(container, world):
     from studio.domains.evidence.service import EVIDENCE_FIELDS
 
     def page(conn) -> list[dict]:
-        return EvidenceRepository(conn).find_page_wire(
-            EVIDENCE_FIELDS, equal={"project_id": world.project_a}, limit=50)[0]
+        return EvidenceRepository(conn).page_request(
+            EVIDENCE_FIELDS, equal={"project_id": world.project_a}, limit=50).result(conn)[0]
 
     with container.db.read() as conn:
         before = page(conn)

@@ -63,11 +63,15 @@ async def list_evidence(
     """A project's evidence, newest first."""
 
     def read() -> tuple[list[dict[str, Any]], str | None]:
-        with container(request).db.read():  # one connection for the caller and the page
-            return container(request).evidence.list_for_project(
-                principal_of(request, auth, project_id), project_id, cursor=query.cursor,
-                limit=query.limit, sort=query.sort, desc=query.order == "desc",
-                status=query.status.value if query.status else None, control_id=query.controlId)
+        evidence = container(request).evidence
+        with container(request).db.read() as conn:
+            page = evidence.page_request(
+                conn, project_id, cursor=query.cursor, limit=query.limit, sort=query.sort,
+                desc=query.order == "desc", status=query.status.value if query.status else None,
+                control_id=query.controlId)
+            # The caller, the project and the page in one statement (one round trip); the
+            # page is served only if the caller may read the project's evidence.
+            return evidence.read_page(principal_of(request, auth, project_id, along=page), project_id, page)
 
     items, cursor = await run_read(request, read)
     return page(request, items, cursor)

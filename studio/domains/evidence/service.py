@@ -14,6 +14,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from studio.db import Database, utcnow
 from studio.domains.compliance.service import evidence_state
 from studio.domains.evidence.repository import EvidenceRepository, ReviewRepository
@@ -27,6 +29,7 @@ from studio.domains.projects.service import stream_of, visible_project
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import allowed
 from studio.principal import Principal
+from studio.repository import WirePageRequest
 from studio.wire import to_wire
 
 EVIDENCE_FIELDS = (
@@ -64,14 +67,30 @@ class EvidenceService:
                          control_id: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """List a project's evidence, newest first by default."""
         with self.db.read() as conn:
+            page = self.page_request(conn, project_id, cursor=cursor, limit=limit, sort=sort, desc=desc,
+                                     status=status, control_id=control_id)
+            return self.read_page(principal, project_id, page)
+
+    def page_request(self, conn: Connection, project_id: uuid.UUID, *, cursor: str | None, limit: int,
+                     sort: str, desc: bool, status: str | None = None,
+                     control_id: str | None = None) -> WirePageRequest:
+        """The page of a project's evidence a list request asks for, checked (400 for a bad
+        sort or cursor) but not read: `read_page` reads it, unless `load_principal(...,
+        along=page)` fetched it with the caller already."""
+        equal: dict[str, Any] = {"project_id": project_id}
+        if status:
+            equal["status"] = status
+        if control_id:
+            equal["control_id"] = control_id
+        return EvidenceRepository(conn).page_request(
+            EVIDENCE_FIELDS, equal=equal, cursor=cursor, limit=limit, sort=sort, desc=desc)
+
+    def read_page(self, principal: Principal, project_id: uuid.UUID,
+                  page: WirePageRequest) -> tuple[list[dict[str, Any]], str | None]:
+        """`page` of the project's evidence if the caller may read it (404/403 otherwise)."""
+        with self.db.read() as conn:
             visible_project(conn, principal, project_id, "evidence.read")
-            equal: dict[str, Any] = {"project_id": project_id}
-            if status:
-                equal["status"] = status
-            if control_id:
-                equal["control_id"] = control_id
-            return EvidenceRepository(conn).find_page_wire(
-                EVIDENCE_FIELDS, equal=equal, cursor=cursor, limit=limit, sort=sort, desc=desc)
+            return page.result(conn)
 
     def status_counts(
         self, principal: Principal, project_ids: list[uuid.UUID]

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, Uuid, and_, bindparam, exists, func, select
+from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
+    Uuid,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.engine import Connection, RowMapping
 
-from studio.compiled import DriverQuery
+from studio.compiled import CompiledSelect, DriverQuery
 from studio.domains.auth.models import refresh_tokens
 from studio.domains.projects.models import project_members, projects
 from studio.domains.users.models import organizations, users
 from studio.permissions import Role
 from studio.principal import AuthInfo, Principal
-from studio.repository import Repository
+from studio.repository import Repository, WirePageRequest, WirePage
 
 
 class OrganizationRepository(Repository):
@@ -68,30 +82,62 @@ def _with_project(query):  # type: ignore[no-untyped-def]
             .select_from(joined).set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL))
 
 
+def _with_page(caller_query, page: WirePage):  # type: ignore[no-untyped-def]
+    """The caller's row (`caller_query`) and a list page in one statement: one row per
+    item in the page's order, the caller's columns on the first row only (NULL on the
+    others: decoding them again on every row cost more than a second statement), and
+    one row with the page's columns NULL when the page is empty."""
+    caller = caller_query.subquery("caller")
+    items = page.query.subquery("page")
+    order = ((items.c[page.sort].desc(), items.c.id.desc()) if page.desc
+             else (items.c[page.sort].asc(), items.c.id.asc()))
+    # Numbered after the LIMIT: at most a page of rows, whatever the project holds.
+    numbered = select(*items.c, func.row_number().over(order_by=order).label("page_row")).subquery("numbered")
+    row = numbered.c.page_row
+    first = or_(row == literal_column("1"), row.is_(None))
+    return (select(*(case((first, column), else_=null()).label(key) for key, column in caller.c.items()),
+                   *(numbered.c[key] for key in items.c.keys()))
+            .select_from(caller.outerjoin(numbered, true()))
+            .order_by(numbered.c.page_row))
+
+
 # Run on every authenticated request: compiled once, run on the driver's cursor.
 _CALLER = DriverQuery(_PRINCIPAL)
 _CALLER_IN_SESSION = DriverQuery(_PRINCIPAL_IN_SESSION)
 _CALLER_AND_PROJECT = DriverQuery(_with_project(_PRINCIPAL))
 _CALLER_IN_SESSION_AND_PROJECT = DriverQuery(_with_project(_PRINCIPAL_IN_SESSION))
 _PROJECT_KEYS = tuple((f"projects_{c.name}", c.name) for c in projects.c)
+# (in a session, page key) -> the caller, the project and the page in one statement.
+_CALLER_PROJECT_AND_PAGE: dict[tuple[bool, tuple[Any, ...]], CompiledSelect] = {}
 
 
-def load_principal(conn: Connection, auth: AuthInfo, project_id: uuid.UUID | None = None) -> Principal | None:
+def load_principal(conn: Connection, auth: AuthInfo, project_id: uuid.UUID | None = None, *,
+                   along: WirePageRequest | None = None) -> Principal | None:
     """The caller as of now: None if the user is gone, inactive or their session revoked.
 
     With `project_id`, the same query also loads that project and the caller's member
     role in it (Principal.project), so a project-scoped read needs no second lookup.
+    With `along` (a page of a list in that project), on PostgreSQL it also fetches that
+    page's rows into `along.rows`: the caller, the project and the page in one round
+    trip. The rows are read whether or not the caller may see them; the caller decides
+    that afterwards (visible_project) and drops them if not. SQLite has no round trip to
+    save, and the joined statement costs it more than the two simple ones
+    (docs/benchmarks.md): there `along` is left for its own statement.
     """
     params: dict[str, object] = {"user_id": auth.user_id}
-    if auth.session_id is not None:
+    in_session = auth.session_id is not None
+    if in_session:
         params["session_id"] = auth.session_id
     if project_id is None:
-        row = (_CALLER if auth.session_id is None else _CALLER_IN_SESSION).first(conn, params)
+        row = (_CALLER_IN_SESSION if in_session else _CALLER).first(conn, params)
         prefix = ""
     else:
         params["project_id"] = project_id
-        query = _CALLER_AND_PROJECT if auth.session_id is None else _CALLER_IN_SESSION_AND_PROJECT
-        row = query.first(conn, params)
+        if along is None or conn.dialect.name == "sqlite":
+            query = _CALLER_IN_SESSION_AND_PROJECT if in_session else _CALLER_AND_PROJECT
+            row = query.first(conn, params)
+        else:
+            row = _caller_and_page(conn, in_session, params, along)
         prefix = "users_"
     if row is None or not row[f"{prefix}is_active"] or row.get("revoked", False):
         return None
@@ -113,6 +159,29 @@ def load_principal(conn: Connection, auth: AuthInfo, project_id: uuid.UUID | Non
         token_id=auth.token_id,
         project=project,
     )
+
+
+def _caller_and_page(conn: Connection, in_session: bool, params: dict[str, object],
+                     along: WirePageRequest) -> dict[str, Any] | None:
+    """Run the caller + project query with `along`'s page joined to it; the caller's row
+    (as `query.first` returns it) and the page's driver rows in `along.rows`."""
+    key = (in_session, along.page.key)
+    combined = _CALLER_PROJECT_AND_PAGE.get(key)
+    if combined is None:
+        base = _PRINCIPAL_IN_SESSION if in_session else _PRINCIPAL
+        combined = _CALLER_PROJECT_AND_PAGE[key] = CompiledSelect.build(
+            _with_page(_with_project(base), along.page), conn.dialect)
+    rows = combined.fetchall(conn, {**params, **along.params})
+    width = len(combined.keys) - len(along.page.query.selected_columns)
+    if not rows or rows[0][width + along.page.id_index] is None:
+        along.rows = []
+    else:
+        along.rows = [row[width:] for row in rows]
+    if not rows:
+        return None
+    first = rows[0]
+    return {key: value if process is None or value is None else process(value)
+            for key, process, value in zip(combined.keys[:width], combined.processors, first[:width])}
 
 
 def new_user_id() -> uuid.UUID:
