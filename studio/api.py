@@ -140,13 +140,18 @@ def query_model(model: type[M]) -> Any:
 
     async def parse_query(request: Request) -> M:
         try:
-            return model.model_validate(dict(request.query_params))
+            return query_of(model, request)
         except ValidationError as exc:
             raise RequestValidationError(
                 [{**error, "loc": ("query", *error["loc"])} for error in exc.errors(include_url=False)]
             ) from None
 
     return Depends(parse_query)
+
+
+def query_of(model: type[M], request: Request) -> M:
+    """The query string validated into `model` (pydantic's ValidationError if invalid)."""
+    return model.model_validate(dict(request.query_params))
 
 
 def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
@@ -278,6 +283,12 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> Respon
 
 
 async def _other_handler(request: Request, exc: Exception) -> Response:
+    return error_response(request, exc)
+
+
+def error_response(request: Request, exc: Exception) -> Response:
+    """The envelope of an expected error (AppError, DatabaseUnavailable, VersionConflict),
+    as the exception handlers answer it."""
     return _error_response(request, as_app_error(exc))
 
 

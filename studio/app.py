@@ -22,6 +22,8 @@ from studio.db import DatabaseUnavailable
 from studio.documents.routes import router as documents_router
 from studio.domains.auth.routes import router as auth_router
 from studio.domains.compliance.routes import router as compliance_router
+from studio.direct_routes import DirectRoutes
+from studio.domains.evidence.routes import DIRECT_ROUTES
 from studio.domains.evidence.routes import router as evidence_router
 from studio.domains.frameworks.routes import router as frameworks_router
 from studio.domains.projects.routes import router as projects_router
@@ -50,12 +52,14 @@ token from `POST /api/v1/auth/login`, or a personal API token (`stp_...`).
 """
 
 
-def create_app(container: Container | None = None, settings: Settings | None = None) -> Any:
+def create_app(container: Container | None = None, settings: Settings | None = None, *,
+               direct_routes: bool = True) -> Any:
     """Build the app. The gateway runs outermost first, exactly in this order:
 
     request id → security headers → error envelope → body limit → rate limit (IP)
     → authentication → rate limit (principal) → response cache → routes
     (authorization and validation are route dependencies; handlers build the envelope).
+    `direct_routes=False` leaves every request to FastAPI (tests compare the two).
     """
     c = container or bootstrap(settings)
     s = c.settings
@@ -137,7 +141,11 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         extend(api)
     document_errors(api, f"{API_PREFIX}/")
 
+    # The most requested GET endpoints skip FastAPI's routing and dependency machinery
+    # for well-formed requests (studio/direct_routes.py); FastAPI answers all the rest.
     app: Any = api
+    if direct_routes:
+        app = DirectRoutes(api, {f"{API_PREFIX}{path}": handler for path, handler in DIRECT_ROUTES.items()})
     if s.cache_enabled:
         # File downloads stream (the cache would hold them whole); event reads change with
         # every commit and with consumers' progress. Neither is cached.

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
 from studio.api import (
@@ -19,10 +19,12 @@ from studio.api import (
     page,
     principal_of,
     query_model,
+    query_of,
     query_parameters,
     request_id,
     run_read,
 )
+from studio.direct_routes import Fallback, auth_or_fallback
 from studio.domains.evidence.schemas import (
     EvidenceCreate,
     EvidenceRead,
@@ -31,6 +33,7 @@ from studio.domains.evidence.schemas import (
     ReviewCreate,
     ReviewRead,
 )
+from studio.principal import AuthInfo
 from studio.schemas import NO_NUL, Envelope, PageOut
 
 router = APIRouter(tags=["evidence"])
@@ -61,7 +64,22 @@ async def list_evidence(
     query: Annotated[EvidenceListQuery, query_model(EvidenceListQuery)],
 ) -> Response:
     """A project's evidence, newest first."""
+    return await _evidence_page(request, auth, project_id, query)
 
+
+async def list_evidence_direct(request: Request, project_id: uuid.UUID) -> Response:
+    """`list_evidence` as a direct route (studio/direct_routes.py): the most requested
+    endpoint. Invalid query parameters go to the FastAPI route, which explains them."""
+    auth = auth_or_fallback(request)
+    try:
+        query = query_of(EvidenceListQuery, request)
+    except ValidationError:
+        raise Fallback from None
+    return await _evidence_page(request, auth, project_id, query)
+
+
+async def _evidence_page(request: Request, auth: AuthInfo, project_id: uuid.UUID,
+                         query: EvidenceListQuery) -> Response:
     def read() -> tuple[list[dict[str, Any]], str | None]:
         evidence = container(request).evidence
         with container(request).db.read() as conn:
@@ -75,6 +93,10 @@ async def list_evidence(
 
     items, cursor = await run_read(request, read)
     return page(request, items, cursor)
+
+
+# Served by DirectRoutes in front of FastAPI (paths under the API prefix).
+DIRECT_ROUTES = {"/projects/{project_id}/evidence": list_evidence_direct}
 
 
 @router.post("/projects/{project_id}/evidence", response_model=Envelope[EvidenceRead], status_code=201)
