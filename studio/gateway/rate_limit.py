@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Callable
@@ -10,8 +11,9 @@ from typing import Any
 
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage, SlidingWindowCounterSupport
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage.base import TimestampedSlidingWindow
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from studio.errors import AppError
@@ -35,6 +37,101 @@ class Decision:
         ]
 
 
+class LocalCounters(Storage, SlidingWindowCounterSupport, TimestampedSlidingWindow):
+    """In-process counters for `limits`' sliding-window-counter strategy (the default store).
+
+    limits' own MemoryStorage starts an expiry pass over every counter after each
+    increment, so a hit cost grew with the number of clients seen in the last two windows:
+    0.04 ms alone, over 1 ms beside 10,000 other clients, 6-11 ms beside 50,000
+    (bench/rate_limit_bench.py), a cost any client able to vary its address or token
+    could impose on everyone. Here a counter's expiry goes on a heap when the counter starts,
+    and each increment drops the counters whose time has passed: amortized O(log n) per
+    hit, no task, no thread. The window arithmetic is limits' own (sliding_window_keys,
+    the weighting of the previous window). Every method runs to completion without
+    awaiting anything, so the one event loop that uses it needs no locks.
+    """
+
+    STORAGE_SCHEME = ["studio+memory"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False,
+                 clock: Callable[[], float] = time.time, **options: Any):
+        self.counters: dict[str, list[float]] = {}  # key -> [count, expires at]
+        self.expiries: list[tuple[float, str]] = []  # heap of (expires at, key)
+        self.clock = clock
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return ValueError
+
+    def _add(self, key: str, expiry: float, amount: int, now: float) -> int:
+        heap = self.expiries
+        while heap and heap[0][0] <= now:
+            _, old = heapq.heappop(heap)
+            entry = self.counters.get(old)
+            if entry is not None and entry[1] <= now:  # not restarted since
+                del self.counters[old]
+        entry = self.counters.get(key)
+        if entry is None or entry[1] <= now:
+            entry = self.counters[key] = [0, now + expiry]
+            heapq.heappush(heap, (now + expiry, key))
+        entry[0] += amount
+        return int(entry[0])
+
+    def _count(self, key: str, now: float) -> int:
+        entry = self.counters.get(key)
+        return 0 if entry is None or entry[1] <= now else int(entry[0])
+
+    def _window(self, key: str, expiry: int, now: float) -> tuple[int, float, int, float]:
+        previous_key, current_key = self.sliding_window_keys(key, expiry, now)
+        previous_count = self._count(previous_key, now)
+        previous_ttl = (1 - (((now - expiry) / expiry) % 1)) * expiry if previous_count else 0.0
+        current_ttl = (1 - ((now / expiry) % 1)) * expiry + expiry
+        return previous_count, previous_ttl, self._count(current_key, now), current_ttl
+
+    async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
+        return self._add(key, expiry, amount, self.clock())
+
+    async def get(self, key: str) -> int:
+        return self._count(key, self.clock())
+
+    async def get_expiry(self, key: str) -> float:
+        now = self.clock()
+        entry = self.counters.get(key)
+        return entry[1] if entry is not None and entry[1] > now else now
+
+    async def check(self) -> bool:
+        return True
+
+    async def reset(self) -> int | None:
+        count = len(self.counters)
+        self.counters.clear()
+        self.expiries.clear()
+        return count
+
+    async def clear(self, key: str) -> None:
+        self.counters.pop(key, None)
+
+    async def acquire_sliding_window_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        if amount > limit:
+            return False
+        now = self.clock()
+        previous_count, previous_ttl, current_count, _ = self._window(key, expiry, now)
+        if math.floor(previous_count * previous_ttl / expiry + current_count) + amount > limit:
+            return False
+        # As in limits' stores, the current window's counter lives two windows long: it is
+        # the previous window during the next one.
+        self._add(self.sliding_window_keys(key, expiry, now)[1], 2 * expiry, amount, now)
+        return True
+
+    async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
+        return self._window(key, expiry, self.clock())
+
+    async def clear_sliding_window(self, key: str, expiry: int) -> None:
+        for window_key in self.sliding_window_keys(key, expiry, self.clock()):
+            self.counters.pop(window_key, None)
+
+
 class RateLimiter:
     """A sliding-window counter per (limit, key). Fails open if Redis is unreachable:
     an outage of the limiter's store must not take the API down with it."""
@@ -44,7 +141,7 @@ class RateLimiter:
         if redis_url:
             self.storage = RedisStorage(redis_url, implementation="redispy", key_prefix=key_prefix)
         else:
-            self.storage = MemoryStorage()
+            self.storage = LocalCounters()
         self.strategy = SlidingWindowCounterRateLimiter(self.storage)
 
     async def hit(self, item: RateLimitItem, *keys: str) -> Decision:
