@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from studio.api import error_response
 from studio.db import DatabaseUnavailable
 from studio.errors import AppError
 from studio.events.store import VersionConflict
@@ -74,8 +75,6 @@ class DirectRoutes:
 
     async def _call(self, handler: Handler, scope: Scope, receive: Receive,
                     params: dict[str, str]) -> Response | None:
-        from studio.api import error_response
-
         scope["app"] = self.app  # what FastAPI sets: request.app (its state holds the container)
         request = Request(scope, receive)
         try:
