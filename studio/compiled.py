@@ -119,10 +119,14 @@ class CompiledSelect:
 
     def mappings(self, conn: Connection, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Rows as dicts of Python values, as `conn.execute(query).mappings()` gives them."""
-        pairs = tuple(zip(self.keys, self.processors, strict=True))
-        return [{key: value if process is None or value is None else process(value)
-                 for (key, process), value in zip(pairs, row, strict=True)}
-                for row in self.fetchall(conn, params)]
+        return [self.mapping(row) for row in self.fetchall(conn, params)]
+
+    def mapping(self, row: Any, width: int | None = None) -> dict[str, Any]:
+        """One driver row (its first `width` columns) as a dict of Python values."""
+        keys, processors = (self.keys, self.processors) if width is None else \
+            (self.keys[:width], self.processors[:width])
+        return {key: value if process is None or value is None else process(value)
+                for key, process, value in zip(keys, processors, row[:len(keys)], strict=True)}
 
 
 class DriverQuery:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +33,7 @@ from studio.api import error_response
 from studio.db import DatabaseUnavailable
 from studio.errors import AppError
 from studio.events.store import VersionConflict
+from studio.principal import AuthInfo
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -85,7 +85,7 @@ class DirectRoutes:
             return error_response(request, exc)
 
 
-def auth_or_fallback(request: Request) -> Any:
+def auth_or_fallback(request: Request) -> AuthInfo:
     """The credential the authentication middleware proved; none: FastAPI answers."""
     auth = request.scope.get("state", {}).get("auth")
     if auth is None:

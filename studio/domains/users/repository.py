@@ -172,16 +172,13 @@ def _caller_and_page(conn: Connection, in_session: bool, params: dict[str, objec
         combined = _CALLER_PROJECT_AND_PAGE[key] = CompiledSelect.build(
             _with_page(_with_project(base), along.page), conn.dialect)
     rows = combined.fetchall(conn, {**params, **along.params})
-    width = len(combined.keys) - len(along.page.query.selected_columns)
-    if not rows or rows[0][width + along.page.id_index] is None:
+    if not rows:  # no such user
         along.rows = []
-    else:
-        along.rows = [row[width:] for row in rows]
-    if not rows:
         return None
-    first = rows[0]
-    return {key: value if process is None or value is None else process(value)
-            for key, process, value in zip(combined.keys[:width], combined.processors, first[:width])}
+    width = len(combined.keys) - len(along.page.query.selected_columns)
+    empty = rows[0][width + along.page.id_index] is None  # the outer join's row of NULLs
+    along.rows = [] if empty else [row[width:] for row in rows]
+    return combined.mapping(rows[0], width)
 
 
 def new_user_id() -> uuid.UUID:
