@@ -143,8 +143,8 @@ def main() -> None:
             print(f"{n:>7,} vectors, {label:16s} p50 {pct(times, 50):6.2f} ms  p99 {pct(times, 99):6.2f} ms"
                   f"   (baseline full sort p50 {pct(base, 50):6.2f} ms: x{pct(base, 50) / pct(times, 50):.1f})")
         if n == sizes[0] or not args.quick:
-            from studio.db import make_engine
-            from studio.migrate import upgrade
+            from studio.db.engine import make_engine
+            from studio.db.migrate import upgrade
 
             with tempfile.TemporaryDirectory() as tmp:
                 engine = make_engine(f"sqlite:///{tmp}/bench.db")

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from studio.serving import UVICORN_FLAGS  # noqa: E402  (the flags `studio serve` runs with)
+from studio.http.serving import UVICORN_FLAGS  # noqa: E402  (the flags `studio serve` runs with)
 
 PASSWORD = "bench password 0123456789"
 EVIDENCE_ROWS = 1200
@@ -80,11 +80,11 @@ def seed(database_url: str, data_dir: Path, secret: str) -> dict[str, Any]:
     from sqlalchemy import insert
 
     from studio.bootstrap import bootstrap
+    from studio.db.migrate import upgrade
     from studio.domains.evidence.models import evidence
     from studio.domains.projects.schemas import MemberAdd, ProjectCreate
     from studio.domains.users.repository import load_principal
     from studio.domains.users.service import create_organization, create_user
-    from studio.migrate import upgrade
     from studio.permissions import ProjectRole, Role
     from studio.principal import AuthInfo
     from studio.settings import Settings
@@ -285,7 +285,7 @@ def bench_logins(env: dict[str, str], work: Path, label: str, count: int) -> dic
     """Sequential logins over HTTP, and hashing alone, for both parameter sets."""
     from argon2 import PasswordHasher
 
-    from studio.security import Passwords
+    from studio.domains.auth.security import Passwords
     from studio.settings import Settings
 
     s = Settings()

@@ -32,13 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import MetaData, create_engine, insert, text  # noqa: E402
 
-from studio.db import Database, make_engine, utcnow  # noqa: E402
+from studio.db.engine import Database, make_engine, utcnow  # noqa: E402
+from studio.db.migrate import upgrade  # noqa: E402
 from studio.events.dispatcher import Dispatcher  # noqa: E402
 from studio.events.envelope import canonical_json  # noqa: E402
 from studio.events.models import events as events_t  # noqa: E402
 from studio.events.store import EventStore  # noqa: E402
 from studio.events.transport_nats import NatsRelay, NatsWorker, connect  # noqa: E402
-from studio.migrate import upgrade  # noqa: E402
 
 PG_URL = os.environ.get(
     "STUDIO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -31,6 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 
 from studio.bootstrap import bootstrap  # noqa: E402
+from studio.cli.demo import CATALOG as MODERATE  # noqa: E402 - the baseline the package ships
+from studio.db.migrate import upgrade  # noqa: E402
 from studio.domains.compliance.models import (  # noqa: E402
     compliance_controls,
     compliance_projects,
@@ -42,11 +44,9 @@ from studio.domains.evidence.models import evidence  # noqa: E402
 from studio.domains.frameworks.models import control_mappings, controls  # noqa: E402
 from studio.domains.projects.schemas import ProjectCreate  # noqa: E402
 from studio.domains.users.service import create_organization, create_user  # noqa: E402
-from studio.migrate import upgrade  # noqa: E402
 from studio.permissions import Role  # noqa: E402
 from studio.settings import Settings  # noqa: E402
 
-from studio.demo import CATALOG as MODERATE  # noqa: E402 - the baseline the package ships
 TARGETS = {"import": 2.0, "query_p99_ms": 20.0, "score_read_ms": 5.0, "recompute": 2.0}
 QUICK = "--quick" in sys.argv
 

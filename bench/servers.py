@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from studio.repository import encode_cursor
+from studio.db.repository import encode_cursor
 
 COLUMNS = (
     "id", "organization_id", "project_id", "title", "description", "control_id", "status",

@@ -79,11 +79,11 @@ def free_port() -> int:
 def setup(data_dir: Path, size: int) -> tuple[dict[str, str], str, str]:
     """Migrate a fresh SQLite database, seed a user, project and evidence; return env, token, evidence id."""
     from studio.bootstrap import bootstrap
+    from studio.db.migrate import upgrade
     from studio.domains.evidence.schemas import EvidenceCreate
     from studio.domains.projects.schemas import ProjectCreate
     from studio.domains.users.repository import load_principal
     from studio.domains.users.service import create_organization, create_user
-    from studio.migrate import upgrade
     from studio.permissions import Role
     from studio.principal import AuthInfo
     from studio.settings import Settings
@@ -149,7 +149,7 @@ def curl_upload(args: list[str]) -> tuple[float, int]:
 
 SINK = """
 import uvicorn
-from studio.serving import UVICORN_OPTIONS
+from studio.http.serving import UVICORN_OPTIONS
 
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -208,7 +208,7 @@ def bench_upload(src: Path, size: int, work: Path) -> dict[str, object]:
             sys.executable,
             "-c",
             "import uvicorn; from studio.app import create_app; "
-            "from studio.serving import UVICORN_OPTIONS; "
+            "from studio.http.serving import UVICORN_OPTIONS; "
             f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning', "
             "**UVICORN_OPTIONS)",
         ],

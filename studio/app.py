@@ -16,19 +16,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import HTMLResponse, Response
 
 from studio import __version__
-from studio.api import document_errors, install_error_handlers, ok
+from studio.ai.routes import router as ai_router
 from studio.bootstrap import Container, bootstrap
-from studio.db import DatabaseUnavailable
 from studio.documents.routes import router as documents_router
 from studio.domains.auth.routes import router as auth_router
 from studio.domains.compliance.routes import router as compliance_router
-from studio.direct_routes import DirectRoutes
-from studio.domains.evidence.routes import DIRECT_ROUTES
 from studio.domains.evidence.routes import router as evidence_router
 from studio.domains.frameworks.routes import router as frameworks_router
 from studio.domains.projects.routes import router as projects_router
 from studio.domains.users.routes import router as users_router
-from studio.errors import AppError
+from studio.errors import AppError, DatabaseUnavailable
 from studio.events.routes import router as events_router
 from studio.gateway.authentication import AuthenticationMiddleware
 from studio.gateway.body_limit import BodyLimitMiddleware
@@ -37,6 +34,7 @@ from studio.gateway.envelope import ErrorEnvelopeMiddleware
 from studio.gateway.rate_limit import RateLimitMiddleware, client_ip, principal_key
 from studio.gateway.request_id import RequestIdMiddleware
 from studio.gateway.security_headers import SecurityHeadersMiddleware
+from studio.http.api import document_errors, install_error_handlers, ok
 from studio.settings import Settings
 from studio.web.routes import install as install_web
 
@@ -52,14 +50,12 @@ token from `POST /api/v1/auth/login`, or a personal API token (`stp_...`).
 """
 
 
-def create_app(container: Container | None = None, settings: Settings | None = None, *,
-               direct_routes: bool = True) -> Any:
+def create_app(container: Container | None = None, settings: Settings | None = None) -> Any:
     """Build the app. The gateway runs outermost first, exactly in this order:
 
     request id → security headers → error envelope → body limit → rate limit (IP)
     → authentication → rate limit (principal) → response cache → routes
     (authorization and validation are route dependencies; handlers build the envelope).
-    `direct_routes=False` leaves every request to FastAPI (tests compare the two).
     """
     c = container or bootstrap(settings)
     s = c.settings
@@ -133,19 +129,13 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     # serve most requests come first. Each domain router is included directly (a nested
     # router would be matched through twice).
     domain_routers = (evidence_router, documents_router, projects_router, compliance_router,
-                      frameworks_router, events_router, users_router, auth_router)
+                      frameworks_router, events_router, users_router, auth_router, ai_router)
     for domain_router in domain_routers:
         api.include_router(domain_router, prefix=API_PREFIX)
     install_web(api)
-    for extend in c.extras.get("app_extensions", []):
-        extend(api)
     document_errors(api, f"{API_PREFIX}/")
 
-    # The most requested GET endpoints skip FastAPI's routing and dependency machinery
-    # for well-formed requests (studio/direct_routes.py); FastAPI answers all the rest.
     app: Any = api
-    if direct_routes:
-        app = DirectRoutes(api, {f"{API_PREFIX}{path}": handler for path, handler in DIRECT_ROUTES.items()})
     if s.cache_enabled:
         # File downloads stream (the cache would hold them whole); event reads change with
         # every commit and with consumers' progress. Neither is cached.

@@ -6,22 +6,21 @@ first use. The app, the CLI, workers and tests all start here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import structlog
 
 from studio import __version__
 from studio.ai.consumers import ControlIndexer, EvidenceAnalyzer
-from studio.ai.routes import install_routes as install_ai_routes
 from studio.ai.controls import ControlSource, OscalControlSource
 from studio.ai.runtime import AiSettings, build_ai
 from studio.ai.service import AiService
-from studio.db import Database, UnitOfWork
+from studio.db.engine import Database, UnitOfWork
 from studio.documents.extract import Limits
 from studio.documents.processor import DocumentProcessor
 from studio.documents.service import DocumentService, ExtractedText
 from studio.documents.storage import Storage, build_storage
+from studio.domains.auth.security import AccessTokens, Passwords
 from studio.domains.auth.service import AuthService
 from studio.domains.compliance.projection import ComplianceScoreProjection
 from studio.domains.compliance.service import ComplianceService
@@ -38,7 +37,6 @@ from studio.events.store import EventStore
 from studio.events.transport_nats import NatsRelay
 from studio.gateway.cache import CacheBackend, MemoryCache, RedisCache
 from studio.gateway.rate_limit import RateLimiter
-from studio.security import AccessTokens, Passwords
 from studio.settings import Settings
 
 log = structlog.get_logger("studio.bootstrap")
@@ -61,9 +59,9 @@ class Container:
     documents: DocumentService
     frameworks: FrameworkService
     compliance: ComplianceService
+    ai: AiService
     dispatcher: Dispatcher | None = None
     relay: NatsRelay | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         if self.relay is not None:
@@ -136,7 +134,6 @@ def bootstrap(settings: Settings | None = None) -> Container:
     db = Database(
         settings.resolved_database_url,
         store,
-        loop_read_timeout_ms=settings.database_loop_read_timeout_ms,
         static_metadata={
             "service": "studio-api",
             "environment": settings.environment,
@@ -198,7 +195,6 @@ def bootstrap(settings: Settings | None = None) -> Container:
         relay=relay,
         frameworks=FrameworkService(db),
         compliance=ComplianceService(db),
+        ai=ai,
     )
-    container.extras["ai"] = ai
-    container.extras.setdefault("app_extensions", []).append(install_ai_routes)
     return container

@@ -68,5 +68,16 @@ def forbidden(action: str) -> AppError:
     return AppError("forbidden", f"your role does not allow {action!r}")
 
 
-def conflict(message: str) -> AppError:
-    return AppError("conflict", message)
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached; the API answers 503."""
+
+
+class VersionConflict(Exception):
+    """A stream moved past the version its writer expected (optimistic concurrency)."""
+
+    def __init__(self, stream: str, expected: int, actual: int):
+        super().__init__(f"stream {stream!r} is at version {actual}, expected {expected}")
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual

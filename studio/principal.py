@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from studio.permissions import ORG_WIDE, Role
 
@@ -18,10 +17,6 @@ class Principal:
     name: str
     via: str  # "jwt", "api_token" or "session"
     token_id: uuid.UUID | None = None
-    # The project a request is about, when it was loaded in the same query as the caller:
-    # (project id, the project row or None if there is none, the caller's member role).
-    # Saves project-scoped reads a second lookup; see ProjectRepository.get_visible.
-    project: tuple[uuid.UUID, Any, str | None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def org_wide(self) -> bool:

@@ -19,11 +19,6 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default sqlite under data_dir"
     )
-    database_loop_read_timeout_ms: int = Field(
-        default=250, gt=0,
-        description="PostgreSQL: statement timeout of reads run on the event loop; a slower "
-                    "read is repeated in a worker thread (docs/architecture.md)",
-    )
     redis_url: str | None = None
     redis_key_prefix: str = Field(
         default="studio",
@@ -105,7 +100,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'studio.db.engine').resolve()}"
 
     @cached_property
     def signing_key(self) -> str:

@@ -17,10 +17,10 @@ from starlette.testclient import TestClient
 
 from studio.app import create_app
 from studio.bootstrap import Container, bootstrap
+from studio.db.migrate import upgrade
 from studio.domains.projects.schemas import MemberAdd, ProjectCreate
 from studio.domains.users.repository import OrganizationRepository, load_principal
 from studio.domains.users.service import create_organization, create_user
-from studio.migrate import upgrade
 from studio.permissions import ProjectRole, Role
 from studio.principal import AuthInfo, Principal
 from studio.settings import Settings
@@ -45,7 +45,7 @@ def need_service(url: str | None, name: str) -> str:
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
-    from studio.db import make_engine
+    from studio.db.engine import make_engine
 
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
@@ -66,7 +66,7 @@ def postgres_template() -> Iterator[str]:
     name = f"studio_tpl_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    from studio.db import make_engine
+    from studio.db.engine import make_engine
 
     tpl_url = f"{url.rpartition('/')[0]}/{name}"
     engine = make_engine(tpl_url)
@@ -82,7 +82,7 @@ def make_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Pa
     """A fresh, migrated database for one test."""
     if backend == "sqlite":
         template: Path = request.getfixturevalue("sqlite_template")
-        path = tmp_path / "studio.db"
+        path = tmp_path / "studio.db.engine"
         shutil.copy(template, path)
         yield f"sqlite:///{path}"
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from studio.db import Database
+from studio.db.engine import Database
 from studio.domains.users.service import create_organization
 from studio.events.dispatcher import Dispatcher
 from studio.events.store import EventStore

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from sqlalchemy import text
 
-from studio.db import Database
+from studio.db.engine import Database
 
 
 def emit(db: Database, type_: str, stream: str, n: int = 1, **data: object) -> None:

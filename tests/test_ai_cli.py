@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from studio.cli import app
+from studio.cli.main import app
 from tests.ai_support import FRAMEWORK, need_catalog
 
 

@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studio.ai.embedders import HashedTfidfEmbedder, MiniLMEmbedder, ModelUnavailable, choose_embedder
+from studio.ai.embedders import (
+    HashedTfidfEmbedder,
+    MiniLMEmbedder,
+    ModelUnavailable,
+    choose_embedder,
+)
 from tests.ai_support import need_neural_model
 
 CORPUS = ["Account management: create, enable, modify and disable accounts.",

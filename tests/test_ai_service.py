@@ -34,7 +34,7 @@ def ai(container: Container, tmp_path: Any) -> AiService:
     settings = AiSettings(embedder="statistical", oscal_catalogs=f"{FRAMEWORK}={catalog},nist-800-53-low={LOW}")
     service = build_ai(container.db, tmp_path / "ai-data", settings)
     service.index_framework(FRAMEWORK)
-    container.extras["ai"] = service
+    container.ai = service
     return service
 
 
@@ -146,7 +146,7 @@ def test_a_failing_model_marks_the_evidence_and_does_not_raise(container: Contai
     source = OscalControlSource({})
     service = AiService(container.db, source, lambda: (FailingEmbedder(), EmbedderStatus(
         "failing", "statistical", 8, "auto"), SqlVectorIndex(container.db.engine, "failing", 8)))
-    container.extras["ai"] = service
+    container.ai = service
     evidence_id = new_evidence(container, world)
     process(container, service, evidence_id, world.project_a, MFA_TEXT)
     data = analysis(client, world, evidence_id)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from studio.ai.vectors import FlatIndex, SqlVectorIndex, VectorIndex, VectorItem
-from studio.db import make_engine
+from studio.db.engine import make_engine
 from tests.conftest import make_database_url
 
 DIM = 16

@@ -17,11 +17,11 @@ from argon2.low_level import Type
 from jwt.warnings import InsecureKeyLengthWarning
 from sqlalchemy import select
 
-from studio.db import metadata
+from studio.db.engine import metadata
 from studio.domains.auth.models import api_tokens, refresh_tokens
+from studio.domains.auth.security import Passwords
 from studio.domains.users.models import users
 from studio.events.models import events
-from studio.security import Passwords
 from studio.settings import Settings
 from tests.conftest import TEST_PASSWORD
 

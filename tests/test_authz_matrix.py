@@ -16,7 +16,7 @@ from typing import Any
 from fastapi.routing import iter_route_contexts
 from starlette.routing import Mount
 
-from studio.db import utcnow
+from studio.db.engine import utcnow
 from studio.domains.evidence.schemas import EvidenceCreate
 from studio.domains.projects.schemas import MemberAdd, ProjectCreate
 from studio.domains.users.repository import load_principal

@@ -19,12 +19,12 @@ import structlog
 from sqlalchemy import create_engine, func, select, text
 from typer.testing import CliRunner
 
-from studio.cli import app
-from studio.db import make_engine
+from studio.cli.main import app
+from studio.db.engine import make_engine
+from studio.db.migrate import current
 from studio.domains.evidence.models import evidence
 from studio.domains.projects.models import projects
 from studio.domains.users.models import organizations, users
-from studio.migrate import current
 from tests.conftest import POSTGRES_URL, _pg_admin_url
 
 PASSWORD = "a long enough password"
@@ -35,7 +35,7 @@ ROW = re.compile(r"(super_admin|admin|manager|auditor|customer|viewer)\s*│\s*(
 def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A database with no schema at all, so `db upgrade` has real work to do."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'studio.db'}"
+        yield f"sqlite:///{tmp_path / 'data' / 'studio.db.engine'}"
         return
     admin = create_engine(_pg_admin_url(POSTGRES_URL).replace("postgresql://", "postgresql+psycopg://"),
                           isolation_level="AUTOCOMMIT")
@@ -219,7 +219,7 @@ def test_serve_answers_with_demo_data(cli_env, tmp_path):
     env = {**os.environ, **cli_env, "STUDIO_LOG_FORMAT": "json"}
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "studio.cli", "serve", "--port", str(port), "--no-workers"],
+        [sys.executable, "-m", "studio.cli.main", "serve", "--port", str(port), "--no-workers"],
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     base = f"http://127.0.0.1:{port}"

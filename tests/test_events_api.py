@@ -9,10 +9,10 @@ import uuid
 from fastapi import APIRouter, Request
 from starlette.testclient import TestClient
 
-from studio.api import ok
 from studio.app import create_app
 from studio.bootstrap import bootstrap
 from studio.events.consumers import matches
+from studio.http.api import ok
 from tests.conftest import make_settings, seed_world
 
 
@@ -183,11 +183,12 @@ def _append_extension(api):
 
 def test_two_writers_at_the_same_version_one_wins_one_gets_409(tmp_path, database_url):
     c = bootstrap(make_settings(tmp_path, database_url, run_workers=False))
-    c.extras["app_extensions"] = [_append_extension]
     world = seed_world(c)
     stream = f"s-{uuid.uuid4().hex[:8]}"
     try:
-        with TestClient(create_app(c), raise_server_exceptions=False) as client:
+        app = create_app(c)
+        _append_extension(app.api)
+        with TestClient(app, raise_server_exceptions=False) as client:
             assert (
                 client.post(
                     f"/api/v1/test-append/{stream}/0", headers=world["admin"].headers

@@ -128,7 +128,7 @@ def test_reordered_events_are_detected(container):
 
 
 def test_cli_verify_exits_nonzero_and_names_the_event(container, monkeypatch, tmp_path):
-    from studio.cli import app
+    from studio.cli.main import app
 
     stream = _stream(container)
     project_id = stream.removeprefix("project:")

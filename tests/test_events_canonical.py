@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from studio.db import Database, make_engine
+from studio.db.engine import Database, make_engine
+from studio.db.migrate import alembic_config, upgrade
 from studio.events.audit import verify
 from studio.events.envelope import (
     Event,
@@ -27,7 +28,6 @@ from studio.events.envelope import (
     uuid7,
 )
 from studio.events.store import EventStore
-from studio.migrate import alembic_config, upgrade
 from tests.events_support import emit
 
 # What JSON carries, as orjson serialises it: 64-bit integers, floats (NaN and infinities
@@ -60,7 +60,7 @@ def test_iso_utc_is_the_released_strftime_form(moment):
 
 @pytest.fixture(scope="module")
 def sqlite_db(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
-    path = tmp_path_factory.mktemp("canonical") / "studio.db"
+    path = tmp_path_factory.mktemp("canonical") / "studio.db.engine"
     shutil.copy(sqlite_template, path)
     db = Database(f"sqlite:///{path}", EventStore())
     yield db

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from studio.cli import app
+from studio.cli.main import app
 from studio.events.activity import project_activity
 from studio.events.dispatcher import Dispatcher, RetryPolicy, dead_letters
 from tests.events_support import Poison, emit
@@ -17,7 +17,7 @@ def cli(container, monkeypatch, tmp_path):
     monkeypatch.setenv("STUDIO_DATABASE_URL", container.settings.resolved_database_url)
     monkeypatch.setenv("STUDIO_DATA_DIR", str(tmp_path))
     monkeypatch.setattr("studio.logging.configure_logging", lambda *a, **k: None)
-    monkeypatch.setattr("studio.cli_events.out.width", 250)
+    monkeypatch.setattr("studio.cli.events.out.width", 250)
     runner = CliRunner()
     return lambda *args: runner.invoke(app, list(args))
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from studio.errors import VersionConflict
 from studio.events.dispatcher import dead_letters
-from studio.events.store import VersionConflict
 from tests.events_support import EFFECTS_DDL, emit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +204,7 @@ def test_studio_worker_runs_the_consumers_until_sigterm(container, world, tmp_pa
     }
     env.pop("STUDIO_NATS_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "studio.cli", "worker"],
+        [sys.executable, "-m", "studio.cli.main", "worker"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -14,13 +14,13 @@ from starlette.testclient import TestClient
 
 from studio.app import create_app
 from studio.bootstrap import bootstrap
-from studio.db import make_engine
+from studio.db.engine import make_engine
+from studio.db.migrate import upgrade
 from studio.domains.evidence.models import evidence
 from studio.events.activity import project_activity
 from studio.events.dispatcher import Dispatcher
 from studio.events.models import event_publish_positions
 from studio.events.transport_nats import NatsWorker, connect
-from studio.migrate import upgrade
 from tests.conftest import IN_CI, NATS_URL, POSTGRES_URL, make_settings, need_service, seed_world
 from tests.events_support import EFFECTS_DDL, EffectCounter, emit
 from tests.services_support import OwnNats, OwnPostgres

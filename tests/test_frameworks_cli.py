@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from studio.cli import app
+from studio.cli.main import app
 from tests.frameworks_support import LOW, MODERATE
 
 

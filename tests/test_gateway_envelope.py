@@ -159,7 +159,7 @@ def test_healthz_and_readyz(gw, backend):
 
 def _unreachable_url(backend: str, tmp_path) -> str:
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path}/missing-dir/nested/studio.db"
+        return f"sqlite:///{tmp_path}/missing-dir/nested/studio.db.engine"
     return "postgresql://postgres@127.0.0.1:1/studio_nowhere"  # port 1: nothing listens
 
 

@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 
 from studio.app import create_app
 from studio.bootstrap import bootstrap
-from studio.demo import CATALOG
+from studio.cli.demo import CATALOG
 from studio.domains.projects.schemas import MemberAdd, ProjectCreate
 from studio.permissions import ProjectRole
 from tests import corpus

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, Uuid, insert
 from sqlalchemy.engine import Connection, Engine
 
-from studio.db import UTCDateTime, make_engine
+from studio.db.engine import UTCDateTime, make_engine
+from studio.db.repository import Repository, encode_cursor
 from studio.errors import AppError
-from studio.repository import Repository, encode_cursor
 from tests.conftest import make_database_url
 
 contract_metadata = MetaData()

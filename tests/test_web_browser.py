@@ -20,7 +20,7 @@ import pytest
 
 from studio.app import create_app
 from studio.bootstrap import bootstrap
-from studio.demo import load_demo
+from studio.cli.demo import load_demo
 from tests.conftest import IN_CI, make_settings
 
 CHROMIUM = Path("/usr/bin/chromium")

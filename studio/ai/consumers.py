@@ -22,7 +22,7 @@ from studio.ai.models import ai_analyses, ai_suggestions
 
 if TYPE_CHECKING:
     from studio.ai.service import AiService, PreparedAnalysis
-    from studio.db import UnitOfWork
+    from studio.db.engine import UnitOfWork
     from studio.events.envelope import StoredEvent
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
     Uuid,
 )
 
-from studio.db import UTCDateTime, metadata
+from studio.db.engine import UTCDateTime, metadata
 
 # One row per vector space (an embedder name): its generation number orders writes, so a
 # process holding a cached index loads only the rows changed since it last looked.

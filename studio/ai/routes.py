@@ -9,16 +9,18 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from studio.ai.schemas import DecisionCreate, MappingRequest, QualityOverrideCreate
-from studio.api import CurrentPrincipal, container, errors, ok, request_id
+from studio.ai.service import AiService
 from studio.domains.users.service import require
 from studio.errors import AppError
-from studio.schemas import VISIBLE_NO_NUL, Envelope
+from studio.http.api import CurrentPrincipal, container, errors, ok, request_id
+from studio.http.schemas import Envelope
+from studio.validation import VISIBLE_NO_NUL
 
 router = APIRouter(tags=["ai"])
 
 
-def _ai(request: Request) -> Any:
-    return container(request).extras["ai"]
+def _ai(request: Request) -> AiService:
+    return container(request).ai
 
 
 @router.get("/ai/status", response_model=Envelope[dict[str, Any]])
@@ -85,8 +87,3 @@ def decide_mapping(request: Request, principal: CurrentPrincipal, mapping_id: uu
     return ok(request, _ai(request).decide_mapping(principal, mapping_id, body.decision.value,
                                                    request_id=request_id(request)))
 
-
-def install_routes(api: Any) -> None:
-    from studio.app import API_PREFIX
-
-    api.include_router(router, prefix=API_PREFIX)

@@ -12,7 +12,7 @@ from studio.ai.controls import ControlSource, OscalControlSource
 from studio.ai.embedders import Embedder, EmbedderStatus, choose_embedder
 from studio.ai.service import AiService, EvidenceTextSource
 from studio.ai.vectors import SqlVectorIndex, VectorIndex
-from studio.db import Database
+from studio.db.engine import Database
 
 
 class AiSettings(BaseSettings):

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from studio.domains.frameworks.schemas import FrameworkRef
-from studio.schemas import VISIBLE, Input, Score
+from studio.validation import VISIBLE, Input, Score
 
 
 class SuggestionDecision(StrEnum):

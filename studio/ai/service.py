@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-
 import structlog
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -28,7 +27,7 @@ from studio.ai.models import (
 )
 from studio.ai.quality import score_quality, text_profile
 from studio.ai.vectors import VectorIndex, VectorItem
-from studio.db import Database, UnitOfWork, utcnow
+from studio.db.engine import Database, UnitOfWork, utcnow
 from studio.domains.evidence.models import evidence as evidence_t
 from studio.domains.evidence.repository import EvidenceRepository
 from studio.domains.projects.models import projects as projects_t
@@ -38,7 +37,7 @@ from studio.domains.users.service import require
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import allowed
 from studio.principal import Principal
-from studio.wire import to_wire
+from studio.records import record
 
 log = structlog.get_logger("studio.ai")
 
@@ -54,7 +53,7 @@ MAPPING_FIELDS = ("id", "source_framework", "source_ref", "target_framework", "t
 
 
 def suggestion_wire(row: Any) -> dict[str, Any]:
-    out = to_wire(row, SUGGESTION_FIELDS)
+    out = record(row, SUGGESTION_FIELDS)
     out["matchedSentences"] = out.pop("matched")
     return out
 
@@ -299,9 +298,9 @@ class AiService:
             "qualityScore": current,
             "computedQualityScore": analysis["quality_score"] if analysis else None,
             "qualityBreakdown": analysis["quality_breakdown"] if analysis else [],
-            "analyzedAt": to_wire(analysis, ("analyzed_at",))["analyzedAt"] if analysis else None,
+            "analyzedAt": record(analysis, ("analyzed_at",))["analyzedAt"] if analysis else None,
             "suggestions": [suggestion_wire(s) for s in suggestions],
-            "overrides": [to_wire(o, ("id", "computed_score", "score", "reason", "reviewer_id", "created_at"))
+            "overrides": [record(o, ("id", "computed_score", "score", "reason", "reviewer_id", "created_at"))
                           for o in overrides],
         }
 
@@ -459,7 +458,7 @@ class AiService:
                 ai_mapping_suggestions.c.target_framework == target)
                 .order_by(ai_mapping_suggestions.c.score.desc(), ai_mapping_suggestions.c.id).limit(limit)
             ).mappings().all()
-        return [to_wire(r, MAPPING_FIELDS) for r in rows]
+        return [record(r, MAPPING_FIELDS) for r in rows]
 
     def decide_mapping(self, principal: Principal, mapping_id: uuid.UUID, decision: str, *,
                        request_id: str | None = None) -> dict[str, Any]:
@@ -482,7 +481,7 @@ class AiService:
                 "relation": row["relation"], "strength": row["strength"], "origin": "suggested"})
             decided = uow.conn.execute(select(ai_mapping_suggestions).where(
                 ai_mapping_suggestions.c.id == mapping_id)).mappings().one()
-        return to_wire(decided, MAPPING_FIELDS)
+        return record(decided, MAPPING_FIELDS)
 
 
 def _relation(source: ControlText, target: ControlText, score: float, ceiling: float) -> str:

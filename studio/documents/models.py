@@ -16,7 +16,7 @@ from sqlalchemy import (
     Uuid,
 )
 
-from studio.db import UTCDateTime, metadata
+from studio.db.engine import UTCDateTime, metadata
 
 evidence_files = Table(
     "evidence_files",

@@ -13,15 +13,15 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
-from studio.db import utcnow
+from studio.db.engine import utcnow
 from studio.documents.detect import MIME, Refused, detect
 from studio.documents.extract import Extraction, ExtractionFailed, Limits, extract
 from studio.documents.models import evidence_files
@@ -29,7 +29,7 @@ from studio.documents.storage import LocalStorage, ObjectNotFound, Storage
 from studio.domains.projects.service import stream_of
 
 if TYPE_CHECKING:
-    from studio.db import Database, UnitOfWork
+    from studio.db.engine import Database, UnitOfWork
     from studio.events.envelope import StoredEvent
 
 log = structlog.get_logger("studio.documents")

@@ -7,9 +7,9 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.engine import RowMapping
 
+from studio.db.repository import Repository
 from studio.documents.models import evidence_files
 from studio.domains.evidence.models import evidence
-from studio.repository import Repository
 
 
 class EvidenceFileRepository(Repository):

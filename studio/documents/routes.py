@@ -12,13 +12,13 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
-from studio.api import CurrentPrincipal, PageParams, container, ok, page, request_id
 from studio.documents.detect import MIME
 from studio.documents.names import BadFileName, clean_file_name, content_disposition
 from studio.documents.service import DocumentService, check_head
 from studio.documents.storage import ObjectNotFound, ObjectTooLarge, Storage, Writer
 from studio.documents.upload import bad_name, parse_effective_date, stream_multipart, stream_raw
 from studio.errors import AppError
+from studio.http.api import CurrentPrincipal, PageParams, container, ok, page, request_id
 
 # What the schema can say of clean_file_name's rule (it also refuses the rarer Unicode
 # format characters outside this list, and names longer than 255 characters after NFC).

@@ -12,19 +12,20 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from studio.db import Database, utcnow
+from studio.db.engine import Database, utcnow
 from studio.documents.detect import sniff
 from studio.documents.models import evidence_files
 from studio.documents.repository import EvidenceFileRepository
 from studio.documents.storage import Storage, StoredObject, Writer
+from studio.domains.evidence import workflow
 from studio.domains.evidence.repository import EvidenceRepository
-from studio.domains.evidence.service import EDITABLE, _may_touch
+from studio.domains.evidence.service import subject
 from studio.domains.projects.repository import ProjectRepository
 from studio.domains.projects.service import stream_of
-from studio.errors import AppError, forbidden, not_found
+from studio.errors import AppError, not_found
 from studio.permissions import allowed
 from studio.principal import Principal
-from studio.wire import to_wire
+from studio.records import record as as_record
 
 log = structlog.get_logger("studio.documents")
 RECORD_ATTEMPTS = 5
@@ -38,7 +39,7 @@ FILE_FIELDS = (
 
 
 def file_wire(row: Any) -> dict[str, Any]:
-    return to_wire(row, FILE_FIELDS)
+    return as_record(row, FILE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +77,7 @@ class DocumentService:
         if found is None or found[1] is None:
             raise not_found("evidence")
         row, role = found
-        if not _may_touch(principal, role, row, "evidence.update"):
-            raise forbidden("evidence.update")
-        if row["status"] not in EDITABLE:
-            raise AppError("conflict", f"evidence that is {row['status']} takes no new files")
+        workflow.check_edit(subject(principal, role, row), "takes no new files")
         return row, UploadTarget(row["id"], row["project_id"], row["organization_id"])
 
     def upload_target(self, principal: Principal, evidence_id: uuid.UUID) -> UploadTarget:
@@ -145,7 +143,7 @@ class DocumentService:
                     "evidenceId": str(d["evidence_id"]),
                     "fileName": d["file_name"],
                     "revision": d["revision"],
-                    "uploadedAt": to_wire(d, ("uploaded_at",))["uploadedAt"],
+                    "uploadedAt": as_record(d, ("uploaded_at",))["uploadedAt"],
                 }
                 for d in duplicates
             ],

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import BigInteger, Column, Integer, String, Table, delete, select, update
 from sqlalchemy.engine import Connection
 
-from studio.db import UTCDateTime, metadata
+from studio.db.engine import UTCDateTime, metadata
 
 if TYPE_CHECKING:
-    from studio.db import UnitOfWork
+    from studio.db.engine import UnitOfWork
     from studio.events.envelope import StoredEvent
 
 project_activity = Table(

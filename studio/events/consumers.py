@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 from sqlalchemy.engine import Connection
 
 if TYPE_CHECKING:
-    from studio.db import UnitOfWork
+    from studio.db.engine import UnitOfWork
     from studio.events.envelope import StoredEvent
 
 

@@ -30,7 +30,8 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from studio.db import Database, DatabaseUnavailable, UnitOfWork, utcnow
+from studio.db.engine import Database, UnitOfWork, utcnow
+from studio.errors import DatabaseUnavailable
 from studio.events.consumers import Consumer, matches
 from studio.events.envelope import StoredEvent
 from studio.events.metrics import (

@@ -12,7 +12,7 @@ from sqlalchemy import (
     Uuid,
 )
 
-from studio.db import UTCDateTime, metadata
+from studio.db.engine import UTCDateTime, metadata
 
 events = Table(
     "events",

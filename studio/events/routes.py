@@ -12,14 +12,14 @@ from pydantic import StringConstraints
 from sqlalchemy import select
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, container, ok, page
 from studio.errors import AppError, forbidden, not_found
 from studio.events.consumers import matches
 from studio.events.envelope import StoredEvent, iso_utc
 from studio.events.models import consumer_checkpoints, event_acks, event_dead_letters
+from studio.http.api import CurrentPrincipal, container, ok, page
 from studio.permissions import allowed
 from studio.principal import Principal
-from studio.schemas import NO_NUL
+from studio.validation import NO_NUL
 
 EventType = Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)]
 

@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.engine import Connection
 
+from studio.errors import VersionConflict
 from studio.events.envelope import (
     GENESIS_HASH,
     Event,
@@ -23,16 +24,6 @@ from studio.events.envelope import (
 )
 from studio.events.models import events as events_t
 from studio.events.models import streams as streams_t
-
-
-class VersionConflict(Exception):
-    """A stream moved past the version its writer expected (optimistic concurrency)."""
-
-    def __init__(self, stream: str, expected: int, actual: int):
-        super().__init__(f"stream {stream!r} is at version {actual}, expected {expected}")
-        self.stream = stream
-        self.expected = expected
-        self.actual = actual
 
 
 @dataclass(slots=True)

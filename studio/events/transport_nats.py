@@ -26,7 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.errors import NotFoundError
 from sqlalchemy import select, update
 
-from studio.db import Database, utcnow
+from studio.db.engine import Database, utcnow
 from studio.events.dispatcher import Dispatcher, upsert_insert
 from studio.events.metrics import EVENTS_RELAYED
 from studio.events.models import event_publish_positions as pub_t

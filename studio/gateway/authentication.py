@@ -12,10 +12,10 @@ from collections.abc import Callable
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from studio.domains.auth.security import API_TOKEN_PREFIX, constant_time_equal
 from studio.errors import AppError
 from studio.gateway.envelope import send_error
 from studio.principal import AuthInfo
-from studio.security import API_TOKEN_PREFIX, constant_time_equal
 
 SESSION_COOKIE = "studio_session"
 CSRF_COOKIE = "studio_csrf"

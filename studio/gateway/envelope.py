@@ -15,10 +15,8 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from studio.db import DatabaseUnavailable
-from studio.errors import AppError
+from studio.errors import AppError, DatabaseUnavailable, VersionConflict
 from studio.events.envelope import iso_utc
-from studio.events.store import VersionConflict
 
 log = structlog.get_logger("studio.gateway")
 

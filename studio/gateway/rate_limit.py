@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage, Storage, SlidingWindowCounterSupport
+from limits.aio.storage import RedisStorage, SlidingWindowCounterSupport, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage.base import TimestampedSlidingWindow
 from starlette.types import ASGIApp, Receive, Scope, Send

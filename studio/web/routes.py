@@ -29,18 +29,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from studio import __version__
-from studio.db import DatabaseUnavailable
 from studio.domains.auth.schemas import LoginRequest
-from studio.domains.evidence.schemas import EvidenceCreate, EvidenceStatus, ReviewCreate
-from studio.domains.users.repository import load_principal
+from studio.domains.evidence import workflow
+from studio.domains.evidence.schemas import EvidenceCreate, ReviewCreate
 from studio.domains.users.schemas import UserCreate, UserUpdate
 from studio.domains.users.service import user_wire
-from studio.errors import AppError
+from studio.errors import AppError, DatabaseUnavailable
 from studio.gateway.authentication import SESSION_COOKIE
 from studio.gateway.envelope import request_id_of
 from studio.permissions import Role, allowed
 from studio.principal import Principal
-from studio.schemas import clean_rich
+from studio.validation import clean_rich
 from studio.web import session as web_session
 
 log = structlog.get_logger("studio.web")
@@ -134,8 +133,7 @@ def _principal(request: Request) -> Principal | None:
     auth = request.scope.get("state", {}).get("auth")
     if auth is None or auth.kind != "session" or auth.session_id is None:
         return None
-    with _c(request).db.read() as conn:
-        principal = load_principal(conn, auth)
+    principal = _c(request).auth.principal(auth)
     if principal is not None:
         request.state.principal = principal
     return principal
@@ -455,26 +453,6 @@ def _check_form_csrf(request: Request, form: FormData) -> None:
 
 
 # -- evidence ------------------------------------------------------------------------
-def may_submit(principal: Principal, role: str | None, evidence: dict[str, Any]) -> bool:
-    """Mirrors EvidenceService.submit, so the button shows exactly when it would work."""
-    return (
-        bool(role)
-        and allowed(role, "evidence.submit")
-        and (allowed(role, "evidence.update") or evidence["createdBy"] == str(principal.user_id))
-        and evidence["status"] in (EvidenceStatus.PENDING, EvidenceStatus.REJECTED)
-    )
-
-
-def may_review(principal: Principal, role: str | None, evidence: dict[str, Any]) -> bool:
-    """Mirrors EvidenceService.review: reviewers decide on others' evidence in review."""
-    return (
-        bool(role)
-        and allowed(role, "evidence.review")
-        and evidence["createdBy"] != str(principal.user_id)
-        and evidence["status"] == EvidenceStatus.IN_REVIEW
-    )
-
-
 def _evidence_page(request: Request, principal: Principal, evidence_id: uuid.UUID, *,
                    error: AppError | None = None, comment: str = "", code: int = 200) -> Response:
     c = _c(request)
@@ -488,11 +466,12 @@ def _evidence_page(request: Request, principal: Principal, evidence_id: uuid.UUI
         members, _ = c.projects.members(principal, project_id, cursor=None, limit=200)
         for member in members:
             names.setdefault(member["userId"], member["name"])
+    subject = workflow.Subject(principal, role, uuid.UUID(evidence["createdBy"]), evidence["status"])
     return _render(
         request, "evidence.html", code, nav="dashboard", evidence=evidence, project=project,
         reviews=list(reversed(reviews)), names=names,
-        may_submit=may_submit(principal, role, evidence),
-        may_review=may_review(principal, role, evidence),
+        may_submit=workflow.may_submit(subject),
+        may_review=workflow.may_review(subject),
         is_own=evidence["createdBy"] == str(principal.user_id), role=role,
         error=error, comment=comment,
     )

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
+from studio.domains.auth.security import AccessTokens, constant_time_equal
 from studio.errors import AppError
 from studio.gateway.authentication import CSRF_COOKIE, SESSION_COOKIE
-from studio.security import AccessTokens, constant_time_equal
 
 CSRF_FIELD = "csrf"
 # Re-mint the cookie token at most this often: idle expiry stays accurate to a few minutes

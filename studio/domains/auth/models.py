@@ -2,7 +2,7 @@
 
 from sqlalchemy import Column, ForeignKey, Index, String, Table, Uuid
 
-from studio.db import UTCDateTime, metadata
+from studio.db.engine import UTCDateTime, metadata
 
 refresh_tokens = Table(
     "refresh_tokens",

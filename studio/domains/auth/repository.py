@@ -8,10 +8,10 @@ import uuid
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 
-from studio.db import utcnow
+from studio.db.engine import utcnow
+from studio.db.repository import Repository
 from studio.domains.auth.models import api_tokens, refresh_tokens
 from studio.domains.users.models import users
-from studio.repository import Repository
 
 
 class ApiTokenRepository(Repository):

@@ -9,7 +9,6 @@ from limits import parse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, PageParams, container, ok, page, request_id
 from studio.domains.auth.schemas import (
     ApiTokenCreate,
     ApiTokenCreated,
@@ -21,8 +20,9 @@ from studio.domains.auth.schemas import (
 )
 from studio.domains.auth.service import API_TOKEN_FIELDS
 from studio.errors import AppError
-from studio.schemas import Envelope, PageOut
-from studio.wire import to_wire
+from studio.http.api import CurrentPrincipal, PageParams, container, ok, page, request_id
+from studio.http.schemas import Envelope, PageOut
+from studio.records import record
 
 router = APIRouter(tags=["auth"])
 
@@ -66,7 +66,7 @@ def logout(request: Request, principal: CurrentPrincipal, body: LogoutRequest | 
 def list_tokens(request: Request, principal: CurrentPrincipal, paging: PageParams) -> Response:
     """List your personal API tokens (never their secrets)."""
     result = container(request).auth.list_api_tokens(principal, cursor=paging.cursor, limit=paging.limit)
-    return page(request, [to_wire(r, API_TOKEN_FIELDS) for r in result.items], result.next_cursor)
+    return page(request, [record(r, API_TOKEN_FIELDS) for r in result.items], result.next_cursor)
 
 
 @router.post("/tokens", response_model=Envelope[ApiTokenCreated], status_code=201)

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field
 
 from studio.domains.users.schemas import UserRead
-from studio.schemas import Email, Input, JsonNumber, Name, Output
+from studio.validation import Email, Input, JsonNumber, Name, Output
 
 
 class LoginRequest(Input):

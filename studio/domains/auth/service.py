@@ -9,23 +9,23 @@ from typing import Any
 
 from sqlalchemy import update
 
-from studio.db import Database, utcnow
+from studio.db.engine import Database, utcnow
 from studio.domains.auth.models import api_tokens
 from studio.domains.auth.repository import ApiTokenRepository, TokenRepository
 from studio.domains.auth.schemas import ApiTokenCreate
-from studio.domains.users.repository import UserRepository
-from studio.domains.users.service import require, user_wire
-from studio.errors import AppError, not_found
-from studio.events.envelope import iso_utc
-from studio.principal import AuthInfo, Principal
-from studio.security import (
+from studio.domains.auth.security import (
     API_TOKEN_PREFIX,
     AccessTokens,
     Passwords,
     new_opaque_token,
     token_digest,
 )
-from studio.wire import to_wire
+from studio.domains.users.repository import UserRepository, load_principal
+from studio.domains.users.service import require, user_wire
+from studio.errors import AppError, not_found
+from studio.events.envelope import iso_utc
+from studio.principal import AuthInfo, Principal
+from studio.records import record
 
 API_TOKEN_FIELDS = ("id", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at")
 # Updating last_used_at on every request would turn reads into writes; once a minute is enough.
@@ -38,6 +38,21 @@ class AuthService:
         self.passwords = passwords
         self.tokens = tokens
         self.refresh_ttl = dt.timedelta(seconds=refresh_ttl)
+
+    def principal(self, auth: AuthInfo) -> Principal | None:
+        """The caller a proven credential belongs to, with their role as stored now (None if
+        they are gone, inactive or their session was revoked)."""
+        with self.db.read() as conn:
+            return load_principal(conn, auth)
+
+    def acting_as(self, email: str, via: str) -> Principal | None:
+        """The active user with this e-mail address, for work done on their behalf outside a
+        request (the command line, the demo loader)."""
+        with self.db.read() as conn:
+            user = UserRepository(conn).by_email(email)
+            if user is None:
+                return None
+            return load_principal(conn, AuthInfo(user["id"], user["organization_id"], via))
 
     # -- sessions ---------------------------------------------------------------
     def login(self, email: str, password: str, *, request_id: str | None = None,
@@ -158,7 +173,7 @@ class AuthService:
             })
             uow.emit("token.created", f"user:{principal.user_id}",
                      {"tokenId": str(token_id), "userId": str(principal.user_id), "name": body.name})
-        return {**to_wire(row, API_TOKEN_FIELDS), "token": secret}
+        return {**record(row, API_TOKEN_FIELDS), "token": secret}
 
     def list_api_tokens(self, principal: Principal, *, cursor: str | None, limit: int):
         require(principal, "tokens.manage_own")

@@ -19,7 +19,7 @@ from sqlalchemy import (
     Uuid,
 )
 
-from studio.db import UTCDateTime, metadata
+from studio.db.engine import UTCDateTime, metadata
 
 evidence_controls = Table(
     "evidence_controls",

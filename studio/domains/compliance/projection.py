@@ -34,7 +34,7 @@ from studio.domains.frameworks.repository import version_index
 from studio.domains.projects.models import projects
 
 if TYPE_CHECKING:
-    from studio.db import UnitOfWork
+    from studio.db.engine import UnitOfWork
     from studio.events.envelope import StoredEvent
 
 

@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, container, ok, request_id
 from studio.domains.compliance.schemas import Applicability, ControlLinks, VersionMove
-from studio.schemas import NO_NUL
+from studio.http.api import CurrentPrincipal, container, ok, request_id
+from studio.validation import NO_NUL
 
 router = APIRouter(tags=["compliance"])
 

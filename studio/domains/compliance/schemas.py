@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from studio.schemas import ControlRef, Input
+from studio.validation import ControlRef, Input
 
 Reason = Annotated[str, StringConstraints(max_length=2000)]
 

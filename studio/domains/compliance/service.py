@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from studio.db import Database, utcnow
+from studio.db.engine import Database, utcnow
 from studio.domains.compliance.models import (
     compliance_controls,
     evidence_controls,

@@ -7,11 +7,11 @@ import uuid
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.engine import RowMapping
 
+from studio.db.repository import Repository
 from studio.domains.evidence.models import evidence, reviews
 from studio.domains.projects.models import project_members
 from studio.domains.projects.repository import project_scope
 from studio.principal import Principal
-from studio.repository import Repository
 
 
 class EvidenceRepository(Repository):

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from studio.api import (
-    CurrentAuth,
-    CurrentPrincipal,
-    PageParams,
-    container,
-    if_match,
-    ok,
-    page,
-    principal_of,
-    query_model,
-    query_of,
-    query_parameters,
-    request_id,
-    run_read,
-)
-from studio.direct_routes import Fallback, auth_or_fallback
 from studio.domains.evidence.schemas import (
     EvidenceCreate,
     EvidenceRead,
@@ -33,8 +17,9 @@ from studio.domains.evidence.schemas import (
     ReviewCreate,
     ReviewRead,
 )
-from studio.principal import AuthInfo
-from studio.schemas import NO_NUL, Envelope, PageOut
+from studio.http.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
+from studio.http.schemas import Envelope, PageOut
+from studio.validation import NO_NUL
 
 router = APIRouter(tags=["evidence"])
 
@@ -45,7 +30,7 @@ class ReviewOutcome(BaseModel):
 
 
 class EvidenceListQuery(BaseModel):
-    """The evidence list's query parameters (the most requested endpoint: see query_model)."""
+    """The evidence list's query parameters."""
 
     limit: int = Field(50, ge=1, le=200, description="Items per page")
     cursor: str | None = Field(None, max_length=512, description="nextCursor of the previous page")
@@ -55,48 +40,15 @@ class EvidenceListQuery(BaseModel):
     order: Literal["asc", "desc"] = "desc"
 
 
-@router.get("/projects/{project_id}/evidence", response_model=Envelope[PageOut[EvidenceRead]],
-            openapi_extra=query_parameters(EvidenceListQuery))
-async def list_evidence(
-    request: Request,
-    auth: CurrentAuth,
-    project_id: uuid.UUID,
-    query: Annotated[EvidenceListQuery, query_model(EvidenceListQuery)],
-) -> Response:
+@router.get("/projects/{project_id}/evidence", response_model=Envelope[PageOut[EvidenceRead]])
+def list_evidence(request: Request, principal: CurrentPrincipal, project_id: uuid.UUID,
+                  query: Annotated[EvidenceListQuery, Query()]) -> Response:
     """A project's evidence, newest first."""
-    return await _evidence_page(request, auth, project_id, query)
-
-
-async def list_evidence_direct(request: Request, project_id: uuid.UUID) -> Response:
-    """`list_evidence` as a direct route (studio/direct_routes.py): the most requested
-    endpoint. Invalid query parameters go to the FastAPI route, which explains them."""
-    auth = auth_or_fallback(request)
-    try:
-        query = query_of(EvidenceListQuery, request)
-    except ValidationError:
-        raise Fallback from None
-    return await _evidence_page(request, auth, project_id, query)
-
-
-async def _evidence_page(request: Request, auth: AuthInfo, project_id: uuid.UUID,
-                         query: EvidenceListQuery) -> Response:
-    def read() -> tuple[list[dict[str, Any]], str | None]:
-        evidence = container(request).evidence
-        with container(request).db.read() as conn:
-            page = evidence.page_request(
-                conn, project_id, cursor=query.cursor, limit=query.limit, sort=query.sort,
-                desc=query.order == "desc", status=query.status.value if query.status else None,
-                control_id=query.controlId)
-            # The caller, the project and the page in one statement (one round trip); the
-            # page is served only if the caller may read the project's evidence.
-            return evidence.read_page(principal_of(request, auth, project_id, along=page), project_id, page)
-
-    items, cursor = await run_read(request, read)
+    items, cursor = container(request).evidence.list_for_project(
+        principal, project_id, cursor=query.cursor, limit=query.limit, sort=query.sort,
+        desc=query.order == "desc", status=query.status.value if query.status else None,
+        control_id=query.controlId)
     return page(request, items, cursor)
-
-
-# Served by DirectRoutes in front of FastAPI (paths under the API prefix).
-DIRECT_ROUTES = {"/projects/{project_id}/evidence": list_evidence_direct}
 
 
 @router.post("/projects/{project_id}/evidence", response_model=Envelope[EvidenceRead], status_code=201)

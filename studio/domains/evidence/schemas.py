@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from pydantic import ConfigDict, Field, model_validator
 
-from studio.schemas import Comment, ControlRef, Input, Name, Output, Patch, RichText, Score
+from studio.validation import Comment, ControlRef, Input, Name, Output, Patch, RichText, Score
 
 
 class EvidenceStatus(StrEnum):

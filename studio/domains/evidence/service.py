@@ -1,23 +1,14 @@
-"""Use cases of the evidence domain: metadata and the review workflow.
-
-pending --submit--> in_review --approve--> approved
-   ^                    |
-   |                    +--reject--> rejected --edit--> pending (resubmit)
-
-Evidence can be edited while pending or rejected; editing rejected evidence returns it
-to pending. Only auditors, managers and admins decide, never on evidence they created,
-and each decision is kept as a review record.
-"""
+"""Use cases of the evidence domain: metadata and the review workflow (whose rules are in
+workflow.py); each decision is kept as a review record."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
-from studio.db import Database, utcnow
+from studio.db.engine import Database, utcnow
 from studio.domains.compliance.service import evidence_state
+from studio.domains.evidence import workflow
 from studio.domains.evidence.repository import EvidenceRepository, ReviewRepository
 from studio.domains.evidence.schemas import (
     EvidenceCreate,
@@ -29,8 +20,7 @@ from studio.domains.projects.service import stream_of, visible_project
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import allowed
 from studio.principal import Principal
-from studio.repository import WirePageRequest
-from studio.wire import to_wire
+from studio.records import record
 
 EVIDENCE_FIELDS = (
     "id", "organization_id", "project_id", "title", "description", "control_id", "status",
@@ -38,18 +28,15 @@ EVIDENCE_FIELDS = (
     "version",
 )  # fmt: skip
 REVIEW_FIELDS = ("id", "evidence_id", "project_id", "reviewer_id", "decision", "comment", "created_at")
-EDITABLE = frozenset({EvidenceStatus.PENDING, EvidenceStatus.REJECTED})
 
 
 def evidence_wire(row: Any) -> dict[str, Any]:
-    return to_wire(row, EVIDENCE_FIELDS)
+    return record(row, EVIDENCE_FIELDS)
 
 
-def _may_touch(principal: Principal, role: str, row: Any, action: str) -> bool:
-    """`action` on any evidence, or `action_own` on evidence the caller created."""
-    if allowed(role, action):
-        return True
-    return allowed(role, f"{action}_own") and row["created_by"] == principal.user_id
+def subject(principal: Principal, role: str | None, row: Any) -> workflow.Subject:
+    """The workflow's view of one evidence row and its caller."""
+    return workflow.Subject(principal, role, row["created_by"], row["status"])
 
 
 class EvidenceService:
@@ -65,32 +52,17 @@ class EvidenceService:
     def list_for_project(self, principal: Principal, project_id: uuid.UUID, *, cursor: str | None,
                          limit: int, sort: str, desc: bool, status: str | None = None,
                          control_id: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        """List a project's evidence, newest first by default."""
-        with self.db.read() as conn:
-            page = self.page_request(conn, project_id, cursor=cursor, limit=limit, sort=sort, desc=desc,
-                                     status=status, control_id=control_id)
-            return self.read_page(principal, project_id, page)
-
-    def page_request(self, conn: Connection, project_id: uuid.UUID, *, cursor: str | None, limit: int,
-                     sort: str, desc: bool, status: str | None = None,
-                     control_id: str | None = None) -> WirePageRequest:
-        """The page of a project's evidence a list request asks for, checked (400 for a bad
-        sort or cursor) but not read: `read_page` reads it, unless `load_principal(...,
-        along=page)` fetched it with the caller already."""
+        """A page of a project's evidence the caller may read (404/403 otherwise)."""
         equal: dict[str, Any] = {"project_id": project_id}
         if status:
             equal["status"] = status
         if control_id:
             equal["control_id"] = control_id
-        return EvidenceRepository(conn).page_request(
-            EVIDENCE_FIELDS, equal=equal, cursor=cursor, limit=limit, sort=sort, desc=desc)
-
-    def read_page(self, principal: Principal, project_id: uuid.UUID,
-                  page: WirePageRequest) -> tuple[list[dict[str, Any]], str | None]:
-        """`page` of the project's evidence if the caller may read it (404/403 otherwise)."""
         with self.db.read() as conn:
             visible_project(conn, principal, project_id, "evidence.read")
-            return page.result(conn)
+            page = EvidenceRepository(conn).find_all(equal=equal, cursor=cursor, limit=limit,
+                                                     sort=sort, desc=desc)
+            return [evidence_wire(row) for row in page.items], page.next_cursor
 
     def status_counts(
         self, principal: Principal, project_ids: list[uuid.UUID]
@@ -141,13 +113,9 @@ class EvidenceService:
             row, role = self._visible(uow.conn, principal, evidence_id)
             if "qualityScore" in changes:
                 # A reviewer's override of the quality score; allowed in any state.
-                if not allowed(role, "evidence.review"):
-                    raise forbidden("override the quality score")
+                workflow.check_override_quality(subject(principal, role, row))
             if set(changes) - {"qualityScore"}:
-                if not _may_touch(principal, role, row, "evidence.update"):
-                    raise forbidden("evidence.update")
-                if row["status"] not in EDITABLE:
-                    raise AppError("conflict", f"evidence that is {row['status']} cannot be edited")
+                workflow.check_edit(subject(principal, role, row))
             names = {"title": "title", "description": "description", "controlId": "control_id",
                      "effectiveDate": "effective_date", "expiresAt": "expires_at",
                      "qualityScore": "quality_score"}
@@ -177,10 +145,7 @@ class EvidenceService:
     def delete(self, principal: Principal, evidence_id: uuid.UUID, *, request_id: str | None = None) -> None:
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
             row, role = self._visible(uow.conn, principal, evidence_id)
-            if not _may_touch(principal, role, row, "evidence.delete"):
-                raise forbidden("evidence.delete")
-            if row["status"] not in EDITABLE and not principal.org_wide:
-                raise AppError("conflict", f"evidence that is {row['status']} can only be deleted by an admin")
+            workflow.check_delete(subject(principal, role, row))
             EvidenceRepository(uow.conn).delete(evidence_id)
             uow.touch(row["organization_id"])
             uow.emit("evidence.deleted", stream_of(row["project_id"]),
@@ -190,11 +155,7 @@ class EvidenceService:
         """Send pending (or rejected) evidence to the reviewers."""
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
             row, role = self._visible(uow.conn, principal, evidence_id)
-            if not (allowed(role, "evidence.submit") and
-                    (allowed(role, "evidence.update") or row["created_by"] == principal.user_id)):
-                raise forbidden("evidence.submit")
-            if row["status"] not in EDITABLE:
-                raise AppError("conflict", f"evidence that is {row['status']} cannot be submitted")
+            workflow.check_submit(subject(principal, role, row))
             new = EvidenceRepository(uow.conn).update(
                 evidence_id, {"status": EvidenceStatus.IN_REVIEW.value, "updated_at": utcnow()},
                 expected_version=row["version"])
@@ -210,12 +171,7 @@ class EvidenceService:
         """Approve or reject evidence that is in review, keeping the decision as a record."""
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
             row, role = self._visible(uow.conn, principal, evidence_id)
-            if not allowed(role, "evidence.review"):
-                raise forbidden("evidence.review")
-            if row["created_by"] == principal.user_id:
-                raise AppError("forbidden", "nobody reviews their own evidence")
-            if row["status"] != EvidenceStatus.IN_REVIEW:
-                raise AppError("conflict", f"evidence that is {row['status']} is not awaiting review")
+            workflow.check_review(subject(principal, role, row))
             now = utcnow()
             review_id = uuid.uuid4()
             review = ReviewRepository(uow.conn).create({
@@ -234,7 +190,7 @@ class EvidenceService:
                     "state": evidence_state(uow.conn, evidence_id)}
             uow.emit("evidence.reviewed", stream_of(row["project_id"]), data)
             uow.emit(f"evidence.{body.decision.value}", stream_of(row["project_id"]), data)
-            return {"evidence": evidence_wire(new), "review": to_wire(review, REVIEW_FIELDS)}
+            return {"evidence": evidence_wire(new), "review": record(review, REVIEW_FIELDS)}
 
     def reviews(self, principal: Principal, evidence_id: uuid.UUID, *, cursor: str | None, limit: int):
         with self.db.read() as conn:
@@ -243,4 +199,4 @@ class EvidenceService:
 
             page = ReviewRepository(conn).find_all(where=[reviews_t.c.evidence_id == evidence_id],
                                                    cursor=cursor, limit=limit)
-            return [to_wire(r, REVIEW_FIELDS) for r in page.items], page.next_cursor
+            return [record(r, REVIEW_FIELDS) for r in page.items], page.next_cursor

@@ -12,7 +12,6 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.formparsers import MultiPartException
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, PageParams, container, errors, ok, page, request_id
 from studio.domains.frameworks.schemas import (
     DeriveRequest,
     FrameworkDocument,
@@ -23,7 +22,8 @@ from studio.domains.frameworks.schemas import (
 )
 from studio.domains.users.service import require
 from studio.errors import AppError
-from studio.schemas import NO_NUL, VISIBLE, Input, Name
+from studio.http.api import CurrentPrincipal, PageParams, container, errors, ok, page, request_id
+from studio.validation import NO_NUL, VISIBLE, Input, Name
 
 router = APIRouter(tags=["frameworks"])
 MAX_IMPORT_BYTES = 50 * 1024 * 1024

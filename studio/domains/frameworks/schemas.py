@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import Field, Strict, StringConstraints
 
-from studio.schemas import VISIBLE, Input, Name, Patch
+from studio.validation import VISIBLE, Input, Name, Patch
 
 Note = Annotated[str, StringConstraints(max_length=2000)]
 # A framework named by its id, its key or its name (spelled as a key: "NIST SP 800-53").

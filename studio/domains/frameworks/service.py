@@ -12,14 +12,20 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from studio.db import Database, UnitOfWork, utcnow
+from studio.db.engine import Database, UnitOfWork, utcnow
 from studio.domains.frameworks.models import framework_versions, frameworks
-from studio.domains.frameworks.parsing import ImportInvalid, ParsedFramework, Problem, UnknownFormat, parse
+from studio.domains.frameworks.parsing import (
+    ImportInvalid,
+    ParsedFramework,
+    Problem,
+    UnknownFormat,
+    parse,
+)
 from studio.domains.frameworks.repository import FrameworkRepository
 from studio.domains.users.service import require
 from studio.errors import AppError, not_found
 from studio.principal import Principal
-from studio.wire import to_wire
+from studio.records import record
 
 RELATIONS = ("equal", "subset", "superset", "intersects", "related")
 ORIGINS = ("manual", "imported", "suggested", "derived")
@@ -188,7 +194,7 @@ class FrameworkService:
         if principal is not None:
             require(principal, "frameworks.read")
         with self.db.read() as conn:
-            return [{**to_wire(r, FRAMEWORK_FIELDS), "latestVersionId": str(r["latest_version_id"]),
+            return [{**record(r, FRAMEWORK_FIELDS), "latestVersionId": str(r["latest_version_id"]),
                      "latestVersion": r["latest_version"], "latestSeq": r["latest_seq"],
                      "controlCount": r["control_count"]} for r in FrameworkRepository(conn).list()]
 
@@ -209,7 +215,7 @@ class FrameworkService:
         with self.db.read() as conn:
             fw = self.resolve(conn, framework)
             versions = FrameworkRepository(conn).versions(fw["id"])
-            return {**to_wire(fw, FRAMEWORK_FIELDS), "versions": [to_wire(v, VERSION_FIELDS) for v in versions]}
+            return {**record(fw, FRAMEWORK_FIELDS), "versions": [record(v, VERSION_FIELDS) for v in versions]}
 
     def version_of(self, conn: Any, framework: str, version_id: uuid.UUID | None) -> Any:
         fw = self.resolve(conn, framework)
@@ -235,7 +241,7 @@ class FrameworkService:
             rows = FrameworkRepository(conn).controls_of(version["id"], kind=kind, parent_id=parent_id,
                                                          search=search, after=after, limit=limit + 1)
         next_cursor = str(rows[limit - 1]["sort"]) if len(rows) > limit else None
-        return [to_wire(r, CONTROL_FIELDS) for r in rows[:limit]], next_cursor
+        return [record(r, CONTROL_FIELDS) for r in rows[:limit]], next_cursor
 
     def control(self, principal: Principal | None, control_id: uuid.UUID) -> dict[str, Any]:
         """One control with its full text."""
@@ -245,7 +251,7 @@ class FrameworkService:
             row = FrameworkRepository(conn).control(control_id)
             if row is None:
                 raise not_found("control")
-            return to_wire(row, DETAIL_FIELDS)
+            return record(row, DETAIL_FIELDS)
 
     # -- the graph ---------------------------------------------------------------------------
     def neighbourhood(self, principal: Principal | None, control_id: uuid.UUID) -> dict[str, Any]:
@@ -270,7 +276,7 @@ class FrameworkService:
                         "framework": r["framework"], "versionId": str(r["version_id"])}
 
             return {
-                "control": to_wire(me, CONTROL_FIELDS),
+                "control": record(me, CONTROL_FIELDS),
                 "parent": brief(me["parent_id"]) if me["parent_id"] else None,
                 "children": [brief(c) for c in children],
                 "related": [{**brief(o), "rel": rel, "direction": d} for o, rel, d in links],
@@ -309,7 +315,7 @@ class FrameworkService:
             uow.emit("mapping.created", "mappings", {
                 "mappingId": str(row["id"]), "sourceId": str(source_id), "targetId": str(target_id),
                 "relation": relation, "strength": strength, "origin": origin})
-            return to_wire(row, MAPPING_FIELDS)
+            return record(row, MAPPING_FIELDS)
 
     def update_mapping(self, principal: Principal, mapping_id: uuid.UUID, changes: dict[str, Any], *,
                        request_id: str | None = None) -> dict[str, Any]:
@@ -325,7 +331,7 @@ class FrameworkService:
                 raise AppError("duplicate", "a mapping with this relation exists already") from exc
             row = repo.mapping(mapping_id)
             uow.emit("mapping.updated", "mappings", {"mappingId": str(mapping_id), "changed": sorted(changes)})
-            return to_wire(row, MAPPING_FIELDS)
+            return record(row, MAPPING_FIELDS)
 
     def delete_mapping(self, principal: Principal, mapping_id: uuid.UUID, *, request_id: str | None = None) -> None:
         require(principal, "frameworks.manage")
@@ -348,7 +354,7 @@ class FrameworkService:
             rows = FrameworkRepository(conn).list_mappings(control_id=control_id, version_id=version_id,
                                                            after=after, limit=limit + 1)
         next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
-        return [to_wire(r, MAPPING_FIELDS) for r in rows[:limit]], next_cursor
+        return [record(r, MAPPING_FIELDS) for r in rows[:limit]], next_cursor
 
     def import_mappings(self, principal: Principal | None, data: bytes, *, request_id: str | None = None,
                         content_type: str | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from sqlalchemy import (
     Uuid,
 )
 
-from studio.db import UTCDateTime, metadata
+from studio.db.engine import UTCDateTime, metadata
 
 projects = Table(
     "projects",

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, Uuid, and_, bindparam, delete, insert, select
+from sqlalchemy import ColumnElement, and_, delete, insert, select
 from sqlalchemy.engine import RowMapping
 
-from studio.db import utcnow
+from studio.db.engine import utcnow
+from studio.db.repository import Page, Repository
 from studio.domains.projects.models import project_members, projects
 from studio.domains.users.models import users
 from studio.principal import Principal
-from studio.repository import Page, Repository
 
 
 def visible_project_ids(principal: Principal) -> Any:
@@ -29,26 +28,6 @@ def project_scope(principal: Principal, project_col: Any, org_col: Any) -> list[
     return [org_col == principal.organization_id, project_col.in_(visible_project_ids(principal))]
 
 
-@functools.cache
-def _visible_project_query(shape: str) -> Any:
-    """The project with the caller's member role, for each shape of `project_scope`.
-
-    Built once per shape with bound parameters: this lookup runs on every project-scoped
-    request, and building the statement cost more than executing it.
-    """
-    user_id = bindparam("user_id", type_=Uuid())
-    query = select(projects, project_members.c.role.label("member_role")).outerjoin(
-        project_members,
-        and_(project_members.c.project_id == projects.c.id, project_members.c.user_id == user_id),
-    ).where(projects.c.id == bindparam("project_id", type_=Uuid()))
-    if shape != "all":
-        query = query.where(projects.c.organization_id == bindparam("org_id", type_=Uuid()))
-    if shape == "member":
-        query = query.where(projects.c.id.in_(
-            select(project_members.c.project_id).where(project_members.c.user_id == user_id)))
-    return query
-
-
 class ProjectRepository(Repository):
     table = projects
     sortable = frozenset({"created_at", "name", "updated_at"})
@@ -58,21 +37,13 @@ class ProjectRepository(Repository):
 
     def get_visible(self, principal: Principal, project_id: uuid.UUID) -> tuple[RowMapping, str | None] | None:
         """The project and the caller's role in it, or None if they may not see it."""
-        if principal.project is not None and principal.project[0] == project_id:
-            # Loaded with the caller (load_principal): the same rules as the query below.
-            _, row, member_role = principal.project
-            if row is None:
-                return None
-            if not principal.is_super_admin:
-                if row["organization_id"] != principal.organization_id:
-                    return None
-                if not principal.org_wide and member_role is None:
-                    return None
-            return row, principal.project_role(member_role)
-        shape = "all" if principal.is_super_admin else "org" if principal.org_wide else "member"
-        params = {"project_id": project_id, "user_id": principal.user_id,
-                  "org_id": principal.organization_id}
-        row = self.conn.execute(_visible_project_query(shape), params).mappings().first()
+        query = (
+            select(projects, project_members.c.role.label("member_role"))
+            .outerjoin(project_members, and_(project_members.c.project_id == projects.c.id,
+                                             project_members.c.user_id == principal.user_id))
+            .where(projects.c.id == project_id, *self.scope(principal))
+        )
+        row = self.conn.execute(query).mappings().first()
         if row is None:
             return None
         return row, principal.project_role(row["member_role"])

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
 from studio.domains.projects.schemas import (
     MemberAdd,
     MemberRead,
@@ -17,7 +16,8 @@ from studio.domains.projects.schemas import (
     ProjectStatus,
     ProjectUpdate,
 )
-from studio.schemas import Envelope, PageOut
+from studio.http.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
+from studio.http.schemas import Envelope, PageOut
 
 router = APIRouter(tags=["projects"])
 

@@ -6,7 +6,7 @@ import uuid
 from enum import StrEnum
 
 from studio.permissions import ProjectRole
-from studio.schemas import Input, Name, Output, Patch, RichText
+from studio.validation import Input, Name, Output, Patch, RichText
 
 
 class ProjectStatus(StrEnum):

@@ -7,7 +7,8 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from studio.db import Database, UnitOfWork, utcnow
+from studio.db.engine import Database, UnitOfWork, utcnow
+from studio.db.repository import Page
 from studio.domains.projects.repository import MemberRepository, ProjectRepository
 from studio.domains.projects.schemas import MemberAdd, ProjectCreate, ProjectUpdate
 from studio.domains.users.repository import UserRepository
@@ -15,8 +16,7 @@ from studio.domains.users.service import require
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import ProjectRole, allowed
 from studio.principal import Principal
-from studio.repository import Page
-from studio.wire import to_wire
+from studio.records import record
 
 PROJECT_FIELDS = (
     "id", "organization_id", "name", "description", "framework", "status", "compliance_score",
@@ -26,7 +26,7 @@ MEMBER_FIELDS = ("project_id", "user_id", "role", "added_at", "email", "name")
 
 
 def project_wire(row: Any, role: str | None) -> dict[str, Any]:
-    return {**to_wire(row, PROJECT_FIELDS), "myRole": role}
+    return {**record(row, PROJECT_FIELDS), "myRole": role}
 
 
 def stream_of(project_id: uuid.UUID) -> str:
@@ -119,7 +119,7 @@ class ProjectService:
         with self.db.read() as conn:
             visible_project(conn, principal, project_id, "project.members.read")
             page = MemberRepository(conn).list(project_id, after=after, limit=limit)
-            return [to_wire(r, MEMBER_FIELDS) for r in page.items], page.next_cursor
+            return [record(r, MEMBER_FIELDS) for r in page.items], page.next_cursor
 
     def add_member(self, principal: Principal, project_id: uuid.UUID, body: MemberAdd, *,
                    request_id: str | None = None) -> dict[str, Any]:
@@ -138,7 +138,7 @@ class ProjectService:
                 "projectId": str(project_id), "userId": str(body.userId), "role": body.role.value,
             })
             row = MemberRepository(uow.conn).get(project_id, body.userId)
-            return to_wire({**row, "email": user["email"], "name": user["name"]}, MEMBER_FIELDS)
+            return record({**row, "email": user["email"], "name": user["name"]}, MEMBER_FIELDS)
 
     def remove_member(self, principal: Principal, project_id: uuid.UUID, user_id: uuid.UUID, *,
                       request_id: str | None = None) -> None:

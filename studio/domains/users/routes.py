@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 from starlette.responses import Response
 
-from studio.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
 from studio.domains.users.models import organizations
 from studio.domains.users.schemas import OrganizationRead, UserCreate, UserRead, UserUpdate
 from studio.domains.users.service import user_wire
-from studio.schemas import Envelope, PageOut
-from studio.wire import to_wire
+from studio.http.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
+from studio.http.schemas import Envelope, PageOut
+from studio.records import record
 
 router = APIRouter(tags=["users"])
 
@@ -30,7 +30,7 @@ def current_organization(request: Request, principal: CurrentPrincipal) -> Respo
     """The caller's organization."""
     with container(request).db.read() as conn:
         row = conn.execute(select(organizations).where(organizations.c.id == principal.organization_id)).mappings().one()
-    return ok(request, to_wire(row, ("id", "name", "created_at")))
+    return ok(request, record(row, ("id", "name", "created_at")))
 
 
 @router.get("/users", response_model=Envelope[PageOut[UserRead]])

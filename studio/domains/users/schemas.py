@@ -7,7 +7,7 @@ import uuid
 from pydantic import Field, StrictBool
 
 from studio.permissions import Role
-from studio.schemas import Email, Input, Name, Output, Patch
+from studio.validation import Email, Input, Name, Output, Patch
 
 
 class UserCreate(Input):

@@ -7,16 +7,16 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from studio.db import Database, utcnow
+from studio.db.engine import Database, utcnow
+from studio.db.repository import Page
 from studio.domains.auth.repository import TokenRepository
+from studio.domains.auth.security import Passwords
 from studio.domains.users.repository import OrganizationRepository, UserRepository
 from studio.domains.users.schemas import UserCreate, UserUpdate
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import Role, allowed
 from studio.principal import Principal
-from studio.repository import Page
-from studio.security import Passwords
-from studio.wire import to_wire
+from studio.records import record
 
 USER_FIELDS = (
     "id", "organization_id", "email", "name", "role", "is_active", "created_at", "updated_at",
@@ -25,7 +25,7 @@ USER_FIELDS = (
 
 
 def user_wire(row: Any) -> dict[str, Any]:
-    return to_wire(row, USER_FIELDS)
+    return record(row, USER_FIELDS)
 
 
 def require(principal: Principal, action: str) -> None:
@@ -43,6 +43,10 @@ class UserService:
     def __init__(self, db: Database, passwords: Passwords):
         self.db = db
         self.passwords = passwords
+
+    def organization_exists(self, name: str) -> bool:
+        with self.db.read() as conn:
+            return OrganizationRepository(conn).by_name(name) is not None
 
     def list(self, principal: Principal, *, cursor: str | None, limit: int, sort: str, desc: bool) -> Page:
         """List the users the caller may see, one keyset page at a time."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import (
-    JSON,
     DateTime,
     MetaData,
     TypeDecorator,
@@ -23,16 +21,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 # The envelope imports nothing of the project; importing it here, not inside emit(),
 # spares every emitted event an import statement (about 1 µs, a few percent of an append).
+from studio.errors import DatabaseUnavailable
 from studio.events.envelope import Event
 
 if TYPE_CHECKING:
     from studio.events.store import EventStore
 
-log = structlog.get_logger("studio.db")
+log = structlog.get_logger("studio.db.engine")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -70,8 +68,6 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
 
-JSONType = JSON()
-
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -79,10 +75,6 @@ def utcnow() -> dt.datetime:
 
 def new_id() -> uuid.UUID:
     return uuid.uuid4()
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached; the API answers 503."""
 
 
 def is_sqlite(url: str) -> bool:
@@ -114,13 +106,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            mode = conn.info.pop("begin_mode", "DEFERRED")
-            if mode == "DEFERRED":
-                # Reads: straight to the driver. SQLAlchemy's statement path costs several
-                # times what BEGIN itself does, on every request; a deferred BEGIN takes no lock.
-                conn.connection.driver_connection.execute("BEGIN DEFERRED")  # type: ignore[union-attr]
-            else:
-                conn.exec_driver_sql(f"BEGIN {mode}")
+            conn.exec_driver_sql(f"BEGIN {conn.info.pop('begin_mode', 'DEFERRED')}")
 
         return engine
 
@@ -184,38 +170,8 @@ class UnitOfWork:
         self.touched_orgs.add(str(org_id) if org_id else "*")
 
 
-class LoopReadAborted(Exception):
-    """A read on the event loop thread gave up (statement timeout, connection trouble or
-    no free connection); the caller runs it again in a worker thread."""
-
-
-def make_loop_read_engine(url: str, timeout_ms: int) -> Engine:
-    """PostgreSQL connections for short reads run on the event loop thread: autocommit
-    (no BEGIN/ROLLBACK round trips), read-only, no ping per checkout, and a statement
-    timeout that bounds how long a read may hold the loop."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(
-        url,
-        isolation_level="AUTOCOMMIT",
-        pool_reset_on_return=None,
-        # One loop runs one read at a time; a few more for several loops in one process.
-        pool_size=2,
-        max_overflow=6,
-        pool_timeout=0.05,
-        pool_pre_ping=False,
-        connect_args={
-            "connect_timeout": 2,
-            "options": f"-c statement_timeout={timeout_ms} -c default_transaction_read_only=on",
-        },
-    )
-
-
 class Database:
     """Owns the engine; hands out read connections and write units of work."""
-
-    # After a read on the loop gives up, reads go to worker threads for this long.
-    LOOP_READ_PAUSE_SECONDS = 5.0
 
     def __init__(
         self,
@@ -224,7 +180,6 @@ class Database:
         *,
         pool_size: int = 10,
         static_metadata: dict[str, str] | None = None,
-        loop_read_timeout_ms: int = 250,
     ):
         self.url = url
         self.static_metadata = static_metadata or {}
@@ -236,53 +191,6 @@ class Database:
         # SQLite's busy handler (which sleeps in steps of up to 100 ms) keeps latency low.
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
         self._current_read: ContextVar[Connection | None] = ContextVar(f"read-{id(self)}", default=None)
-        self.loop_read_timeout_ms = loop_read_timeout_ms
-        self._loop_engine: Engine | None = None
-        self._loop_engine_lock = threading.Lock()
-        self._loop_reads_paused_until = 0.0
-
-    def loop_reads_enabled(self) -> bool:
-        """Whether a short read may run on the event loop thread now: always on SQLite
-        (a local file read); on PostgreSQL unless one recently gave up."""
-        return self.dialect == "sqlite" or time.monotonic() >= self._loop_reads_paused_until
-
-    @contextmanager
-    def loop_read(self) -> Iterator[Connection]:
-        """A read connection for work done on the event loop thread (see `run_read` in
-        studio/api.py). On PostgreSQL it comes from a small autocommit, read-only pool
-        whose statements time out after `loop_read_timeout_ms`; any timeout, connection
-        error or empty pool raises LoopReadAborted (after pausing loop reads for a while)
-        so that the caller can run the same read in a worker thread instead. Being
-        autocommit, each statement sees the latest commit (as each statement of a READ
-        COMMITTED transaction does; no snapshot is shared between them)."""
-        if self.dialect == "sqlite" or self._current_read.get() is not None:
-            with self.read() as conn:
-                yield conn
-            return
-        engine = self._loop_engine
-        if engine is None:
-            with self._loop_engine_lock:
-                if self._loop_engine is None:
-                    self._loop_engine = make_loop_read_engine(self.url, self.loop_read_timeout_ms)
-                engine = self._loop_engine
-        try:
-            with engine.connect() as conn:
-                token = self._current_read.set(conn)
-                try:
-                    yield conn
-                finally:
-                    self._current_read.reset(token)
-        except (DBAPIError, SATimeoutError) as exc:
-            # A statement timeout, a lost connection or a pool with no free connection.
-            # Errors of the query itself (a bug) would fail in the thread too: re-raised.
-            if isinstance(exc, DBAPIError) and not (
-                _is_connection_error(exc) or _is_statement_timeout(exc)
-            ):
-                raise
-            self._loop_reads_paused_until = time.monotonic() + self.LOOP_READ_PAUSE_SECONDS
-            log.warning("loop_read_aborted", error=str(exc).splitlines()[0][:200],
-                        paused_seconds=self.LOOP_READ_PAUSE_SECONDS)
-            raise LoopReadAborted(str(exc)) from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -334,12 +242,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-        if self._loop_engine is not None:
-            self._loop_engine.dispose()
-
-
-def _is_statement_timeout(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) == "57014"  # query_canceled
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:

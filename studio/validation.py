@@ -1,10 +1,11 @@
-"""Shared boundary types: normalized names, sanitized rich text, the response envelope."""
+"""Boundary types every domain validates its input with: normalized names, sanitized rich text,
+scores, control references, e-mail addresses, and the base input and output models."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar
 
 import nh3
 from email_validator import EmailNotValidError, validate_email
@@ -151,39 +152,3 @@ class Patch(Input):
 
 class Output(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-T = TypeVar("T")
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(description="A code from the error catalogue (docs/api.md)")
-    message: str = Field(description="What went wrong, for people")
-    details: Any = Field(
-        default=None, description="For invalid input: one {field, message, type} per bad field"
-    )
-
-
-class ErrorEnvelope(BaseModel):
-    """The envelope of every error response."""
-
-    success: Literal[False]
-    data: None
-    error: ErrorBody
-    timestamp: str = Field(description="ISO-8601 UTC, e.g. 2026-01-31T12:00:00.000000Z")
-    requestId: str  # noqa: N815 - wire name fixed by the API guide
-
-
-class Envelope(BaseModel, Generic[T]):
-    """The response envelope of every endpoint."""
-
-    success: bool
-    data: T | None = None
-    error: ErrorBody | None = None
-    timestamp: str
-    requestId: str  # noqa: N815 - wire name fixed by the API guide
-
-
-class PageOut(BaseModel, Generic[T]):
-    items: list[T]
-    nextCursor: str | None = None  # noqa: N815

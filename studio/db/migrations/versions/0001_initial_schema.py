@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-25 12:54:57.930929
 """
 
-from alembic import op
 import sqlalchemy as sa
-import studio.db
+from alembic import op
 
+import studio.db.engine
 
 revision = '0001'
 down_revision = None
@@ -31,7 +31,7 @@ def upgrade() -> None:
     sa.Column('type', sa.String(length=100), nullable=False),
     sa.Column('stream', sa.String(length=100), nullable=False),
     sa.Column('stream_version', sa.Integer(), nullable=False),
-    sa.Column('timestamp', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('timestamp', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.Column('source', sa.String(length=100), nullable=False),
     sa.Column('version', sa.String(length=20), nullable=False),
     sa.Column('actor_id', sa.String(length=64), nullable=True),
@@ -52,7 +52,7 @@ def upgrade() -> None:
     op.create_table('organizations',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_organizations')),
     sa.UniqueConstraint('name', name=op.f('uq_organizations_name'))
     )
@@ -64,8 +64,8 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=20), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=True),
     sa.Column('is_active', sa.Boolean(), nullable=False),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.ForeignKeyConstraint(['organization_id'], ['organizations.id'], name=op.f('fk_users_organization_id_organizations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
@@ -80,10 +80,10 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('prefix', sa.String(length=16), nullable=False),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', studio.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('last_used_at', studio.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', studio.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', studio.db.engine.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_used_at', studio.db.engine.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', studio.db.engine.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_api_tokens_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash'))
@@ -100,8 +100,8 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('compliance_score', sa.Float(), nullable=False),
     sa.Column('created_by', sa.Uuid(), nullable=True),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.CheckConstraint('compliance_score >= 0 AND compliance_score <= 100', name=op.f('ck_projects_score_range')),
     sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_projects_created_by_users')),
@@ -117,10 +117,10 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Uuid(), nullable=False),
     sa.Column('family_id', sa.Uuid(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', studio.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('rotated_at', studio.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('revoked_at', studio.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('rotated_at', studio.db.engine.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', studio.db.engine.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_refresh_tokens_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_refresh_tokens')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_refresh_tokens_token_hash'))
@@ -140,8 +140,8 @@ def upgrade() -> None:
     sa.Column('effective_date', sa.Date(), nullable=True),
     sa.Column('expires_at', sa.Date(), nullable=True),
     sa.Column('created_by', sa.Uuid(), nullable=True),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
     sa.CheckConstraint('quality_score IS NULL OR (quality_score >= 0 AND quality_score <= 100)', name=op.f('ck_evidence_quality_range')),
     sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_evidence_created_by_users')),
@@ -157,7 +157,7 @@ def upgrade() -> None:
     sa.Column('project_id', sa.Uuid(), nullable=False),
     sa.Column('user_id', sa.Uuid(), nullable=False),
     sa.Column('role', sa.String(length=20), nullable=False),
-    sa.Column('added_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('added_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_project_members_project_id_projects'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_project_members_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('project_id', 'user_id', name=op.f('pk_project_members'))
@@ -172,7 +172,7 @@ def upgrade() -> None:
     sa.Column('reviewer_id', sa.Uuid(), nullable=False),
     sa.Column('decision', sa.String(length=20), nullable=False),
     sa.Column('comment', sa.Text(), nullable=False),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['evidence_id'], ['evidence.id'], name=op.f('fk_reviews_evidence_id_evidence'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_reviews_project_id_projects'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['reviewer_id'], ['users.id'], name=op.f('fk_reviews_reviewer_id_users')),

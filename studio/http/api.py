@@ -3,21 +3,13 @@ and the exception handlers that keep every error inside the envelope."""
 
 from __future__ import annotations
 
-import functools
-import uuid
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio
-import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from studio.db import LoopReadAborted
-from studio.domains.users.repository import load_principal
 from studio.errors import AppError
 from studio.gateway.cache import NO_STORE
 from studio.gateway.envelope import (
@@ -28,35 +20,27 @@ from studio.gateway.envelope import (
     request_id_of,
 )
 from studio.principal import AuthInfo, Principal
-from studio.repository import WirePageRequest
-from studio.schemas import VISIBLE
+from studio.validation import VISIBLE
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from studio.bootstrap import Container
 
 
-def container(request: Request) -> Any:
-    return request.app.state.container
+def container(request: Request) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]
 
 
 def request_id(request: Request) -> str:
     return request_id_of(request.scope)
 
 
-async def current_auth(request: Request) -> AuthInfo:
-    """The credential the authentication middleware proved (no database work, no thread)."""
-    auth = request.scope.get("state", {}).get("auth")
+def current_principal(request: Request) -> Principal:
+    """The caller the authentication middleware proved, with their role as stored now, so
+    a role change or a deactivation counts from the next request on (401 otherwise)."""
+    auth: AuthInfo | None = request.scope.get("state", {}).get("auth")
     if auth is None:
         raise AppError("unauthenticated")
-    return auth
-
-
-def principal_of(request: Request, auth: AuthInfo, project_id: uuid.UUID | None = None, *,
-                 along: WirePageRequest | None = None) -> Principal:
-    """The authenticated caller with their role as stored right now; with `project_id`,
-    also that project as the caller may see it, in the same query (Principal.project),
-    and with `along` a page of a list in it (see `load_principal`)."""
-    with container(request).db.read() as conn:
-        principal = load_principal(conn, auth, project_id, along=along)
+    principal = container(request).auth.principal(auth)
     if principal is None:
         raise AppError("invalid_token", "the session has ended or the user is inactive")
     if principal.is_super_admin:
@@ -66,45 +50,7 @@ def principal_of(request: Request, auth: AuthInfo, project_id: uuid.UUID | None 
     return principal
 
 
-def current_principal(request: Request, auth: Annotated[AuthInfo, Depends(current_auth)]) -> Principal:
-    return principal_of(request, auth)
-
-
-# A handler on a hot path takes `CurrentAuth` and calls `principal_of` itself, in the same
-# thread as its own database work: `CurrentPrincipal`, a sync dependency, costs a
-# thread-pool hop of its own.
-CurrentAuth = Annotated[AuthInfo, Depends(current_auth)]
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-
-
-async def run_read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a short read on the event loop thread, or in a worker thread when it must not.
-
-    A page read is tens of microseconds of SQLite or one PostgreSQL round trip: less than
-    the two thread switches (and the GIL hand-offs) of a worker-thread hop, which cost
-    more CPU than the whole request (docs/benchmarks.md). On SQLite the read runs inline
-    (WAL readers never wait for writers). On PostgreSQL it runs inline on the loop's own
-    small pool, bounded by a statement timeout; if it times out, loses its connection or
-    finds no free one, it is repeated in a worker thread (reads have no effects) and the
-    following reads go to worker threads for a few seconds, so a slow or failing database
-    never stalls the event loop for long.
-    """
-    db = container(request).db
-    call = functools.partial(fn, *args, **kwargs)
-    if db.loop_reads_enabled():
-        try:
-            with db.loop_read():
-                return call()
-        except LoopReadAborted:
-            pass
-    state = request.app.state
-    limiter = getattr(state, "read_limiter", None)
-    if limiter is None:
-        # No more reads in flight than the pool keeps connections: past that, every extra
-        # thread opens an overflow connection and closes it again on return (a new
-        # PostgreSQL backend per request), which cost more than waiting for a pooled one.
-        limiter = state.read_limiter = anyio.CapacityLimiter(db.engine.pool.size())
-    return await anyio.to_thread.run_sync(call, limiter=limiter)
 
 
 class Paging:
@@ -113,8 +59,6 @@ class Paging:
         self.cursor = cursor
 
 
-# Dependencies that only parse the request are `async def`: FastAPI runs a plain `def`
-# dependency (and a class used as one) in the thread pool, one hop per dependency.
 async def paging(
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
     cursor: Annotated[str | None, Query(max_length=512, description="nextCursor of the previous page")] = None,
@@ -123,51 +67,6 @@ async def paging(
 
 
 PageParams = Annotated[Paging, Depends(paging)]
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def query_model(model: type[M]) -> Any:
-    """A dependency that validates the whole query string into `model` with one pydantic
-    call, for the endpoints that run most often.
-
-    FastAPI's own query-model support re-inspects every field's annotation on every
-    request; this costs one `model_validate` (docs/benchmarks.md). A repeated parameter
-    counts by its last value, as FastAPI's scalar parameters do; unknown parameters are
-    ignored, as everywhere else. Document the parameters with `query_parameters(model)`.
-    """
-
-    async def parse_query(request: Request) -> M:
-        try:
-            return query_of(model, request)
-        except ValidationError as exc:
-            raise RequestValidationError(
-                [{**error, "loc": ("query", *error["loc"])} for error in exc.errors(include_url=False)]
-            ) from None
-
-    return Depends(parse_query)
-
-
-def query_of(model: type[M], request: Request) -> M:
-    """The query string validated into `model` (pydantic's ValidationError if invalid)."""
-    return model.model_validate(dict(request.query_params))
-
-
-def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI `parameters` of a `query_model` dependency (route `openapi_extra`)."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    required = set(schema.get("required", ()))
-    parameters = []
-    for name, prop in schema["properties"].items():
-        prop = dict(prop)
-        description = prop.pop("description", None)
-        prop.pop("title", None)
-        parameter = {"name": name, "in": "query", "required": name in required, "schema": prop}
-        if description:
-            parameter["description"] = description
-        parameters.append(parameter)
-    return {"parameters": parameters}
 
 
 async def if_match(
@@ -196,10 +95,6 @@ def ok(request: Request, data: Any, status: int = 200) -> Response:
 
 def page(request: Request, items: list[Any], next_cursor: str | None) -> Response:
     return ok(request, {"items": items, "nextCursor": next_cursor})
-
-
-def no_content(request: Request) -> Response:
-    return ok(request, None)
 
 
 def _field_of(loc: tuple[Any, ...]) -> str:
@@ -301,8 +196,7 @@ async def _unexpected_handler(request: Request, exc: Exception) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
-    from studio.db import DatabaseUnavailable
-    from studio.events.store import VersionConflict
+    from studio.errors import DatabaseUnavailable, VersionConflict
 
     app.add_exception_handler(DatabaseUnavailable, _other_handler)
     app.add_exception_handler(VersionConflict, _other_handler)
@@ -373,7 +267,7 @@ def document_errors(api: FastAPI, api_prefix: str) -> None:
     from fastapi.openapi.utils import get_openapi
 
     from studio.errors import ERROR_CATALOGUE
-    from studio.schemas import ErrorEnvelope
+    from studio.http.schemas import ErrorEnvelope
 
     def openapi() -> dict[str, Any]:
         if api.openapi_schema:

@@ -11,9 +11,8 @@ changes no value: the rowid is a 64-bit signed integer like BIGINT. The rebuild 
 every event (about 7 s for 300,000 on a 2-core machine). PostgreSQL is unchanged.
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0006'
 down_revision = '0005'

@@ -17,7 +17,7 @@ err = Console(stderr=True)
 
 @contextmanager
 def _container() -> Iterator[Any]:
-    from studio.cli import _container as build
+    from studio.cli.main import _container as build
 
     c = build()
     try:
@@ -33,7 +33,7 @@ def doctor() -> None:
 
 
 def _doctor(c: Any) -> None:
-    ai = c.extras["ai"]
+    ai = c.ai
     table = Table(title="Studio Platform doctor", show_header=False)
     table.add_row("database", f"{c.db.dialect} ({'reachable' if c.db.ping() else 'UNREACHABLE'})")
     try:
@@ -63,12 +63,6 @@ def search(
     limit: Annotated[int, typer.Option(min=1, max=50)] = 10,
 ) -> None:
     """Search evidence (in the user's visible projects) or controls by meaning."""
-    from sqlalchemy import select
-
-    from studio.domains.users.models import users
-    from studio.domains.users.repository import load_principal
-    from studio.principal import AuthInfo
-
     if kind not in ("evidence", "control"):
         err.print("[red]--kind must be evidence or control[/]")
         raise typer.Exit(2)
@@ -76,13 +70,11 @@ def search(
         err.print("[red]the query is empty[/]")
         raise typer.Exit(2)
     with _container() as c:
-        with c.db.read() as conn:
-            user = conn.execute(select(users).where(users.c.email == as_user.lower())).mappings().first()
-            principal = load_principal(conn, AuthInfo(user["id"], user["organization_id"], "cli")) if user else None
+        principal = c.auth.acting_as(as_user, "cli")
         if principal is None:
             err.print(f"[red]no active user {as_user}[/]")
             raise typer.Exit(1)
-        hits = c.extras["ai"].search(principal, query, kind=kind, limit=limit)
+        hits = c.ai.search(principal, query, kind=kind, limit=limit)
     table = Table(title=f"{kind} matching {query!r}")
     for col in ("score", "ref", "title"):
         table.add_column(col)
@@ -95,11 +87,11 @@ def search(
 @ai_app.command("index")
 def index(framework: Annotated[str, typer.Argument(help="framework key, as in STUDIO_AI_OSCAL_CATALOGS")]) -> None:
     """Embed a framework's controls (what the framework.imported consumer does)."""
-    from studio.migrate import upgrade
+    from studio.db.migrate import upgrade
 
     with _container() as c:
         upgrade(c.db.engine)
-        count = c.extras["ai"].index_framework(framework)
+        count = c.ai.index_framework(framework)
     if not count:
         err.print(f"[red]no controls for {framework!r}[/]")
         raise typer.Exit(1)
@@ -110,7 +102,7 @@ def index(framework: Annotated[str, typer.Argument(help="framework key, as in ST
 def mappings(source: str, target: str) -> None:
     """Propose control pairs between two frameworks for people to accept."""
     with _container() as c:
-        created = c.extras["ai"].suggest_mappings(source, target)
+        created = c.ai.suggest_mappings(source, target)
     out.print(f"[green]{created} mapping suggestions from {source} to {target}[/]")
 
 

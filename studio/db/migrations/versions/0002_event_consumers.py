@@ -8,7 +8,7 @@ Create Date: 2026-11-25 13:12:57.087495
 import sqlalchemy as sa
 from alembic import op
 
-import studio.db
+import studio.db.engine
 
 revision = '0002'
 down_revision = '0001'
@@ -21,14 +21,14 @@ def upgrade() -> None:
     op.create_table('consumer_checkpoints',
     sa.Column('consumer', sa.String(length=100), nullable=False),
     sa.Column('position', sa.BigInteger(), nullable=False),
-    sa.Column('updated_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', name=op.f('pk_consumer_checkpoints'))
     )
     op.create_table('event_acks',
     sa.Column('consumer', sa.String(length=100), nullable=False),
     sa.Column('position', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),
-    sa.Column('handled_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handled_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'position', name=op.f('pk_event_acks'))
     )
     with op.batch_alter_table('event_acks', schema=None) as batch_op:
@@ -43,9 +43,9 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
-    sa.Column('next_attempt_at', studio.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('next_attempt_at', studio.db.engine.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('consumer', 'position', name=op.f('pk_event_dead_letters'))
     )
     with op.batch_alter_table('event_dead_letters', schema=None) as batch_op:
@@ -55,7 +55,7 @@ def upgrade() -> None:
     op.create_table('event_publish_positions',
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('position', sa.BigInteger(), nullable=False),
-    sa.Column('updated_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_event_publish_positions'))
     )
     op.create_table('project_activity',
@@ -67,7 +67,7 @@ def upgrade() -> None:
     sa.Column('evidence_rejected', sa.Integer(), nullable=False),
     sa.Column('members', sa.Integer(), nullable=False),
     sa.Column('last_event_type', sa.String(length=100), nullable=False),
-    sa.Column('last_event_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_event_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_position', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('project_id', name=op.f('pk_project_activity'))
     )

@@ -5,10 +5,10 @@ Revises: 0001
 Create Date: 2026-11-25 13:08:27.454950
 """
 
-from alembic import op
 import sqlalchemy as sa
-import studio.db
+from alembic import op
 
+import studio.db.engine
 
 revision = '0005'
 down_revision = '0004'
@@ -51,8 +51,8 @@ def upgrade() -> None:
     sa.Column('model', sa.String(length=100), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('decided_by', sa.Uuid(), nullable=True),
-    sa.Column('decided_at', studio.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', studio.db.engine.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('strength >= 0 AND strength <= 10', name=op.f('ck_ai_mapping_suggestions_strength_range')),
     sa.ForeignKeyConstraint(['decided_by'], ['users.id'], name=op.f('fk_ai_mapping_suggestions_decided_by_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ai_mapping_suggestions')),
@@ -69,7 +69,7 @@ def upgrade() -> None:
     sa.Column('text_sha256', sa.String(length=64), nullable=True),
     sa.Column('text_chars', sa.Integer(), nullable=False),
     sa.Column('event_id', sa.Uuid(), nullable=False),
-    sa.Column('analyzed_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('analyzed_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('quality_score IS NULL OR (quality_score >= 0 AND quality_score <= 100)', name=op.f('ck_ai_analyses_quality_range')),
     sa.ForeignKeyConstraint(['evidence_id'], ['evidence.id'], name=op.f('fk_ai_analyses_evidence_id_evidence'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_ai_analyses_project_id_projects'), ondelete='CASCADE'),
@@ -86,7 +86,7 @@ def upgrade() -> None:
     sa.Column('score', sa.Float(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('reviewer_id', sa.Uuid(), nullable=False),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('score >= 0 AND score <= 100', name=op.f('ck_ai_quality_overrides_score_range')),
     sa.ForeignKeyConstraint(['evidence_id'], ['evidence.id'], name=op.f('fk_ai_quality_overrides_evidence_id_evidence'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_ai_quality_overrides_project_id_projects'), ondelete='CASCADE'),
@@ -109,8 +109,8 @@ def upgrade() -> None:
     sa.Column('model', sa.String(length=100), nullable=False),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('decided_by', sa.Uuid(), nullable=True),
-    sa.Column('decided_at', studio.db.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('decided_at', studio.db.engine.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['decided_by'], ['users.id'], name=op.f('fk_ai_suggestions_decided_by_users')),
     sa.ForeignKeyConstraint(['evidence_id'], ['evidence.id'], name=op.f('fk_ai_suggestions_evidence_id_evidence'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_ai_suggestions_project_id_projects'), ondelete='CASCADE'),

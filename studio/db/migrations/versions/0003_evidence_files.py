@@ -8,7 +8,7 @@ Create Date: 2026-11-25 13:10:00
 import sqlalchemy as sa
 from alembic import op
 
-import studio.db
+import studio.db.engine
 
 revision = "0003"
 down_revision = "0002"
@@ -33,14 +33,14 @@ def upgrade() -> None:
         sa.Column("type_mismatch", sa.Boolean(), nullable=False),
         sa.Column("effective_date", sa.Date(), nullable=True),
         sa.Column("uploaded_by", sa.Uuid(), nullable=True),
-        sa.Column("uploaded_at", studio.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("uploaded_at", studio.db.engine.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("status_reason", sa.Text(), nullable=True),
         sa.Column("page_count", sa.Integer(), nullable=True),
         sa.Column("word_count", sa.Integer(), nullable=True),
         sa.Column("text", sa.Text(), nullable=True),
         sa.Column("text_truncated", sa.Boolean(), nullable=False),
-        sa.Column("processed_at", studio.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("processed_at", studio.db.engine.UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint("size > 0", name=op.f("ck_evidence_files_size_positive")),
         sa.CheckConstraint("revision >= 1", name=op.f("ck_evidence_files_revision_positive")),
         sa.CheckConstraint("status IN ('pending', 'processed', 'failed')",

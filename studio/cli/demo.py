@@ -12,15 +12,14 @@ from typing import Any
 from studio.bootstrap import Container
 from studio.domains.evidence.schemas import Decision, EvidenceCreate, ReviewCreate
 from studio.domains.projects.schemas import MemberAdd, ProjectCreate
-from studio.domains.users.repository import OrganizationRepository, UserRepository, load_principal
 from studio.domains.users.service import create_organization, create_user
 from studio.permissions import ProjectRole, Role
-from studio.principal import AuthInfo, Principal
+from studio.principal import Principal
 
 ORG = "Acme Corp (demo)"
 DOMAIN = "acme.example"
 # NIST's OSCAL MODERATE baseline (public domain, see demo_data/LICENSE-oscal-content.md).
-CATALOG = Path(__file__).parent / "demo_data" / (
+CATALOG = Path(__file__).parent.parent / "demo_data" / (
     "NIST_SP-800-53_rev5_MODERATE-baseline-resolved-profile_catalog-min.json"
 )
 FRAMEWORK_NAME = "NIST SP 800-53 rev5 MODERATE"
@@ -42,8 +41,7 @@ def _credentials_path(c: Container):
 def load_demo(c: Container) -> tuple[list[tuple[str, str, str]], bool]:
     """Create the demo data unless present; return (role, e-mail, password) rows."""
     path = _credentials_path(c)
-    with c.db.read() as conn:
-        exists = OrganizationRepository(conn).by_name(ORG) is not None
+    exists = c.users.organization_exists(ORG)
     if exists and path.exists():
         return [tuple(row) for row in json.loads(path.read_text())], False
     if exists:
@@ -65,9 +63,7 @@ def load_demo(c: Container) -> tuple[list[tuple[str, str, str]], bool]:
             credentials.append((role.value, email, password))
 
     def principal(role: str) -> Principal:
-        with c.db.read() as conn:
-            row = UserRepository(conn).get(users[role]["id"])
-            p = load_principal(conn, AuthInfo(row["id"], row["organization_id"], "demo"))
+        p = c.auth.acting_as(users[role]["email"], "demo")
         assert p is not None
         return p
 

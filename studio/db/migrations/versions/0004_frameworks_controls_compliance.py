@@ -5,10 +5,10 @@ Revises: 0001
 Create Date: 2026-11-25 13:13:41.235571
 """
 
-from alembic import op
 import sqlalchemy as sa
-import studio.db
+from alembic import op
 
+import studio.db.engine
 
 revision = '0004'
 down_revision = '0003'
@@ -58,8 +58,8 @@ def upgrade() -> None:
     sa.Column('key', sa.String(length=120), nullable=False),
     sa.Column('name', sa.String(length=255), nullable=False),
     sa.Column('description', sa.Text(), nullable=False),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_frameworks')),
     sa.UniqueConstraint('key', name=op.f('uq_frameworks_key'))
     )
@@ -72,7 +72,7 @@ def upgrade() -> None:
     sa.Column('source_digest', sa.String(length=64), nullable=False),
     sa.Column('control_count', sa.Integer(), nullable=False),
     sa.Column('imported_by', sa.Uuid(), nullable=True),
-    sa.Column('imported_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('imported_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['framework_id'], ['frameworks.id'], name=op.f('fk_framework_versions_framework_id_frameworks'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['imported_by'], ['users.id'], name=op.f('fk_framework_versions_imported_by_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_framework_versions')),
@@ -124,7 +124,7 @@ def upgrade() -> None:
     sa.Column('origin', sa.String(length=20), nullable=False),
     sa.Column('note', sa.Text(), nullable=False),
     sa.Column('created_by', sa.Uuid(), nullable=True),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("origin IN ('manual', 'imported', 'suggested', 'derived')", name=op.f('ck_control_mappings_origin')),
     sa.CheckConstraint("relation IN ('equal', 'subset', 'superset', 'intersects', 'related')", name=op.f('ck_control_mappings_relation')),
     sa.CheckConstraint('source_id <> target_id', name=op.f('ck_control_mappings_not_self')),
@@ -144,7 +144,7 @@ def upgrade() -> None:
     sa.Column('applicable', sa.Boolean(), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
     sa.Column('updated_by', sa.Uuid(), nullable=True),
-    sa.Column('updated_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_project_controls_project_id_projects'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['updated_by'], ['users.id'], name=op.f('fk_project_controls_updated_by_users')),
     sa.PrimaryKeyConstraint('project_id', 'control_ref', name=op.f('pk_project_controls'))
@@ -153,7 +153,7 @@ def upgrade() -> None:
     sa.Column('evidence_id', sa.Uuid(), nullable=False),
     sa.Column('control_ref', sa.String(length=120), nullable=False),
     sa.Column('project_id', sa.Uuid(), nullable=False),
-    sa.Column('created_at', studio.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', studio.db.engine.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['evidence_id'], ['evidence.id'], name=op.f('fk_evidence_controls_evidence_id_evidence'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['project_id'], ['projects.id'], name=op.f('fk_evidence_controls_project_id_projects'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('evidence_id', 'control_ref', name=op.f('pk_evidence_controls'))

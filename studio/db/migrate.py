@@ -8,9 +8,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-# Importing the models registers every table on the shared metadata.
-from studio.db import metadata as target_metadata  # noqa: F401 - read by migrations/env.py
 from studio.ai import models as _ai  # noqa: F401
+
+# Importing the models registers every table on the shared metadata.
+from studio.db.engine import metadata as target_metadata  # noqa: F401 - read by migrations/env.py
 from studio.documents import models as _documents  # noqa: F401
 from studio.domains.auth import models as _auth  # noqa: F401
 from studio.domains.compliance import models as _compliance  # noqa: F401

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from studio.cli_events import register as register_event_commands
+from studio.cli.events import register as register_event_commands
 from studio.settings import Settings
 
 app = typer.Typer(help="Studio Platform: compliance evidence, reviews and scores.", no_args_is_help=True)
@@ -50,7 +50,7 @@ def _opened() -> Iterator[Any]:
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply schema migrations (all of them by default)."""
-    from studio.migrate import current, upgrade
+    from studio.db.migrate import current, upgrade
 
     with _opened() as c:
         upgrade(c.db.engine, revision)
@@ -60,7 +60,7 @@ def db_upgrade(revision: str = "head") -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Print the schema revision of the database."""
-    from studio.migrate import current
+    from studio.db.migrate import current
 
     with _opened() as c:
         typer.echo(current(c.db.engine) or "empty")
@@ -76,15 +76,14 @@ def user_create(
 ) -> None:
     """Create a user (and their organization if it does not exist yet)."""
     from pydantic import TypeAdapter, ValidationError
-
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
+    from studio.db.migrate import current
     from studio.domains.users.repository import OrganizationRepository
     from studio.domains.users.schemas import UserCreate
     from studio.domains.users.service import create_organization, create_user
     from studio.errors import AppError
-    from studio.migrate import current
-    from studio.schemas import clean_plain
+    from studio.validation import clean_plain
 
     password = password or os.environ.get("STUDIO_PASSWORD") or getpass.getpass("Password: ")
     try:
@@ -128,8 +127,8 @@ def serve(
     import uvicorn
 
     from studio.app import create_app
-    from studio.migrate import upgrade
-    from studio.serving import UVICORN_OPTIONS
+    from studio.db.migrate import upgrade
+    from studio.http.serving import UVICORN_OPTIONS
 
     os.environ["STUDIO_RUN_WORKERS"] = "true" if workers else "false"
     c = _container()
@@ -147,8 +146,8 @@ def demo(
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="start serving afterwards")] = False,
 ) -> None:
     """Load demo data (idempotent) and print the demo users' credentials."""
-    from studio.demo import load_demo
-    from studio.migrate import upgrade
+    from studio.cli.demo import load_demo
+    from studio.db.migrate import upgrade
 
     with _opened() as c:
         upgrade(c.db.engine)
@@ -163,7 +162,7 @@ def demo(
         serve(host=None, port=None, workers=True, migrate=False)
 
 
-from studio.ai.cli import register as _register_ai  # noqa: E402  (commands need `app` above)
+from studio.cli.ai import register as _register_ai  # noqa: E402  (commands need `app` above)
 
 _register_ai(app)
 

@@ -28,7 +28,7 @@ _opened: list[Any] = []
 
 def _container():
     """The container, closed (pool disposed, threads stopped) when the command ends."""
-    from studio.cli import _container as build
+    from studio.cli.main import _container as build
 
     c = build()
     _opened.append(c)

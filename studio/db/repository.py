@@ -13,8 +13,6 @@ from typing import Any, ClassVar
 import orjson
 from sqlalchemy import (
     ColumnElement,
-    Date,
-    Float,
     Integer,
     Select,
     Table,
@@ -28,12 +26,9 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy import Uuid as UuidType
-from sqlalchemy.engine import Connection, Dialect, RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
-from studio.compiled import CompiledSelect, result_processor
 from studio.errors import AppError
-from studio.wire import camel, wire_value
 
 
 @dataclass(slots=True)
@@ -170,20 +165,10 @@ class Repository:
         limit: int = 50,
     ) -> Page:
         """One page in (sort, id) order; the cursor makes page N cost what page 1 costs.
-
-        `equal` filters columns by value. A call with `equal` only (no `where`) reuses a
-        statement built once per shape with bound parameters: list endpoints run on every
-        request, and building a select() cost more than executing it.
-        """
+        `equal` filters columns by value, `where` adds any other condition."""
         equal = equal or {}
         params = self._page_params(equal, sort, desc, cursor, limit)
-        if where:
-            query = self._page_query(tuple(equal), sort, desc, bool(cursor), where)
-        else:
-            key = (self.table.name, tuple(sorted(equal)), sort, desc, bool(cursor))
-            query = _PAGE_QUERIES.get(key)
-            if query is None:
-                query = _PAGE_QUERIES[key] = self._page_query(key[1], sort, desc, bool(cursor), ())
+        query = self._page_query(tuple(equal), sort, desc, bool(cursor), where)
         rows = list(self.conn.execute(query, params).mappings())
         next_cursor = None
         if len(rows) > limit:
@@ -191,36 +176,6 @@ class Repository:
             last = rows[-1]
             next_cursor = encode_cursor(sort, desc, last[sort], last["id"])
         return Page(rows, next_cursor)
-
-    def page_request(
-        self,
-        fields: tuple[str, ...],
-        *,
-        equal: Mapping[str, Any] | None = None,
-        sort: str = "created_at",
-        desc: bool = False,
-        cursor: str | None = None,
-        limit: int = 50,
-    ) -> WirePageRequest:
-        """One page of `find_all(equal=...)` for a list endpoint that serves a page on
-        every request, checked (sort column, cursor: 400 for either) but not read yet:
-        `result(conn)` reads it and maps it to the wire (`to_wire(row, fields)` of each
-        row), or another statement fetches its rows along with its own
-        (`load_principal(..., along=page)`).
-
-        The statement is compiled once per shape and dialect and run at the driver level;
-        each value goes from what the driver returns to its wire form in one step (the
-        general path turns it into a Python object first, then into text). The result is
-        the same, value for value: tests/test_read_path.py compares both paths.
-        """
-        equal = equal or {}
-        params = self._page_params(equal, sort, desc, cursor, limit)
-        dialect = self.conn.dialect
-        key = (dialect.name, self.table.name, fields, tuple(sorted(equal)), sort, desc, bool(cursor))
-        page = _WIRE_PAGES.get(key)
-        if page is None:
-            page = _WIRE_PAGES[key] = WirePage.build(self, dialect, key, fields)
-        return WirePageRequest(page, params, limit)
 
     def _page_params(self, equal: Mapping[str, Any], sort: str, desc: bool, cursor: str | None,
                      limit: int) -> dict[str, Any]:
@@ -254,105 +209,3 @@ class Repository:
         order = (col.desc(), id_col.desc()) if desc else (col.asc(), id_col.asc())
         return (select(self.table).where(true(), *cond).order_by(*order)
                 .limit(bindparam("page_limit", type_=Integer())))
-
-
-# (table, equality columns, sort, desc, after a cursor) -> statement; a few dozen at most.
-_PAGE_QUERIES: dict[tuple[str, tuple[str, ...], str, bool, bool], Select[Any]] = {}
-
-
-def _raw_to_wire(column: Any, dialect: Dialect) -> Any:
-    """The function from a column's value as the driver returns it to its wire form (None:
-    sent as is), the same as the column type's result processing followed by wire_value."""
-    from studio.db import UTCDateTime
-    from studio.events.envelope import iso_utc
-
-    col_type = column.type
-    sqlite = dialect.name == "sqlite"
-    if isinstance(col_type, UuidType):
-        # SQLite keeps 32 hex digits; PostgreSQL's driver returns uuid.UUID.
-        return (lambda v: str(uuid.UUID(hex=v))) if sqlite else str
-    if isinstance(col_type, UTCDateTime):
-        if sqlite:  # naive UTC text, as SQLAlchemy's DateTime writes it
-            return lambda v: dt.datetime.fromisoformat(v).isoformat(timespec="microseconds") + "Z"
-        return iso_utc
-    if type(col_type) is Date:
-        return None if sqlite else dt.date.isoformat  # SQLite keeps ISO text already
-    if isinstance(col_type, Float):
-        return float  # REAL on SQLite, double precision on PostgreSQL: a float either way
-    process = result_processor(column.type, dialect)
-    if process is None:
-        # Text, integers and booleans arrive from the driver as they go on the wire.
-        return None if _python_type(column) in (str, int, bool) else wire_value
-    return lambda v: wire_value(process(v))
-
-
-@dataclass(slots=True)
-class WirePage:
-    """One page statement (built and compiled once) and one wire converter per selected
-    column."""
-
-    key: tuple[Any, ...]  # (dialect, table, fields, equality columns, sort, desc, after a cursor)
-    query: Select[Any]  # the selected columns: `fields`, then the sort column and id if missing
-    select: CompiledSelect
-    columns: list[tuple[str, Any]]
-    sort_index: int
-    id_index: int
-
-    @classmethod
-    def build(cls, repo: Repository, dialect: Dialect, key: tuple[Any, ...],
-              fields: tuple[str, ...]) -> WirePage:
-        table = repo.table
-        _, _, _, equal, sort, desc, after = key
-        selected = list(dict.fromkeys([*fields, sort, "id"]))
-        query = repo._page_query(equal, sort, desc, after, ()).with_only_columns(
-            *(table.c[name] for name in selected))
-        columns = [(camel(name), _raw_to_wire(table.c[name], dialect)) for name in selected]
-        return cls(key, query, CompiledSelect.build(query, dialect), columns[:len(fields)],
-                   selected.index(sort), selected.index("id"))
-
-    @property
-    def sort(self) -> str:
-        return self.key[4]
-
-    @property
-    def desc(self) -> bool:
-        return self.key[5]
-
-    def cursor_after(self, row: Any) -> str:
-        """The cursor of the page after `row` (a driver row of this statement)."""
-        value, row_id = row[self.sort_index], row[self.id_index]
-        processors = self.select.processors
-        if processors[self.sort_index] is not None:
-            value = processors[self.sort_index](value)
-        if processors[self.id_index] is not None:
-            row_id = processors[self.id_index](row_id)
-        return encode_cursor(self.sort, self.desc, value, row_id)
-
-
-@dataclass(slots=True)
-class WirePageRequest:
-    """One page of a list, chosen and checked, with its bound parameters; `rows` holds
-    the driver rows once a combined statement fetched them (see `load_principal`)."""
-
-    page: WirePage
-    params: dict[str, Any]
-    limit: int
-    rows: list[Any] | None = None
-
-    def result(self, conn: Connection) -> tuple[list[dict[str, Any]], str | None]:
-        """The page on the wire and the cursor of the next one (None on the last)."""
-        rows = self.rows if self.rows is not None else self.page.select.fetchall(conn, self.params)
-        page = self.page
-        next_cursor = None
-        if len(rows) > self.limit:
-            rows = rows[:self.limit]
-            next_cursor = page.cursor_after(rows[-1])
-        # A row may end with the sort column and the id when `fields` lacks them (selected
-        # for the cursor only): zip stops at the last field.
-        pairs = page.columns
-        return [{wire_key: value if convert is None or value is None else convert(value)
-                 for (wire_key, convert), value in zip(pairs, row)} for row in rows], next_cursor
-
-
-# (dialect, table, fields, equality columns, sort, desc, after a cursor) -> compiled page.
-_WIRE_PAGES: dict[tuple[Any, ...], WirePage] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from studio.migrate import target_metadata
+from studio.db.migrate import target_metadata
 
 config = context.config
 
@@ -12,7 +12,7 @@ config = context.config
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        from studio.db import make_engine
+        from studio.db.engine import make_engine
 
         engine = make_engine(config.get_main_option("sqlalchemy.url"))
         with engine.connect() as conn:

@@ -1,0 +1,1 @@
+"""The database: engine and unit of work, the repository base, migrations."""

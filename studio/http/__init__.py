@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every route: request dependencies, the envelope, error handlers, the OpenAPI document, serving."""
