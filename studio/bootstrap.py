@@ -33,6 +33,7 @@ from studio.events.activity import ProjectActivityProjection
 from studio.events.consumers import Consumer
 from studio.events.dispatcher import Dispatcher, RetryPolicy
 from studio.events.metrics import EVENTS_PUBLISHED
+from studio.events.service import EventService
 from studio.events.store import EventStore
 from studio.events.transport_nats import NatsRelay
 from studio.gateway.cache import CacheBackend, MemoryCache, RedisCache
@@ -60,6 +61,7 @@ class Container:
     frameworks: FrameworkService
     compliance: ComplianceService
     ai: AiService
+    events: EventService
     dispatcher: Dispatcher | None = None
     relay: NatsRelay | None = None
 
@@ -196,5 +198,6 @@ def bootstrap(settings: Settings | None = None) -> Container:
         frameworks=FrameworkService(db),
         compliance=ComplianceService(db),
         ai=ai,
+        events=EventService(db, store, dispatcher.consumers),
     )
     return container

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from studio.cli.context import open_container
+
 ai_app = typer.Typer(help="AI service: control vectors and mapping suggestions.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 
 
-@contextmanager
-def _container() -> Iterator[Any]:
-    from studio.cli.main import _container as build
-
-    c = build()
-    try:
-        yield c
-    finally:
-        c.close()
 
 
 def doctor() -> None:
     """Report the installation's health: database, and which embedding model is active."""
-    with _container() as c:
+    with open_container() as c:
         _doctor(c)
 
 
@@ -69,7 +60,7 @@ def search(
     if not query.strip():
         err.print("[red]the query is empty[/]")
         raise typer.Exit(2)
-    with _container() as c:
+    with open_container() as c:
         principal = c.auth.acting_as(as_user, "cli")
         if principal is None:
             err.print(f"[red]no active user {as_user}[/]")
@@ -89,7 +80,7 @@ def index(framework: Annotated[str, typer.Argument(help="framework key, as in ST
     """Embed a framework's controls (what the framework.imported consumer does)."""
     from studio.db.migrate import upgrade
 
-    with _container() as c:
+    with open_container() as c:
         upgrade(c.db.engine)
         count = c.ai.index_framework(framework)
     if not count:
@@ -101,7 +92,7 @@ def index(framework: Annotated[str, typer.Argument(help="framework key, as in ST
 @ai_app.command("mappings")
 def mappings(source: str, target: str) -> None:
     """Propose control pairs between two frameworks for people to accept."""
-    with _container() as c:
+    with open_container() as c:
         created = c.ai.suggest_mappings(source, target)
     out.print(f"[green]{created} mapping suggestions from {source} to {target}[/]")
 

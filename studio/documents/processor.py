@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import structlog
-from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from studio.db.engine import utcnow
 from studio.documents.detect import MIME, Refused, detect
 from studio.documents.extract import Extraction, ExtractionFailed, Limits, extract
-from studio.documents.models import evidence_files
+from studio.documents.repository import EvidenceFileRepository
 from studio.documents.storage import LocalStorage, ObjectNotFound, Storage
 from studio.domains.projects.service import stream_of
 
@@ -80,9 +79,7 @@ class DocumentProcessor:
         if file_id is None or self.db is None:
             return None
         with self.db.read() as conn:
-            row = conn.execute(
-                select(evidence_files).where(evidence_files.c.id == file_id)
-            ).mappings().first()
+            row = EvidenceFileRepository(conn).get(file_id)
         if row is None or row["status"] != "pending":
             return None
         return self._process(row, file_id)
@@ -96,13 +93,7 @@ class DocumentProcessor:
             log.warning("uploaded_event_without_file", event_id=str(event.id))
             return
         # The row lock makes a second worker holding the same event wait, then skip it.
-        row = (
-            uow.conn.execute(
-                select(evidence_files).where(evidence_files.c.id == file_id).with_for_update()
-            )
-            .mappings()
-            .first()
-        )
+        row = EvidenceFileRepository(uow.conn).locked(file_id)
         if row is None or row["status"] != "pending":
             return
         outcome = prepared
@@ -175,9 +166,7 @@ class DocumentProcessor:
                 "textTruncated": result.truncated,
                 "note": note,
             }
-        uow.conn.execute(
-            update(evidence_files).where(evidence_files.c.id == file_id).values(**values)
-        )
+        EvidenceFileRepository(uow.conn).update(file_id, values)
         uow.touch(row["organization_id"])
         uow.emit(event_type, stream_of(row["project_id"]), data, source="documents")
         log.info("file_processed", file_id=str(file_id), status=values["status"], kind=kind)

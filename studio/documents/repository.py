@@ -41,3 +41,13 @@ class EvidenceFileRepository(Repository):
             select(evidence_files.c.id).where(evidence_files.c.storage_key == storage_key).limit(1)
         )
         return self.conn.execute(query).first() is not None
+
+    def locked(self, file_id: uuid.UUID) -> RowMapping | None:
+        """The revision's row, locked until the transaction ends (PostgreSQL; SQLite's one
+        writer needs no row lock): a second worker holding the same event waits, then
+        finds it handled."""
+        query = select(evidence_files).where(evidence_files.c.id == file_id).with_for_update()
+        return self.conn.execute(query).mappings().first()
+
+    def text(self, file_id: uuid.UUID) -> str | None:
+        return self.conn.execute(select(evidence_files.c.text).where(evidence_files.c.id == file_id)).scalar()

@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from studio.db.engine import Database, utcnow
 from studio.documents.detect import sniff
-from studio.documents.models import evidence_files
 from studio.documents.repository import EvidenceFileRepository
 from studio.documents.storage import Storage, StoredObject, Writer
 from studio.domains.evidence import workflow
@@ -243,7 +241,7 @@ class DocumentService:
             if found is None or found[1] is None or not allowed(found[1], "evidence.read"):
                 raise not_found("evidence")
             page = EvidenceFileRepository(conn).find_all(
-                where=[evidence_files.c.evidence_id == evidence_id],
+                equal={"evidence_id": evidence_id},
                 sort="uploaded_at",
                 desc=True,
                 cursor=cursor,
@@ -283,5 +281,4 @@ class ExtractedText:
             file_id = uuid.UUID(str(data.get("fileId")))
         except ValueError:
             return None
-        query = select(evidence_files.c.text).where(evidence_files.c.id == file_id)
-        return conn.execute(query).scalar()
+        return EvidenceFileRepository(conn).text(file_id)

@@ -574,6 +574,22 @@ def dead_letters(
     return [dict(r._mapping) for r in rows]
 
 
+def delivery_rows(conn: Connection, event_id: Any) -> tuple[list[Any], list[Any], dict[str, int]]:
+    """One event's acknowledgments (oldest first), its dead letters, and every consumer's
+    checkpoint."""
+    acks = conn.execute(
+        select(acks_t.c.consumer, acks_t.c.handled_at)
+        .where(acks_t.c.event_id == event_id).order_by(acks_t.c.handled_at)
+    ).all()
+    letters = conn.execute(
+        select(dl_t.c.consumer, dl_t.c.status, dl_t.c.attempts, dl_t.c.last_error)
+        .where(dl_t.c.event_id == event_id)
+    ).all()
+    checkpoints = {row.consumer: row.position
+                   for row in conn.execute(select(cp_t.c.consumer, cp_t.c.position))}
+    return list(acks), list(letters), checkpoints
+
+
 def _head(conn: Connection) -> int:
     return conn.execute(select(func.coalesce(func.max(events_t.c.position), 0))).scalar_one()
 

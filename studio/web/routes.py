@@ -33,7 +33,6 @@ from studio.domains.auth.schemas import LoginRequest
 from studio.domains.evidence import workflow
 from studio.domains.evidence.schemas import EvidenceCreate, ReviewCreate
 from studio.domains.users.schemas import UserCreate, UserUpdate
-from studio.domains.users.service import user_wire
 from studio.errors import AppError, DatabaseUnavailable
 from studio.gateway.authentication import SESSION_COOKIE
 from studio.gateway.envelope import request_id_of
@@ -537,12 +536,11 @@ def _users_page(request: Request, principal: Principal, *, cursor: str | None = 
                 error: AppError | None = None, form: dict[str, str] | None = None,
                 code: int = 200) -> Response:
     c = _c(request)
-    page = c.users.list(principal, cursor=cursor, limit=50, sort="email", desc=False)
-    users = [user_wire(row) for row in page.items]
+    users, next_cursor = c.users.list(principal, cursor=cursor, limit=50, sort="email", desc=False)
     may_manage = allowed(principal.role, "users.manage")
     return _render(
         request, "users.html", code, nav="users", users=users, may_manage=may_manage,
-        roles=_grantable(principal), next_url=_page_url("/users", {}, page.next_cursor),
+        roles=_grantable(principal), next_url=_page_url("/users", {}, next_cursor),
         first_url="/users" if cursor else None, error=error, form=form or {},
     )
 

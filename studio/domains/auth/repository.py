@@ -31,6 +31,15 @@ class ApiTokenRepository(Repository):
             return None
         return row
 
+    def revoke(self, token_id: uuid.UUID, *, owner: uuid.UUID, at: dt.datetime) -> bool:
+        """Revoke one of `owner`'s live tokens; False if there is no such token."""
+        result = self.conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.id == token_id, api_tokens.c.user_id == owner,
+                   api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at))
+        return result.rowcount > 0
+
 
 class TokenRepository:
     """Refresh tokens: each login starts a family; each refresh rotates within it."""

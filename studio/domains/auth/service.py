@@ -7,10 +7,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import update
-
 from studio.db.engine import Database, utcnow
-from studio.domains.auth.models import api_tokens
 from studio.domains.auth.repository import ApiTokenRepository, TokenRepository
 from studio.domains.auth.schemas import ApiTokenCreate
 from studio.domains.auth.security import (
@@ -179,16 +176,15 @@ class AuthService:
         require(principal, "tokens.manage_own")
         with self.db.read() as conn:
             repo = ApiTokenRepository(conn)
-            return repo.find_all(where=[api_tokens.c.user_id == principal.user_id],
-                                 cursor=cursor, limit=limit, desc=True)
+            return repo.find_all(equal={"user_id": principal.user_id}, cursor=cursor, limit=limit,
+                                 desc=True)
 
     def revoke_api_token(self, principal: Principal, token_id: uuid.UUID, *,
                          request_id: str | None = None) -> None:
         require(principal, "tokens.manage_own")
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
             repo = ApiTokenRepository(uow.conn)
-            mine = [api_tokens.c.user_id == principal.user_id, api_tokens.c.revoked_at.is_(None)]
-            if repo.update(token_id, {"revoked_at": utcnow()}, where=mine) is None:
+            if not repo.revoke(token_id, owner=principal.user_id, at=utcnow()):
                 raise not_found("API token")
             uow.touch(principal.organization_id)
             uow.emit("token.revoked", f"user:{principal.user_id}",
@@ -205,9 +201,7 @@ class AuthService:
         last = row["last_used_at"]
         if last is None or now - last > LAST_USED_GRANULARITY:
             with self.db.write() as uow:
-                uow.conn.execute(
-                    update(api_tokens).where(api_tokens.c.id == row["id"]).values(last_used_at=now)
-                )
+                ApiTokenRepository(uow.conn).update(row["id"], {"last_used_at": now})
         return AuthInfo(user_id=row["user_id"], organization_id=row["organization_id"],
                         kind="api_token", token_id=row["id"])
 

@@ -195,8 +195,6 @@ class EvidenceService:
     def reviews(self, principal: Principal, evidence_id: uuid.UUID, *, cursor: str | None, limit: int):
         with self.db.read() as conn:
             self._visible(conn, principal, evidence_id)
-            from studio.domains.evidence.models import reviews as reviews_t
-
-            page = ReviewRepository(conn).find_all(where=[reviews_t.c.evidence_id == evidence_id],
+            page = ReviewRepository(conn).find_all(equal={"evidence_id": evidence_id},
                                                    cursor=cursor, limit=limit)
             return [record(r, REVIEW_FIELDS) for r in page.items], page.next_cursor

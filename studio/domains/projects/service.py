@@ -57,10 +57,9 @@ class ProjectService:
         """List the projects the caller may see."""
         with self.db.read() as conn:
             repo = ProjectRepository(conn)
-            where = repo.scope(principal)
-            if status:
-                where.append(repo.table.c.status == status)
-            page: Page = repo.find_all(where=where, cursor=cursor, limit=limit, sort=sort, desc=desc)
+            page: Page = repo.find_all(where=repo.scope(principal),
+                                       equal={"status": status} if status else None,
+                                       cursor=cursor, limit=limit, sort=sort, desc=desc)
             roles = repo.roles_for(principal, [r["id"] for r in page.items])
             items = [project_wire(r, principal.project_role(roles.get(r["id"]))) for r in page.items]
             return items, page.next_cursor

@@ -6,15 +6,11 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import select
 from starlette.responses import Response
 
-from studio.domains.users.models import organizations
 from studio.domains.users.schemas import OrganizationRead, UserCreate, UserRead, UserUpdate
-from studio.domains.users.service import user_wire
 from studio.http.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
 from studio.http.schemas import Envelope, PageOut
-from studio.records import record
 
 router = APIRouter(tags=["users"])
 
@@ -28,9 +24,7 @@ def me(request: Request, principal: CurrentPrincipal) -> Response:
 @router.get("/organizations/current", response_model=Envelope[OrganizationRead])
 def current_organization(request: Request, principal: CurrentPrincipal) -> Response:
     """The caller's organization."""
-    with container(request).db.read() as conn:
-        row = conn.execute(select(organizations).where(organizations.c.id == principal.organization_id)).mappings().one()
-    return ok(request, record(row, ("id", "name", "created_at")))
+    return ok(request, container(request).users.organization(principal))
 
 
 @router.get("/users", response_model=Envelope[PageOut[UserRead]])
@@ -42,9 +36,9 @@ def list_users(
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
 ) -> Response:
     """Users of the caller's organization."""
-    result = container(request).users.list(principal, cursor=paging.cursor, limit=paging.limit,
-                                           sort=sort, desc=order == "desc")
-    return page(request, [user_wire(r) for r in result.items], result.next_cursor)
+    items, cursor = container(request).users.list(principal, cursor=paging.cursor, limit=paging.limit,
+                                                  sort=sort, desc=order == "desc")
+    return page(request, items, cursor)
 
 
 @router.post("/users", response_model=Envelope[UserRead], status_code=201)

@@ -8,7 +8,6 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from studio.db.engine import Database, utcnow
-from studio.db.repository import Page
 from studio.domains.auth.repository import TokenRepository
 from studio.domains.auth.security import Passwords
 from studio.domains.users.repository import OrganizationRepository, UserRepository
@@ -48,12 +47,22 @@ class UserService:
         with self.db.read() as conn:
             return OrganizationRepository(conn).by_name(name) is not None
 
-    def list(self, principal: Principal, *, cursor: str | None, limit: int, sort: str, desc: bool) -> Page:
+    def organization(self, principal: Principal) -> dict[str, Any]:
+        """The caller's organization."""
+        with self.db.read() as conn:
+            row = OrganizationRepository(conn).get(principal.organization_id)
+        if row is None:
+            raise not_found("organization")
+        return record(row, ("id", "name", "created_at"))
+
+    def list(self, principal: Principal, *, cursor: str | None, limit: int, sort: str,
+             desc: bool) -> tuple[list[dict[str, Any]], str | None]:
         """List the users the caller may see, one keyset page at a time."""
         require(principal, "users.read")
         with self.db.read() as conn:
             repo = UserRepository(conn)
-            return repo.find_all(where=repo.scope(principal), cursor=cursor, limit=limit, sort=sort, desc=desc)
+            page = repo.find_all(where=repo.scope(principal), cursor=cursor, limit=limit, sort=sort, desc=desc)
+        return [user_wire(row) for row in page.items], page.next_cursor
 
     def get(self, principal: Principal, user_id: uuid.UUID) -> dict[str, Any]:
         if user_id != principal.user_id:
