@@ -12,8 +12,10 @@ and 1,200 evidence rows, then serves under uvicorn with `studio serve`'s options
   app+cache  the same with the response cache on (repeated identical GETs hit it)
   bare       Starlette, one raw sqlite3/psycopg connection, no ORM, same page, same JSON
 
-and loads GET /api/v1/projects/{id}/evidence?limit=20 with `wrk` (or bench/loadgen.py when
-wrk is missing), 64 connections, 10 s each, alternating app / bare / app+cache twice.
+and loads GET /api/v1/projects/{id}/evidence?limit=20 (--limit) with `wrk` (or
+bench/loadgen.py when wrk is missing), 64 connections, 10 s each, alternating app / bare /
+app+cache twice. With --baseline-tree DIR, the app of another checkout (for example the
+previous release, `git worktree add DIR REV`) is served and loaded in the same rounds.
 Then it times logins with the configured Argon2id parameters against argon2-cffi's
 defaults. Everything is printed; the ratios are app / bare.
 """
@@ -144,7 +146,8 @@ def free_port() -> int:
 class Server:
     """One uvicorn process serving one factory of bench/servers.py."""
 
-    def __init__(self, name: str, factory: str, env: dict[str, str], log_dir: Path):
+    def __init__(self, name: str, factory: str, env: dict[str, str], log_dir: Path,
+                 tree: Path = ROOT):
         self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -154,7 +157,8 @@ class Server:
             [sys.executable, "-m", "uvicorn", f"bench.servers:{factory}", "--factory",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
              *UVICORN_FLAGS],
-            cwd=ROOT, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=tree, env={**os.environ, **env, "PYTHONPATH": str(tree)}, stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while True:
@@ -245,28 +249,35 @@ def bench_backend(label: str, database_url: str, work: Path, args: argparse.Name
         "STUDIO_RATE_LIMIT_IP": "100000000/minute", "STUDIO_RATE_LIMIT_USER": "100000000/minute",
         "STUDIO_RATE_LIMIT_LOGIN": "100000/minute",
     }
-    path = f"/api/v1/projects/{seeded['project_id']}/evidence?limit=20"
+    path = f"/api/v1/projects/{seeded['project_id']}/evidence?limit={args.limit}"
     result: dict[str, Any] = {"phases": {}}
+    kinds = [("app", "full_app", {"STUDIO_CACHE_ENABLED": "false"}, ROOT),
+             ("bare", "bare_app", {}, ROOT),
+             ("app+cache", "full_app", {"STUDIO_CACHE_ENABLED": "true"}, ROOT)]
+    if args.baseline_tree:
+        # The same app from another checkout (same schema), served beside this one.
+        kinds.insert(1, ("baseline", "full_app", {"STUDIO_CACHE_ENABLED": "false"}, args.baseline_tree))
+    names = [kind[0] for kind in kinds]
     with ExitStack() as stack:
         servers = {}
-        for name, factory, extra in (("app", "full_app", {"STUDIO_CACHE_ENABLED": "false"}),
-                                     ("bare", "bare_app", {}),
-                                     ("app+cache", "full_app", {"STUDIO_CACHE_ENABLED": "true"})):
-            server = Server(f"{label}-{name}", factory, {**env, **extra}, work)
+        for name, factory, extra, tree in kinds:
+            server = Server(f"{label}-{name}", factory, {**env, **extra}, work, tree)
             stack.callback(server.stop)
             servers[name] = server
         token = login(servers["app"].base, seeded["reader"])
         headers = [f"Authorization: Bearer {token}"]
         full = http_json(servers["app"].base + path, token=token)["data"]
         bare = http_json(servers["bare"].base + path)
-        same = full == bare and len(full["items"]) == 20
-        print(f"   same 20-item page from app and bare: {'yes' if same else 'NO'}", flush=True)
+        same = full == bare and len(full["items"]) == args.limit
+        if "baseline" in servers:
+            same = same and http_json(servers["baseline"].base + path, token=token)["data"] == full
+        print(f"   same {args.limit}-item page from {', '.join(names)}: {'yes' if same else 'NO'}", flush=True)
         if not same:
-            raise SystemExit("the two apps disagree on the page; fix bench/servers.py first")
+            raise SystemExit("the apps disagree on the page; fix bench/servers.py first")
         for server in servers.values():  # warm-up: imports, pools, caches, JIT-free
             load(server.base + path, headers, args.connections, 2, tool)
         for round_no in range(1, args.rounds + 1):
-            for name in ("app", "bare", "app+cache"):
+            for name in names:
                 cpu_before = servers[name].cpu_seconds()
                 r = load(servers[name].base + path, headers, args.connections, args.duration, tool)
                 r["cpu_ms"] = (servers[name].cpu_seconds() - cpu_before) * 1000 / max(1, r["requests"])
@@ -328,7 +339,7 @@ def summarize(results: dict[str, dict[str, Any]]) -> None:
         p50 = {name: statistics.median(r["p50_ms"] for r in runs) for name, runs in phases.items()}
         p99 = {name: statistics.median(r["p99_ms"] for r in runs) for name, runs in phases.items()}
         cpu = {name: statistics.fmean(r["cpu_ms"] for r in runs) for name, runs in phases.items()}
-        for name in ("app", "app+cache", "bare"):
+        for name in phases:
             print(f"   {label:<10} {name:<10} {mean[name]:9.0f} req/s   p50 {p50[name]:7.2f} ms"
                   f"   p99 {p99[name]:7.2f} ms   server CPU {cpu[name]:5.2f} ms/req")
         ratio = mean["app"] / mean["bare"]
@@ -336,6 +347,11 @@ def summarize(results: dict[str, dict[str, Any]]) -> None:
         verdict = "meets" if ratio >= TARGET else "MISSES"
         print(f"   {label:<10} ratio app/bare {ratio:.2f} (rounds: {per_round}) {verdict} the target;"
               f" app+cache/bare {mean['app+cache'] / mean['bare']:.2f}")
+        if "baseline" in phases:
+            per_round = ", ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in
+                                  zip(phases["app"], phases["baseline"], strict=True))
+            print(f"   {label:<10} ratio app/baseline {mean['app'] / mean['baseline']:.2f} (rounds: {per_round});"
+                  f" CPU per request app {cpu['app']:.2f} ms, baseline {cpu['baseline']:.2f} ms")
         print(f"   {label:<10} CPU-cost ratio bare/app {cpu['bare'] / cpu['app']:.2f} (the throughput ratio "
               "on a core of its own); app+cache "
               f"{cpu['bare'] / cpu['app+cache']:.2f}")
@@ -352,6 +368,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--logins", type=int, default=10, help="logins per parameter set (0: skip)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--limit", type=int, default=20, help="items per evidence page")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="another checkout of Studio (same schema): its app is loaded beside this one "
+                             "in every round, for a side-by-side before/after")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
