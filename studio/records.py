@@ -16,7 +16,6 @@ from typing import Any
 # The one timestamp form, shared with the events' canonical JSON.
 from studio.events.envelope import iso_utc
 
-
 # What a column's Python value becomes in JSON, by its exact type (the database drivers and
 # SQLAlchemy's column types return these classes, never subclasses); anything else as is.
 _TO_JSON: dict[type, Callable[[Any], Any]] = {

@@ -70,10 +70,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def new_id() -> uuid.UUID:
-    return uuid.uuid4()
-
-
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 

@@ -23,7 +23,7 @@ from studio.domains.projects.service import stream_of
 from studio.errors import AppError, not_found
 from studio.permissions import allowed
 from studio.principal import Principal
-from studio.records import record as as_record
+from studio.records import json_value, record
 
 log = structlog.get_logger("studio.documents")
 RECORD_ATTEMPTS = 5
@@ -37,7 +37,7 @@ FILE_FIELDS = (
 
 
 def file_wire(row: Any) -> dict[str, Any]:
-    return as_record(row, FILE_FIELDS)
+    return record(row, FILE_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +141,7 @@ class DocumentService:
                     "evidenceId": str(d["evidence_id"]),
                     "fileName": d["file_name"],
                     "revision": d["revision"],
-                    "uploadedAt": as_record(d, ("uploaded_at",))["uploadedAt"],
+                    "uploadedAt": json_value(d["uploaded_at"]),
                 }
                 for d in duplicates
             ],

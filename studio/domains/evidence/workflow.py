@@ -65,11 +65,6 @@ def may_review(subject: Subject) -> bool:
             and not subject.own and subject.status == Status.IN_REVIEW)
 
 
-def may_delete(subject: Subject) -> bool:
-    return _may(subject, "evidence.delete") and (
-        subject.status in EDITABLE or subject.principal.org_wide)
-
-
 def may_override_quality(subject: Subject) -> bool:
     return allowed(subject.role or "", "evidence.review")
 
