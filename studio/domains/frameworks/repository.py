@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
 
 from studio.domains.frameworks.models import (
     control_links,
@@ -74,10 +76,29 @@ class FrameworkRepository:
     def by_key(self, key: str) -> RowMapping | None:
         return self.conn.execute(select(frameworks).where(frameworks.c.key == key)).mappings().first()
 
+    def by_name(self, name: str) -> RowMapping | None:
+        """A framework by its display name (names are not unique: the first found)."""
+        return self.conn.execute(select(frameworks).where(frameworks.c.name == name)).mappings().first()
+
     def get(self, framework_id: uuid.UUID) -> RowMapping | None:
         return self.conn.execute(select(frameworks).where(frameworks.c.id == framework_id)).mappings().first()
 
-    def list(self) -> list[RowMapping]:
+    def add_framework(self, framework_id: uuid.UUID, key: str, name: str, description: str,
+                      at: dt.datetime) -> None:
+        """Record a framework seen for the first time."""
+        self.conn.execute(insert(frameworks).values(id=framework_id, key=key, name=name, description=description,
+                                                    created_at=at, updated_at=at))
+
+    def touch_framework(self, framework_id: uuid.UUID, at: dt.datetime) -> None:
+        """Note that the framework got a new version."""
+        self.conn.execute(update(frameworks).where(frameworks.c.id == framework_id).values(updated_at=at))
+
+    def add_version(self, values: dict[str, Any]) -> None:
+        """Record a framework version (its controls are inserted apart)."""
+        self.conn.execute(insert(framework_versions).values(**values))
+
+    def with_latest_version(self) -> list[RowMapping]:
+        """Every framework with its latest version's id, version, seq and control count, by name."""
         latest = (
             select(framework_versions.c.framework_id, func.max(framework_versions.c.seq).label("seq"))
             .group_by(framework_versions.c.framework_id).subquery()
@@ -227,8 +248,25 @@ class FrameworkRepository:
         for start in range(0, len(rows), 1000):
             self.conn.execute(insert(control_mappings), rows[start:start + 1000])
 
-    def update_mapping(self, mapping_id: uuid.UUID, values: dict[str, Any]) -> None:
-        self.conn.execute(control_mappings.update().where(control_mappings.c.id == mapping_id).values(**values))
+    def add_mapping(self, row: dict[str, Any]) -> bool:
+        """Insert one mapping; False if the same pair and relation exists already."""
+        # A savepoint, so a concurrent insert that won the race leaves the transaction usable.
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(insert(control_mappings), [row])
+        except IntegrityError:
+            return False
+        return True
+
+    def update_mapping(self, mapping_id: uuid.UUID, values: dict[str, Any]) -> bool:
+        """Change a mapping; False if that would duplicate another's pair and relation."""
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(update(control_mappings).where(control_mappings.c.id == mapping_id)
+                                  .values(**values))
+        except IntegrityError:
+            return False
+        return True
 
     def delete_mapping(self, mapping_id: uuid.UUID) -> bool:
         return self.conn.execute(delete(control_mappings).where(control_mappings.c.id == mapping_id)).rowcount > 0

@@ -10,10 +10,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection
 
 from studio.db.engine import Database, UnitOfWork, utcnow
-from studio.domains.frameworks.models import framework_versions, frameworks
 from studio.domains.frameworks.parsing import (
     ImportInvalid,
     ParsedFramework,
@@ -93,8 +92,7 @@ def store_framework(uow: UnitOfWork, parsed: ParsedFramework, *, key: str | None
     previous = None
     if fw is None:
         fw_id = uuid.uuid4()
-        uow.conn.execute(frameworks.insert().values(id=fw_id, key=key, name=parsed.name,
-                                                    description=parsed.description, created_at=now, updated_at=now))
+        repo.add_framework(fw_id, key, parsed.name, parsed.description, now)
     else:
         fw_id = fw["id"]
         previous = repo.latest_version(fw_id)
@@ -103,13 +101,14 @@ def store_framework(uow: UnitOfWork, parsed: ParsedFramework, *, key: str | None
                     "name": fw["name"], "version": previous["version"], "seq": previous["seq"],
                     "unchanged": True, "controls": previous["control_count"],
                     "added": [], "removed": [], "changed": []}
-        uow.conn.execute(frameworks.update().where(frameworks.c.id == fw_id).values(updated_at=now))
+        repo.touch_framework(fw_id, now)
     version_id = uuid.uuid4()
     seq = (previous["seq"] + 1) if previous else 1
     n_controls = sum(1 for c in parsed.controls if c.kind == "control")
-    uow.conn.execute(framework_versions.insert().values(
-        id=version_id, framework_id=fw_id, seq=seq, version=parsed.version, source_format=parsed.source_format,
-        source_digest=parsed.digest, control_count=n_controls, imported_by=actor, imported_at=now))
+    repo.add_version({
+        "id": version_id, "framework_id": fw_id, "seq": seq, "version": parsed.version,
+        "source_format": parsed.source_format, "source_digest": parsed.digest, "control_count": n_controls,
+        "imported_by": actor, "imported_at": now})
     ids = {c.ref: uuid.uuid4() for c in parsed.controls}
     rows = []
     total = len(parsed.controls)
@@ -151,16 +150,15 @@ def store_framework(uow: UnitOfWork, parsed: ParsedFramework, *, key: str | None
     return result
 
 
-def latest_version_named(conn: Any, framework: str) -> uuid.UUID | None:
+def latest_version_named(conn: Connection, framework: str) -> uuid.UUID | None:
     """The latest version of the framework whose key or name is `framework`, if imported."""
     repo = FrameworkRepository(conn)
-    fw = repo.by_key(framework) or repo.by_key(slug(framework))
-    if fw is None:
-        fw = conn.execute(frameworks.select().where(frameworks.c.name == framework)).mappings().first()
+    fw = repo.by_key(framework) or repo.by_key(slug(framework)) or repo.by_name(framework)
     if fw is None:
         return None
     latest = repo.latest_version(fw["id"])
-    return latest["id"] if latest else None
+    version_id: uuid.UUID | None = latest["id"] if latest else None
+    return version_id
 
 
 class FrameworkService:
@@ -196,7 +194,7 @@ class FrameworkService:
         with self.db.read() as conn:
             return [{**record(r, FRAMEWORK_FIELDS), "latestVersionId": str(r["latest_version_id"]),
                      "latestVersion": r["latest_version"], "latestSeq": r["latest_seq"],
-                     "controlCount": r["control_count"]} for r in FrameworkRepository(conn).list()]
+                     "controlCount": r["control_count"]} for r in FrameworkRepository(conn).with_latest_version()]
 
     def resolve(self, conn: Any, framework: str) -> Any:
         repo = FrameworkRepository(conn)
@@ -307,11 +305,8 @@ class FrameworkService:
             row = {"id": uuid.uuid4(), "source_id": source_id, "target_id": target_id, "relation": relation,
                    "strength": strength, "origin": origin, "note": note, "created_by": principal.user_id,
                    "created_at": utcnow()}
-            try:
-                with uow.conn.begin_nested():
-                    repo.insert_mappings([row])
-            except IntegrityError as exc:
-                raise AppError("duplicate", "this mapping exists already") from exc
+            if not repo.add_mapping(row):
+                raise AppError("duplicate", "this mapping exists already")
             uow.emit("mapping.created", "mappings", {
                 "mappingId": str(row["id"]), "sourceId": str(source_id), "targetId": str(target_id),
                 "relation": relation, "strength": strength, "origin": origin})
@@ -324,11 +319,8 @@ class FrameworkService:
             repo = FrameworkRepository(uow.conn)
             if repo.mapping(mapping_id) is None:
                 raise not_found("mapping")
-            try:
-                with uow.conn.begin_nested():
-                    repo.update_mapping(mapping_id, changes)
-            except IntegrityError as exc:
-                raise AppError("duplicate", "a mapping with this relation exists already") from exc
+            if not repo.update_mapping(mapping_id, changes):
+                raise AppError("duplicate", "a mapping with this relation exists already")
             row = repo.mapping(mapping_id)
             uow.emit("mapping.updated", "mappings", {"mappingId": str(mapping_id), "changed": sorted(changes)})
             return record(row, MAPPING_FIELDS)
