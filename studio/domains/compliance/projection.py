@@ -14,15 +14,9 @@ import uuid
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
-from sqlalchemy import case, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 
-from studio.domains.compliance.models import (
-    compliance_controls,
-    compliance_evidence,
-    compliance_not_applicable,
-    compliance_projects,
-)
+from studio.domains.compliance.repository import ScoreRepository
 from studio.domains.compliance.scoring import (
     APPLICABILITY_EVENT,
     EVIDENCE_PREFIX,
@@ -31,7 +25,6 @@ from studio.domains.compliance.scoring import (
     evidence_state_from,
 )
 from studio.domains.frameworks.repository import version_index
-from studio.domains.projects.models import projects
 
 if TYPE_CHECKING:
     from studio.db.engine import UnitOfWork
@@ -44,18 +37,15 @@ def score_from_projection(conn: Connection, project_id: uuid.UUID, on: dt.date) 
     Reads only the project's per-control rows (at most one per control, never evidence rows)
     and its not-applicable refs; the version's weights come from a per-process cache.
     """
-    version_id = conn.execute(select(compliance_projects.c.framework_version_id)
-                              .where(compliance_projects.c.project_id == project_id)).scalar()
+    repo = ScoreRepository(conn)
+    version_id = repo.framework_version(project_id)
     counts = {"covered": 0, "expired": 0, "missing": 0, "not_applicable": 0}
     if version_id is None:
         return {"score": 0.0, "frameworkVersionId": None, "applicableWeight": 0.0, "coveredWeight": 0.0,
                 "counts": counts, "validUntil": None}
     weights = version_index(conn, version_id).weights
-    cc = compliance_controls
-    state = {ref: (approved, open_ended, max_expiry) for ref, approved, open_ended, max_expiry in conn.execute(
-        select(cc.c.control_ref, cc.c.approved, cc.c.open_ended, cc.c.max_expiry).where(cc.c.project_id == project_id))}
-    na = set(conn.execute(select(compliance_not_applicable.c.control_ref).where(
-        compliance_not_applicable.c.project_id == project_id)).scalars())
+    state = {r["control_ref"]: r for r in repo.coverage(project_id)}
+    na = repo.not_applicable_refs(project_id)
     total = covered_w = 0.0
     valid_until: dt.date | None = None
     for ref, weight in weights.items():
@@ -64,13 +54,18 @@ def score_from_projection(conn: Connection, project_id: uuid.UUID, on: dt.date) 
             continue
         total += weight
         row = state.get(ref)
-        if row is None or row[0] == 0:
+        if row is None or row["approved"] == 0:
             counts["missing"] += 1
-        elif row[1] > 0 or (row[2] is not None and row[2] >= on):
+            continue
+        max_expiry: dt.date | None = row["max_expiry"]
+        if row["open_ended"] > 0:
             counts["covered"] += 1
             covered_w += weight
-            if row[1] == 0 and (valid_until is None or row[2] < valid_until):
-                valid_until = row[2]
+        elif max_expiry is not None and max_expiry >= on:
+            counts["covered"] += 1
+            covered_w += weight
+            if valid_until is None or max_expiry < valid_until:
+                valid_until = max_expiry
         else:
             counts["expired"] += 1
     value = round(100.0 * covered_w / total, 2) if total else 0.0
@@ -82,12 +77,11 @@ def score_from_projection(conn: Connection, project_id: uuid.UUID, on: dt.date) 
 def read_score(conn: Connection, project_id: uuid.UUID, on: dt.date) -> dict[str, Any]:
     """The score as of `on` (today or later): the stored one while no covering evidence has
     expired since it was computed (one primary-key read), else computed from the projection."""
-    row = conn.execute(select(compliance_projects.c.score, compliance_projects.c.scored_on,
-                              compliance_projects.c.valid_until, compliance_projects.c.summary)
-                       .where(compliance_projects.c.project_id == project_id)).first()
-    if (row is not None and row.summary is not None and row.scored_on is not None and on >= row.scored_on
-            and (row.valid_until is None or on <= row.valid_until)):
-        return orjson.loads(row.summary)
+    row = ScoreRepository(conn).stored_score(project_id)
+    if (row is not None and row["summary"] is not None and row["scored_on"] is not None
+            and on >= row["scored_on"] and (row["valid_until"] is None or on <= row["valid_until"])):
+        summary: dict[str, Any] = orjson.loads(row["summary"])
+        return summary
     return score_from_projection(conn, project_id, on)
 
 
@@ -103,90 +97,43 @@ class ComplianceScoreProjection:
         if "projectId" not in data:
             return
         project_id = uuid.UUID(str(data["projectId"]))
-        conn = uow.conn
-        last = conn.execute(select(compliance_projects.c.position)
-                            .where(compliance_projects.c.project_id == project_id)).scalar()
+        repo = ScoreRepository(uow.conn)
+        last = repo.position(project_id)
         if last is not None and event.position <= last:
             return  # delivered again: this project's state already includes it
-        if last is None:
-            conn.execute(insert(compliance_projects).values(project_id=project_id, framework_version_id=None,
-                                                            position=event.position))
-        conn.execute(update(compliance_projects).where(compliance_projects.c.project_id == project_id)
-                     .values(position=event.position))
+        repo.advance(project_id, event.position, first=last is None)
         if event.type == "project.deleted":
-            self._forget(conn, project_id)
+            repo.forget(project_id)
             return
         if event.type == "project.created":
             if data.get("frameworkVersionId"):
-                self._set_version(conn, project_id, data["frameworkVersionId"])
+                repo.set_version(project_id, _version_id(data["frameworkVersionId"]))
         elif event.type == VERSION_EVENT:
-            self._set_version(conn, project_id, data.get("frameworkVersionId"))
+            repo.set_version(project_id, _version_id(data.get("frameworkVersionId")))
         elif event.type == APPLICABILITY_EVENT:
-            ref = data["controlRef"]
-            conn.execute(delete(compliance_not_applicable).where(
-                compliance_not_applicable.c.project_id == project_id, compliance_not_applicable.c.control_ref == ref))
-            if not data.get("applicable"):
-                conn.execute(insert(compliance_not_applicable).values(
-                    project_id=project_id, control_ref=ref, reason=data.get("reason") or ""))
+            repo.set_applicability(project_id, data["controlRef"], applicable=bool(data.get("applicable")),
+                                   reason=data.get("reason") or "")
         elif event.type.startswith(EVIDENCE_PREFIX) and "evidenceId" in data:
             evidence_id = uuid.UUID(str(data["evidenceId"]))
             state = None if event.type == "evidence.deleted" else evidence_state_from(data)
             if state is None and event.type != "evidence.deleted":
                 return  # an evidence event without scoring state changes nothing scored
-            old = set(conn.execute(select(compliance_evidence.c.control_ref)
-                                   .where(compliance_evidence.c.evidence_id == evidence_id)).scalars())
-            conn.execute(delete(compliance_evidence).where(compliance_evidence.c.evidence_id == evidence_id))
-            new: set[str] = set()
-            if state is not None:
-                new = set(state.refs)
-                if new:
-                    conn.execute(insert(compliance_evidence), [
-                        {"evidence_id": evidence_id, "control_ref": ref, "project_id": project_id,
-                         "approved": state.approved, "expires_at": state.expires} for ref in sorted(new)])
-            self._aggregate(conn, project_id, old | new)
+            old = repo.evidence_refs(evidence_id)
+            new: set[str] = set(state.refs) if state is not None else set()
+            repo.replace_evidence(evidence_id, project_id, sorted(new),
+                                  approved=state is not None and state.approved,
+                                  expires=state.expires if state is not None else None)
+            repo.aggregate(project_id, old | new)
         else:
             return
         on = event.timestamp.astimezone(dt.UTC).date()
-        result = score_from_projection(conn, project_id, on)
-        conn.execute(update(compliance_projects).where(compliance_projects.c.project_id == project_id).values(
-            score=result["score"], scored_on=on, summary=orjson.dumps(result).decode(),
-            valid_until=dt.date.fromisoformat(result["validUntil"]) if result["validUntil"] else None))
-        conn.execute(update(projects).where(projects.c.id == project_id)
-                     .values(compliance_score=result["score"]))
+        result = score_from_projection(uow.conn, project_id, on)
+        repo.save_score(project_id, result["score"], on=on, summary=orjson.dumps(result).decode(),
+                        valid_until=dt.date.fromisoformat(result["validUntil"]) if result["validUntil"] else None)
 
     def reset(self, conn: Connection) -> None:
-        for table in (compliance_evidence, compliance_controls, compliance_not_applicable, compliance_projects):
-            conn.execute(delete(table))
-        conn.execute(update(projects).values(compliance_score=0.0))
+        ScoreRepository(conn).reset()
 
-    @staticmethod
-    def _set_version(conn: Connection, project_id: uuid.UUID, version_id: Any) -> None:
-        conn.execute(update(compliance_projects).where(compliance_projects.c.project_id == project_id)
-                     .values(framework_version_id=uuid.UUID(str(version_id)) if version_id else None))
 
-    @staticmethod
-    def _forget(conn: Connection, project_id: uuid.UUID) -> None:
-        for table in (compliance_evidence, compliance_controls, compliance_not_applicable):
-            conn.execute(delete(table).where(table.c.project_id == project_id))
-        conn.execute(update(compliance_projects).where(compliance_projects.c.project_id == project_id)
-                     .values(framework_version_id=None, score=None, scored_on=None, valid_until=None, summary=None))
-
-    @staticmethod
-    def _aggregate(conn: Connection, project_id: uuid.UUID, refs: set[str]) -> None:
-        if not refs:
-            return
-        ce = compliance_evidence
-        ref_list = sorted(refs)
-        conn.execute(delete(compliance_controls).where(compliance_controls.c.project_id == project_id,
-                                                       compliance_controls.c.control_ref.in_(ref_list)))
-        aggregate = (
-            select(literal(project_id, compliance_controls.c.project_id.type).label("project_id"),
-                   ce.c.control_ref,
-                   func.count().label("approved"),
-                   func.sum(case((ce.c.expires_at.is_(None), 1), else_=0)).label("open_ended"),
-                   func.max(ce.c.expires_at).label("max_expiry"))
-            .where(ce.c.project_id == project_id, ce.c.control_ref.in_(ref_list), ce.c.approved.is_(True))
-            .group_by(ce.c.control_ref)
-        )
-        conn.execute(insert(compliance_controls).from_select(
-            ["project_id", "control_ref", "approved", "open_ended", "max_expiry"], aggregate))
+def _version_id(value: Any) -> uuid.UUID | None:
+    return uuid.UUID(str(value)) if value else None

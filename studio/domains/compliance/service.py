@@ -7,16 +7,11 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from studio.db.engine import Database, utcnow
-from studio.domains.compliance.models import (
-    compliance_controls,
-    evidence_controls,
-    project_controls,
-)
 from studio.domains.compliance.projection import read_score
+from studio.domains.compliance.repository import ComplianceRepository, ScoreRepository
 from studio.domains.compliance.scoring import (
     APPLICABILITY_EVENT,
     LINK_EVENT,
@@ -26,10 +21,8 @@ from studio.domains.compliance.scoring import (
     control_status,
     score,
 )
-from studio.domains.evidence.models import evidence as evidence_t
-from studio.domains.frameworks.models import control_mappings, controls
+from studio.domains.evidence.repository import EvidenceRepository
 from studio.domains.frameworks.repository import FrameworkRepository, version_index
-from studio.domains.projects.models import projects
 from studio.domains.projects.service import stream_of, visible_project
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import allowed
@@ -40,99 +33,81 @@ def today() -> dt.date:
     return utcnow().date()
 
 
-def evidence_refs(conn: Connection, evidence_id: uuid.UUID, project_id: uuid.UUID, primary: str | None,
-                  version_id: Any = False) -> list[str]:
+def evidence_refs(conn: Connection, evidence_id: uuid.UUID, primary: str | None,
+                  version_id: uuid.UUID | None) -> list[str]:
     """The control refs an evidence item is linked to: its primary control and further links."""
-    refs = set(conn.execute(select(evidence_controls.c.control_ref)
-                            .where(evidence_controls.c.evidence_id == evidence_id)).scalars())
-    if primary:
-        if version_id is False:
-            version_id = conn.execute(select(projects.c.framework_version_id)
-                                      .where(projects.c.id == project_id)).scalar()
-        if version_id is not None:
-            ref = version_index(conn, version_id).resolve(primary)
-            if ref is not None:
-                refs.add(ref)
+    refs = ComplianceRepository(conn).linked_refs(evidence_id)
+    if primary and version_id is not None:
+        ref = version_index(conn, version_id).resolve(primary)
+        if ref is not None:
+            refs.add(ref)
     return sorted(refs)
 
 
 def evidence_state(conn: Connection, evidence_id: uuid.UUID) -> dict[str, Any] | None:
     """What the score needs to know about an evidence item, carried in its events."""
-    row = conn.execute(select(evidence_t.c.project_id, evidence_t.c.status, evidence_t.c.expires_at,
-                              evidence_t.c.control_id).where(evidence_t.c.id == evidence_id)).first()
+    repo = ComplianceRepository(conn)
+    row = repo.scored_evidence(evidence_id)
     if row is None:
         return None
-    return {"status": row.status, "expiresAt": row.expires_at.isoformat() if row.expires_at else None,
-            "controls": evidence_refs(conn, evidence_id, row.project_id, row.control_id)}
+    primary = row["control_id"]
+    version_id = repo.framework_version(row["project_id"]) if primary else None
+    expires = row["expires_at"]
+    return {"status": row["status"], "expiresAt": expires.isoformat() if expires else None,
+            "controls": evidence_refs(conn, evidence_id, primary, version_id)}
 
 
 def link_one_control(conn: Connection, evidence_id: uuid.UUID, ref: str) -> dict[str, Any] | None:
     """Link evidence to one more control of its project's framework version (an accepted
     suggestion) unless it is already linked; returns the evidence's scoring state, which the
     caller's event must carry so the score counts the link. None: not a control there."""
-    row = conn.execute(select(evidence_t.c.project_id, evidence_t.c.control_id)
-                       .where(evidence_t.c.id == evidence_id)).first()
+    repo = ComplianceRepository(conn)
+    row = repo.scored_evidence(evidence_id)
     if row is None:
         return None
-    version_id = conn.execute(select(projects.c.framework_version_id)
-                              .where(projects.c.id == row.project_id)).scalar()
+    version_id = repo.framework_version(row["project_id"])
     if version_id is None:
         return None
     spellings = FrameworkRepository(conn).refs_of(version_id)
     found = spellings.get(ref) or spellings.get(ref.lower())
     if found is None:
         return None
-    linked = set(conn.execute(select(evidence_controls.c.control_ref)
-                              .where(evidence_controls.c.evidence_id == evidence_id)).scalars())
-    primary = row.control_id and (spellings.get(row.control_id) or spellings.get(row.control_id.lower()))
-    if found != primary and found not in linked:
-        conn.execute(insert(evidence_controls).values(evidence_id=evidence_id, control_ref=found,
-                                                      project_id=row.project_id, created_at=utcnow()))
+    primary = row["control_id"] and (spellings.get(row["control_id"]) or spellings.get(row["control_id"].lower()))
+    if found != primary and found not in repo.linked_refs(evidence_id):
+        repo.add_links(evidence_id, row["project_id"], [found], utcnow())
     return evidence_state(conn, evidence_id)
 
 
 def full_recompute(conn: Connection, project_id: uuid.UUID, on: dt.date) -> dict[str, Any]:
     """The score from the source tables (evidence, links, applicability), not from the projection."""
-    version_id = conn.execute(select(projects.c.framework_version_id).where(projects.c.id == project_id)).scalar()
+    repo = ComplianceRepository(conn)
+    version_id = repo.framework_version(project_id)
     if version_id is None:
         return {"score": 0.0, "coverage": {}, "notApplicable": set(), "weights": {}}
     index = version_index(conn, version_id)
-    weights = index.weights
-    resolve = index.resolve
+    totals: dict[str, Coverage] = {}
 
-    # Three aggregates instead of reading every evidence row: by primary control, by further
-    # link, and the overlap (a link to the evidence's own primary control) to subtract.
-    approved = and_(evidence_t.c.project_id == project_id, evidence_t.c.status == "approved")
-    open_ended = func.sum(case((evidence_t.c.expires_at.is_(None), 1), else_=0))
-    totals: dict[str, list[Any]] = {}
-
-    def add(ref: str | None, n: int, n_open: int, latest: Any, sign: int = 1) -> None:
+    def add(ref: str | None, row: RowMapping) -> None:
         if ref is None:
             return
-        entry = totals.setdefault(ref, [0, 0, None])
-        entry[0] += sign * int(n)
-        entry[1] += sign * int(n_open or 0)
-        if sign > 0 and latest is not None and (entry[2] is None or latest > entry[2]):
-            entry[2] = latest
+        cov = totals.setdefault(ref, Coverage())
+        cov.approved += int(row["approved"])
+        cov.open_ended += int(row["open_ended"] or 0)
+        latest = row["max_expiry"]
+        if latest is not None and (cov.max_expiry is None or latest > cov.max_expiry):
+            cov.max_expiry = latest
 
-    by_primary = (select(evidence_t.c.control_id, func.count(), open_ended, func.max(evidence_t.c.expires_at))
-                  .where(approved, evidence_t.c.control_id.is_not(None)).group_by(evidence_t.c.control_id))
-    for spelling, n, n_open, latest in conn.execute(by_primary):
-        add(resolve(spelling), n, n_open, latest)
-    ec = evidence_controls
-    by_link = (select(ec.c.control_ref, evidence_t.c.control_id, func.count(), open_ended,
-                      func.max(evidence_t.c.expires_at))
-               .select_from(ec).join(evidence_t, evidence_t.c.id == ec.c.evidence_id)
-               .where(approved, ec.c.project_id == project_id)
-               .group_by(ec.c.control_ref, evidence_t.c.control_id))
-    for ref, spelling, n, n_open, latest in conn.execute(by_link):
-        if resolve(spelling) != ref:
-            add(ref, n, n_open, latest)
-    coverage = {ref: Coverage(n, n_open, latest) for ref, (n, n_open, latest) in totals.items() if n > 0}
-    na = set(conn.execute(select(project_controls.c.control_ref).where(
-        project_controls.c.project_id == project_id, project_controls.c.applicable.is_(False))).scalars())
-    return {"score": score(weights, coverage, na, on), "coverage": coverage, "notApplicable": na,
-            "weights": weights}
+    # Aggregates instead of every evidence row: by primary control, then by further link,
+    # where a link to the evidence's own primary control is skipped so it counts once.
+    for row in repo.approved_by_primary(project_id):
+        add(index.resolve(row["control_id"]), row)
+    for row in repo.approved_by_link(project_id):
+        if index.resolve(row["control_id"]) != row["control_ref"]:
+            add(row["control_ref"], row)
+    coverage = {ref: cov for ref, cov in totals.items() if cov.approved > 0}
+    na = set(repo.not_applicable(project_id))
+    return {"score": score(index.weights, coverage, na, on), "coverage": coverage, "notApplicable": na,
+            "weights": index.weights}
 
 
 class ComplianceService:
@@ -144,13 +119,7 @@ class ComplianceService:
                       request_id: str | None = None) -> dict[str, Any]:
         """Replace the further controls an evidence item is linked to (the primary stays as it is)."""
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
-            row = uow.conn.execute(select(evidence_t).where(evidence_t.c.id == evidence_id)).mappings().first()
-            if row is None:
-                raise not_found("evidence")
-            try:
-                project, role = visible_project(uow.conn, principal, row["project_id"], "evidence.read")
-            except AppError as exc:
-                raise not_found("evidence") from exc
+            row, project, role = self._visible_evidence(uow.conn, principal, evidence_id)
             if not (allowed(role, "evidence.update") or
                     (allowed(role, "evidence.update_own") and row["created_by"] == principal.user_id)):
                 raise forbidden("evidence.update")
@@ -167,13 +136,10 @@ class ComplianceService:
                     resolved.append(found)
             if bad:
                 raise AppError("not_found", "unknown control(s)", details=bad)
-            uow.conn.execute(delete(evidence_controls).where(evidence_controls.c.evidence_id == evidence_id))
-            now = utcnow()
+            repo = ComplianceRepository(uow.conn)
+            repo.remove_links(evidence_id)
             unique = sorted(set(resolved))
-            if unique:
-                uow.conn.execute(insert(evidence_controls), [
-                    {"evidence_id": evidence_id, "control_ref": r, "project_id": row["project_id"], "created_at": now}
-                    for r in unique])
+            repo.add_links(evidence_id, row["project_id"], unique, utcnow())
             state = evidence_state(uow.conn, evidence_id)
             uow.touch(row["organization_id"])
             uow.emit(LINK_EVENT, stream_of(row["project_id"]), {
@@ -184,12 +150,10 @@ class ComplianceService:
 
     def linked_controls(self, principal: Principal, evidence_id: uuid.UUID) -> dict[str, Any]:
         with self.db.read() as conn:
-            row, project = self._visible_evidence(conn, principal, evidence_id)
-            further = sorted(conn.execute(select(evidence_controls.c.control_ref)
-                                          .where(evidence_controls.c.evidence_id == evidence_id)).scalars())
+            row, project, _ = self._visible_evidence(conn, principal, evidence_id)
+            further = sorted(ComplianceRepository(conn).linked_refs(evidence_id))
             return {"evidenceId": str(evidence_id), "primary": row["control_id"], "controlRefs": further,
-                    "controls": evidence_refs(conn, evidence_id, row["project_id"], row["control_id"],
-                                              project["framework_version_id"])}
+                    "controls": evidence_refs(conn, evidence_id, row["control_id"], project["framework_version_id"])}
 
     def set_applicability(self, principal: Principal, project_id: uuid.UUID, ref: str, applicable: bool,
                           reason: str, *, request_id: str | None = None) -> dict[str, Any]:
@@ -205,12 +169,8 @@ class ComplianceService:
                 raise AppError("validation_error", "a reason is required",
                                details=[{"field": "reason", "message": "say why the control does not apply"}])
             ref = control["ref"]
-            uow.conn.execute(delete(project_controls).where(project_controls.c.project_id == project_id,
-                                                            project_controls.c.control_ref == ref))
-            if not applicable:
-                uow.conn.execute(insert(project_controls).values(
-                    project_id=project_id, control_ref=ref, applicable=False, reason=reason,
-                    updated_by=principal.user_id, updated_at=utcnow()))
+            ComplianceRepository(uow.conn).set_applicability(project_id, ref, applicable=applicable, reason=reason,
+                                                             by=principal.user_id, at=utcnow())
             uow.touch(project["organization_id"])
             uow.emit(APPLICABILITY_EVENT, stream_of(project_id), {
                 "projectId": str(project_id), "controlRef": ref, "applicable": applicable,
@@ -223,13 +183,13 @@ class ComplianceService:
         """Assess the project against another framework version (admins only)."""
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
             project, _ = visible_project(uow.conn, principal, project_id, "project.framework.move")
-            version = FrameworkRepository(uow.conn).version(version_id)
+            frameworks = FrameworkRepository(uow.conn)
+            version = frameworks.version(version_id)
             if version is None:
                 raise AppError("not_found", "framework version not found",
                                details=[{"field": "frameworkVersionId", "message": "no such framework version"}])
-            uow.conn.execute(update(projects).where(projects.c.id == project_id).values(
-                framework_version_id=version_id, framework=version["name"][:255], updated_at=utcnow(),
-                version=projects.c.version + 1))
+            repo = ComplianceRepository(uow.conn)
+            repo.move_to_version(project_id, version_id, version["name"][:255], utcnow())
             uow.touch(project["organization_id"])
             previous = project["framework_version_id"]
             uow.emit(VERSION_EVENT, stream_of(project_id), {
@@ -238,18 +198,16 @@ class ComplianceService:
             # A primary control written as a label ("AC-3") may name a control only one of the
             # versions has; those evidence items get an event with their new scoring state, so
             # the projection (a fold of events) and a recompute from the tables agree.
-            repo = FrameworkRepository(uow.conn)
-            before = repo.refs_of(previous) if previous else {}
-            after = repo.refs_of(version_id)
-            query = select(evidence_t.c.id, evidence_t.c.control_id).where(
-                evidence_t.c.project_id == project_id, evidence_t.c.control_id.is_not(None))
-            for eid, primary in uow.conn.execute(query).all():
+            before = frameworks.refs_of(previous) if previous else {}
+            after = frameworks.refs_of(version_id)
+            for item in repo.primary_controls(project_id):
+                primary = item["control_id"]
                 old_ref = before.get(primary) or before.get(primary.lower())
                 new_ref = after.get(primary) or after.get(primary.lower())
                 if old_ref != new_ref:
                     uow.emit("evidence.controls_rescoped", stream_of(project_id), {
-                        "evidenceId": str(eid), "projectId": str(project_id),
-                        "state": evidence_state(uow.conn, eid)})
+                        "evidenceId": str(item["id"]), "projectId": str(project_id),
+                        "state": evidence_state(uow.conn, item["id"])})
             return {"projectId": str(project_id), "frameworkVersionId": str(version_id),
                     "previousVersionId": str(previous) if previous else None, "framework": version["name"]}
 
@@ -257,7 +215,7 @@ class ComplianceService:
     def score(self, principal: Principal, project_id: uuid.UUID, on: dt.date | None = None) -> dict[str, Any]:
         """The project's score as of today (or a date), with counts per status."""
         with self.db.read() as conn:
-            project, _ = visible_project(conn, principal, project_id, "project.read")
+            visible_project(conn, principal, project_id, "project.read")
             if on is not None and on < today():
                 return self._history(conn, project_id, on)
             result = read_score(conn, project_id, on or today())
@@ -292,18 +250,13 @@ class ComplianceService:
             if version_id is None:
                 return []
             on = today()
-            coverage = {r.control_ref: Coverage(r.approved, r.open_ended, r.max_expiry) for r in conn.execute(
-                select(compliance_controls).where(compliance_controls.c.project_id == project_id))}
-            na = {r.control_ref: r.reason for r in conn.execute(
-                select(project_controls).where(project_controls.c.project_id == project_id,
-                                               project_controls.c.applicable.is_(False)))}
+            coverage = {r["control_ref"]: Coverage(r["approved"], r["open_ended"], r["max_expiry"])
+                        for r in ScoreRepository(conn).coverage(project_id)}
+            na = ComplianceRepository(conn).not_applicable(project_id)
             mapped = self._mapped_sources(conn, project, on)
-            rows = conn.execute(select(controls.c.id, controls.c.ref, controls.c.label, controls.c.title,
-                                       controls.c.weight).where(controls.c.version_id == version_id,
-                                                                controls.c.kind == "control")
-                                .order_by(controls.c.sort))
             out = []
-            for cid, ref, label, title, weight in rows:
+            for control in FrameworkRepository(conn).catalog_controls(version_id):
+                cid, ref = control["id"], control["ref"]
                 cov = coverage.get(ref)
                 status = control_status(cov, on, applicable=ref not in na, mapped=cid in mapped)
                 why = {
@@ -313,8 +266,8 @@ class ComplianceService:
                     "missing": "no approved evidence",
                     "not_applicable": na.get(ref, ""),
                 }[status]
-                out.append({"controlId": str(cid), "ref": ref, "label": label, "title": title, "weight": weight,
-                            "status": status, "reason": why,
+                out.append({"controlId": str(cid), "ref": ref, "label": control["label"], "title": control["title"],
+                            "weight": control["weight"], "status": status, "reason": why,
                             "approvedEvidence": cov.approved if cov else 0,
                             "coveredUntil": None if cov is None or cov.open_ended else
                             (cov.max_expiry.isoformat() if cov.max_expiry else None),
@@ -326,20 +279,17 @@ class ComplianceService:
         with self.db.read() as conn:
             visible_project(conn, principal, project_id, "evidence.read")
             horizon = today() + dt.timedelta(days=within_days)
-            query = (select(evidence_t.c.id, evidence_t.c.title, evidence_t.c.control_id, evidence_t.c.expires_at)
-                     .where(evidence_t.c.project_id == project_id, evidence_t.c.status == "approved",
-                            evidence_t.c.expires_at.is_not(None), evidence_t.c.expires_at <= horizon)
-                     .order_by(evidence_t.c.expires_at, evidence_t.c.id).limit(1000))
-            return [{"evidenceId": str(r.id), "title": r.title, "controlId": r.control_id,
-                     "expiresAt": r.expires_at.isoformat(), "expired": r.expires_at < today()}
-                    for r in conn.execute(query)]
+            due = ComplianceRepository(conn).due_for_renewal(project_id, horizon, limit=1000)
+            return [{"evidenceId": str(r["id"]), "title": r["title"], "controlId": r["control_id"],
+                     "expiresAt": r["expires_at"].isoformat(), "expired": r["expires_at"] < today()}
+                    for r in due]
 
     def evidence_coverage(self, principal: Principal, evidence_id: uuid.UUID, depth: int = 2) -> dict[str, Any]:
         """Controls an evidence item covers directly and through mappings, with the path explaining each."""
         with self.db.read() as conn:
-            row, project = self._visible_evidence(conn, principal, evidence_id)
+            row, project, _ = self._visible_evidence(conn, principal, evidence_id)
             version_id = project["framework_version_id"]
-            refs = evidence_refs(conn, evidence_id, row["project_id"], row["control_id"], version_id)
+            refs = evidence_refs(conn, evidence_id, row["control_id"], version_id)
             repo = FrameworkRepository(conn)
             ids = version_index(conn, version_id).ids if version_id else {}
             direct = {r: ids[r] for r in refs if r in ids}
@@ -387,64 +337,35 @@ class ComplianceService:
                      "title": info[cid]["title"], "sources": sources}
                     for cid, sources in sorted(mapped.items(), key=lambda kv: info[kv[0]]["sort"])]
 
-    def _mapped_sources(self, conn: Connection, project: Any, on: dt.date,
+    def _mapped_sources(self, conn: Connection, project: RowMapping, on: dt.date,
                         only_project: uuid.UUID | None = None,
                         only_control: uuid.UUID | None = None) -> dict[uuid.UUID, list[dict[str, Any]]]:
         """Controls of `project` mapped to a control covered in another project of the organization."""
-        cc = compliance_controls
-        other = projects.alias("other")
-        covered_query = (
-            select(controls.c.id, other.c.id.label("project_id"), other.c.name, controls.c.ref, controls.c.label)
-            .select_from(cc)
-            .join(other, other.c.id == cc.c.project_id)
-            .join(controls, and_(controls.c.version_id == other.c.framework_version_id,
-                                 controls.c.ref == cc.c.control_ref))
-            .where(other.c.organization_id == project["organization_id"], other.c.id != project["id"],
-                   cc.c.approved > 0, or_(cc.c.open_ended > 0, cc.c.max_expiry >= on))
-        )
-        if only_project is not None:
-            covered_query = covered_query.where(other.c.id == only_project)
-        if only_control is not None:
-            # One target control: only the controls mapped to it can cover it.
-            ends = select(control_mappings.c.target_id).where(control_mappings.c.source_id == only_control).union(
-                select(control_mappings.c.source_id).where(control_mappings.c.target_id == only_control))
-            covered_query = covered_query.where(controls.c.id.in_(ends))
-        covered: dict[uuid.UUID, list[Any]] = {}
-        for r in conn.execute(covered_query):
-            covered.setdefault(r.id, []).append(r)
+        repo = ComplianceRepository(conn)
+        covered: dict[uuid.UUID, list[RowMapping]] = {}
+        for r in repo.covered_elsewhere(project["organization_id"], project["id"], on, only_project=only_project,
+                                        mapped_to=only_control):
+            covered.setdefault(r["id"], []).append(r)
         if not covered:
             return {}
         out: dict[uuid.UUID, list[dict[str, Any]]] = {}
-        ids = list(covered)
-        mine = controls.alias("mine")
-        for direction, mine_col, their_col in (("out", control_mappings.c.source_id, control_mappings.c.target_id),
-                                               ("in", control_mappings.c.target_id, control_mappings.c.source_id)):
-            for start in range(0, len(ids), 500):
-                query = (
-                    select(mine_col.label("mine"), their_col.label("theirs"), control_mappings.c.relation,
-                           control_mappings.c.strength, control_mappings.c.id.label("mapping_id"))
-                    .select_from(control_mappings)
-                    .join(mine, mine.c.id == mine_col)
-                    .where(their_col.in_(ids[start:start + 500]),
-                           mine.c.version_id == project["framework_version_id"])
-                )
-                if only_control is not None:
-                    query = query.where(mine_col == only_control)
-                for r in conn.execute(query):
-                    for src in covered[r.theirs]:
-                        out.setdefault(r.mine, []).append({
-                            "projectId": str(src.project_id), "project": src.name, "controlId": str(src.id),
-                            "ref": src.ref, "label": src.label, "relation": r.relation, "strength": r.strength,
-                            "mappingId": str(r.mapping_id), "direction": direction})
+        for direction, m in repo.mappings_into(project["framework_version_id"], list(covered),
+                                               only_control=only_control):
+            for src in covered[m["theirs"]]:
+                out.setdefault(m["mine"], []).append({
+                    "projectId": str(src["project_id"]), "project": src["name"], "controlId": str(src["id"]),
+                    "ref": src["ref"], "label": src["label"], "relation": m["relation"], "strength": m["strength"],
+                    "mappingId": str(m["mapping_id"]), "direction": direction})
         return out
 
-    def _visible_evidence(self, conn: Connection, principal: Principal, evidence_id: uuid.UUID) -> Any:
-        row = conn.execute(select(evidence_t).where(evidence_t.c.id == evidence_id)).mappings().first()
+    def _visible_evidence(self, conn: Connection, principal: Principal,
+                          evidence_id: uuid.UUID) -> tuple[RowMapping, RowMapping, str]:
+        """The evidence, its project and the caller's role there; 404 unless the caller may read it."""
+        row = EvidenceRepository(conn).get(evidence_id)
         if row is None:
             raise not_found("evidence")
         try:
-            project, _ = visible_project(conn, principal, row["project_id"], "evidence.read")
+            project, role = visible_project(conn, principal, row["project_id"], "evidence.read")
         except AppError as exc:
             raise not_found("evidence") from exc
-        return row, project
-
+        return row, project, role

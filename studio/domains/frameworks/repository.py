@@ -146,6 +146,13 @@ class FrameworkRepository:
                        controls.c.weight, controls.c.kind).where(controls.c.version_id == version_id)
         return {r.ref: tuple(r[1:]) for r in self.conn.execute(query)}
 
+    def catalog_controls(self, version_id: uuid.UUID) -> list[RowMapping]:
+        """The version's controls (not families) in catalog order: id, ref, label, title, weight."""
+        query = (select(controls.c.id, controls.c.ref, controls.c.label, controls.c.title, controls.c.weight)
+                 .where(controls.c.version_id == version_id, controls.c.kind == "control")
+                 .order_by(controls.c.sort))
+        return list(self.conn.execute(query).mappings())
+
     def controls_of(self, version_id: uuid.UUID, *, kind: str | None = None, parent_id: uuid.UUID | None = None,
                     top_level: bool = False, search: str | None = None, after: int | None = None,
                     limit: int = 200) -> list[RowMapping]:
