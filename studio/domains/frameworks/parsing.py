@@ -186,12 +186,22 @@ def _label(obj: dict[str, Any]) -> str | None:
     return str(labels[0].get("value")) if labels else None
 
 
+def _number(value: Any) -> float | None:
+    """A number, or text that spells one; None for anything else."""
+    if not isinstance(value, str | int | float):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def _weight(obj: dict[str, Any], pointer: str, out: _Collector) -> float:
-    for i, prop in enumerate(obj.get("props") if isinstance(obj.get("props"), list) else []):
+    props = obj.get("props")
+    for i, prop in enumerate(props if isinstance(props, list) else []):
         if isinstance(prop, dict) and prop.get("name") == "weight":
-            try:
-                value = float(prop.get("value"))
-            except (TypeError, ValueError):
+            value = _number(prop.get("value"))
+            if value is None:
                 out.add(f"{pointer}/props/{i}/value", "weight must be a number")
                 return 1.0
             if value < 0:
@@ -282,19 +292,20 @@ def parse_oscal(doc: Any, fmt: str, digest: str, *, lines: dict[str, int] | None
             out.add(pointer, "a control must be an object")
             return
         cid = obj.get("id")
-        ok = True
+        ref: str | None = None  # stays None unless the control is kept
         if not isinstance(cid, str) or not _TOKEN.match(cid):
             out.add(f"{pointer}/id", "a control needs an id (a token such as ac-2.1)")
-            ok = False
         elif cid in seen:
             out.add(f"{pointer}/id", f"duplicate id {cid!r} (first at {seen[cid]})")
-            ok = False
-        ctitle = obj.get("title")
-        if not isinstance(ctitle, str) or not ctitle.strip():
+        else:
+            ref = cid
+        raw_title = obj.get("title")
+        ctitle = raw_title.strip() if isinstance(raw_title, str) else ""
+        if not ctitle:
             out.add(f"{pointer}/title", "a control needs a title")
-            ok = False
-        if ok:
-            seen[cid] = pointer
+            ref = None
+        if ref is not None:
+            seen[ref] = pointer
         params.add(obj.get("params"))
         parts = obj.get("parts") or []
         if not isinstance(parts, list):
@@ -314,14 +325,14 @@ def parse_oscal(doc: Any, fmt: str, digest: str, *, lines: dict[str, int] | None
         related = [str(link.get("href", ""))[1:] for link in _seq(obj.get("links"))
                    if link.get("rel") == "related" and str(link.get("href", "")).startswith("#")]
         weight = _weight(obj, pointer, out)
-        if ok:
+        if ref is not None:
             parsed.append(ParsedControl(
-                ref=cid, label=(_label(obj) or cid.upper())[:120], kind="control",
-                title=ctitle.strip()[:500], parent_ref=parent, family=family,
+                ref=ref, label=(_label(obj) or ref.upper())[:120], kind="control",
+                title=ctitle[:500], parent_ref=parent, family=family,
                 statement="\n".join(statement), guidance="\n".join(guidance),
                 objectives="\n".join(objectives), weight=weight, related=related))
         for i, sub in enumerate(_list(obj.get("controls"), f"{pointer}/controls", out)):
-            control(sub, f"{pointer}/controls/{i}", cid if ok else parent, family)
+            control(sub, f"{pointer}/controls/{i}", ref if ref is not None else parent, family)
 
     def group(obj: Any, pointer: str, parent: str | None) -> None:
         if not isinstance(obj, dict):
@@ -494,8 +505,12 @@ def parse_custom_csv(data: bytes, *, name: str, version: str, digest: str) -> Pa
     missing = [c for c in ("ref", "title") if c not in header]
     unknown = [h for h in header if h not in CSV_COLUMNS]
     if missing or unknown:
-        msg = "; ".join(filter(None, [missing and f"missing column(s) {', '.join(missing)}",
-                                      unknown and f"unknown column(s) {', '.join(unknown)}"]))
+        wrong = []
+        if missing:
+            wrong.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            wrong.append(f"unknown column(s) {', '.join(unknown)}")
+        msg = "; ".join(wrong)
         raise ImportInvalid([Problem("line 1", msg + f" (columns: {', '.join(CSV_COLUMNS)})")])
     reader.fieldnames = header
     rows = []

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
 from studio.db.engine import Database, UnitOfWork, utcnow
 from studio.domains.frameworks.parsing import (
@@ -34,6 +34,7 @@ CONTROL_FIELDS = ("id", "version_id", "ref", "label", "kind", "parent_id", "fami
 DETAIL_FIELDS = CONTROL_FIELDS + ("statement", "guidance", "objectives")
 MAPPING_FIELDS = ("id", "source_id", "target_id", "relation", "strength", "origin", "note", "created_at")
 Progress = Callable[[str, int, int], None]
+RecordPage = tuple[list[dict[str, Any]], str | None]
 
 
 def slug(text: str) -> str:
@@ -196,7 +197,7 @@ class FrameworkService:
                      "latestVersion": r["latest_version"], "latestSeq": r["latest_seq"],
                      "controlCount": r["control_count"]} for r in FrameworkRepository(conn).with_latest_version()]
 
-    def resolve(self, conn: Any, framework: str) -> Any:
+    def resolve(self, conn: Connection, framework: str) -> RowMapping:
         repo = FrameworkRepository(conn)
         row = None
         with contextlib.suppress(ValueError):
@@ -215,7 +216,7 @@ class FrameworkService:
             versions = FrameworkRepository(conn).versions(fw["id"])
             return {**record(fw, FRAMEWORK_FIELDS), "versions": [record(v, VERSION_FIELDS) for v in versions]}
 
-    def version_of(self, conn: Any, framework: str, version_id: uuid.UUID | None) -> Any:
+    def version_of(self, conn: Connection, framework: str, version_id: uuid.UUID | None) -> RowMapping:
         fw = self.resolve(conn, framework)
         repo = FrameworkRepository(conn)
         version = repo.version(version_id) if version_id else repo.latest_version(fw["id"])
@@ -225,7 +226,7 @@ class FrameworkService:
 
     def controls(self, principal: Principal | None, framework: str, *, version_id: uuid.UUID | None = None,
                  search: str | None = None, parent_id: uuid.UUID | None = None, kind: str | None = None,
-                 cursor: str | None = None, limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
+                 cursor: str | None = None, limit: int = 100) -> RecordPage:
         """Controls of a framework version in catalog order, optionally searched by words in their text."""
         if principal is not None:
             require(principal, "frameworks.read")
@@ -322,6 +323,8 @@ class FrameworkService:
             if not repo.update_mapping(mapping_id, changes):
                 raise AppError("duplicate", "a mapping with this relation exists already")
             row = repo.mapping(mapping_id)
+            if row is None:  # deleted by a concurrent request since the check above
+                raise not_found("mapping")
             uow.emit("mapping.updated", "mappings", {"mappingId": str(mapping_id), "changed": sorted(changes)})
             return record(row, MAPPING_FIELDS)
 
@@ -333,7 +336,7 @@ class FrameworkService:
             uow.emit("mapping.deleted", "mappings", {"mappingId": str(mapping_id)})
 
     def list_mappings(self, principal: Principal | None, *, control_id: uuid.UUID | None,
-                      version_id: uuid.UUID | None, cursor: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+                      version_id: uuid.UUID | None, cursor: str | None, limit: int) -> RecordPage:
         if principal is not None:
             require(principal, "frameworks.read")
         after = None
@@ -361,7 +364,7 @@ class FrameworkService:
         context = principal.metadata() if principal else {"actor": "cli"}
         with self.db.write(**context, request_id=request_id) as uow:
             repo = FrameworkRepository(uow.conn)
-            versions: dict[str, Any] = {}
+            versions: dict[str, RowMapping | None] = {}
             refs: dict[uuid.UUID, dict[str, str]] = {}
             problems: list[Problem] = []
             missing: list[str] = []
