@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -168,7 +169,12 @@ class Repository:
         `equal` filters columns by value, `where` adds any other condition."""
         equal = equal or {}
         params = self._page_params(equal, sort, desc, cursor, limit)
-        query = self._page_query(tuple(equal), sort, desc, bool(cursor), where)
+        if where:
+            query = _build_page_query(self.table, tuple(equal), sort, desc, bool(cursor), where)
+        else:
+            # Lists run on every request: a page of `equal` filters is built once per shape
+            # with bound parameters (building it cost more than running it; docs/benchmarks.md).
+            query = _page_query(self.table, tuple(sorted(equal)), sort, desc, bool(cursor))
         rows = list(self.conn.execute(query, params).mappings())
         next_cursor = None
         if len(rows) > limit:
@@ -195,17 +201,24 @@ class Repository:
             )
         return params
 
-    def _page_query(self, equal: tuple[str, ...], sort: str, desc: bool, after: bool,
-                    where: Sequence[ColumnElement[bool]]) -> Select[Any]:
-        col, id_col = self.table.c[sort], self.table.c.id
-        cond = [*where, *(self.table.c[name] == bindparam(f"eq_{name}") for name in equal)]
-        if after:
-            value = bindparam("after_value", type_=col.type)
-            last_id = bindparam("after_id", type_=id_col.type)
-            if desc:
-                cond.append(or_(col < value, and_(col == value, id_col < last_id)))
-            else:
-                cond.append(or_(col > value, and_(col == value, id_col > last_id)))
-        order = (col.desc(), id_col.desc()) if desc else (col.asc(), id_col.asc())
-        return (select(self.table).where(true(), *cond).order_by(*order)
-                .limit(bindparam("page_limit", type_=Integer())))
+@functools.cache
+def _page_query(table: Table, equal: tuple[str, ...], sort: str, desc: bool, after: bool) -> Select[Any]:
+    return _build_page_query(table, equal, sort, desc, after, ())
+
+
+def _build_page_query(table: Table, equal: tuple[str, ...], sort: str, desc: bool, after: bool,
+                      where: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    """Rows of `table` matching `equal` (bound as eq_<column>) and `where`, in (sort, id)
+    order, after the cursor's row (after_value, after_id), at most page_limit of them."""
+    col, id_col = table.c[sort], table.c.id
+    cond = [*where, *(table.c[name] == bindparam(f"eq_{name}") for name in equal)]
+    if after:
+        value = bindparam("after_value", type_=col.type)
+        last_id = bindparam("after_id", type_=id_col.type)
+        if desc:
+            cond.append(or_(col < value, and_(col == value, id_col < last_id)))
+        else:
+            cond.append(or_(col > value, and_(col == value, id_col > last_id)))
+    order = (col.desc(), id_col.desc()) if desc else (col.asc(), id_col.asc())
+    return (select(table).where(true(), *cond).order_by(*order)
+            .limit(bindparam("page_limit", type_=Integer())))

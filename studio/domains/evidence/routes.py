@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from studio.domains.evidence.schemas import (
@@ -29,25 +29,21 @@ class ReviewOutcome(BaseModel):
     review: ReviewRead
 
 
-class EvidenceListQuery(BaseModel):
-    """The evidence list's query parameters."""
-
-    limit: int = Field(50, ge=1, le=200, description="Items per page")
-    cursor: str | None = Field(None, max_length=512, description="nextCursor of the previous page")
-    status: EvidenceStatus | None = None
-    controlId: str | None = Field(None, max_length=64, pattern=NO_NUL)
-    sort: Literal["created_at", "updated_at", "title"] = "created_at"
-    order: Literal["asc", "desc"] = "desc"
-
-
 @router.get("/projects/{project_id}/evidence", response_model=Envelope[PageOut[EvidenceRead]])
-def list_evidence(request: Request, principal: CurrentPrincipal, project_id: uuid.UUID,
-                  query: Annotated[EvidenceListQuery, Query()]) -> Response:
+def list_evidence(
+    request: Request,
+    principal: CurrentPrincipal,
+    project_id: uuid.UUID,
+    paging: PageParams,
+    status: EvidenceStatus | None = None,
+    control_id: Annotated[str | None, Query(alias="controlId", max_length=64, pattern=NO_NUL)] = None,
+    sort: Literal["created_at", "updated_at", "title"] = "created_at",
+    order: Literal["asc", "desc"] = "desc",
+) -> Response:
     """A project's evidence, newest first."""
     items, cursor = container(request).evidence.list_for_project(
-        principal, project_id, cursor=query.cursor, limit=query.limit, sort=query.sort,
-        desc=query.order == "desc", status=query.status.value if query.status else None,
-        control_id=query.controlId)
+        principal, project_id, cursor=paging.cursor, limit=paging.limit, sort=sort,
+        desc=order == "desc", status=status.value if status else None, control_id=control_id)
     return page(request, items, cursor)
 
 

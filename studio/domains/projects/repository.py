@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, insert, select
+from sqlalchemy import ColumnElement, Select, Uuid, and_, bindparam, delete, insert, select
 from sqlalchemy.engine import RowMapping
 
 from studio.db.engine import utcnow
@@ -28,6 +29,26 @@ def project_scope(principal: Principal, project_col: Any, org_col: Any) -> list[
     return [org_col == principal.organization_id, project_col.in_(visible_project_ids(principal))]
 
 
+@functools.cache
+def _visible_project(shape: str) -> Select[Any]:
+    """The project with the caller's member role in it, for each shape of `project_scope`
+    ("all" for super_admins, "org" for admins, "member" for everyone else). Built once per
+    shape with bound parameters: this runs on every project-scoped request, and building
+    the statement cost more than running it (docs/benchmarks.md)."""
+    user_id = bindparam("user_id", type_=Uuid())
+    query = (
+        select(projects, project_members.c.role.label("member_role"))
+        .outerjoin(project_members, and_(project_members.c.project_id == projects.c.id,
+                                         project_members.c.user_id == user_id))
+        .where(projects.c.id == bindparam("project_id", type_=Uuid()))
+    )
+    if shape != "all":
+        query = query.where(projects.c.organization_id == bindparam("org_id", type_=Uuid()))
+    if shape == "member":
+        query = query.where(project_members.c.role.is_not(None))
+    return query
+
+
 class ProjectRepository(Repository):
     table = projects
     sortable = frozenset({"created_at", "name", "updated_at"})
@@ -37,13 +58,10 @@ class ProjectRepository(Repository):
 
     def get_visible(self, principal: Principal, project_id: uuid.UUID) -> tuple[RowMapping, str | None] | None:
         """The project and the caller's role in it, or None if they may not see it."""
-        query = (
-            select(projects, project_members.c.role.label("member_role"))
-            .outerjoin(project_members, and_(project_members.c.project_id == projects.c.id,
-                                             project_members.c.user_id == principal.user_id))
-            .where(projects.c.id == project_id, *self.scope(principal))
-        )
-        row = self.conn.execute(query).mappings().first()
+        shape = "all" if principal.is_super_admin else "org" if principal.org_wide else "member"
+        params = {"project_id": project_id, "user_id": principal.user_id,
+                  "org_id": principal.organization_id}
+        row = self.conn.execute(_visible_project(shape), params).mappings().first()
         if row is None:
             return None
         return row, principal.project_role(row["member_role"])

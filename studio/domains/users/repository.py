@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy import ColumnElement, Uuid, bindparam, exists, func, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from studio.db.repository import Repository
@@ -35,16 +35,22 @@ class UserRepository(Repository):
         return [users.c.organization_id == principal.organization_id]
 
 
+# Run on every authenticated request: built once, with bound parameters.
+_CALLER = select(users.c.id, users.c.organization_id, users.c.role, users.c.email, users.c.name,
+                 users.c.is_active).where(users.c.id == bindparam("user_id", type_=Uuid()))
+_CALLER_IN_SESSION = _CALLER.add_columns(
+    exists().where(refresh_tokens.c.family_id == bindparam("session_id", type_=Uuid()),
+                   refresh_tokens.c.revoked_at.is_not(None)).label("revoked"))
+
+
 def load_principal(conn: Connection, auth: AuthInfo) -> Principal | None:
     """The caller as of now: None if the user is gone, inactive, in another organization
     than the credential says, or their web session was revoked."""
-    query = select(users.c.id, users.c.organization_id, users.c.role, users.c.email,
-                   users.c.name, users.c.is_active).where(users.c.id == auth.user_id)
-    if auth.session_id is not None:
-        query = query.add_columns(
-            exists().where(refresh_tokens.c.family_id == auth.session_id,
-                           refresh_tokens.c.revoked_at.is_not(None)).label("revoked"))
-    row = conn.execute(query).mappings().first()
+    if auth.session_id is None:
+        row = conn.execute(_CALLER, {"user_id": auth.user_id}).mappings().first()
+    else:
+        row = conn.execute(_CALLER_IN_SESSION, {"user_id": auth.user_id,
+                                                "session_id": auth.session_id}).mappings().first()
     if row is None or not row["is_active"] or row.get("revoked", False):
         return None
     if row["organization_id"] != auth.organization_id:
