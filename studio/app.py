@@ -64,7 +64,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Event delivery runs beside the API: consumers unless --no-workers, and the
         # NATS relay whenever a NATS URL is configured.
-        if s.run_workers and c.dispatcher is not None:
+        if s.run_workers:
             c.dispatcher.start()
         if c.relay is not None:
             c.relay.start()
@@ -73,8 +73,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         finally:
             if c.relay is not None:
                 c.relay.stop()
-            if c.dispatcher is not None:
-                c.dispatcher.stop()
+            c.dispatcher.stop()
             await c.aclose()
 
     api = FastAPI(
@@ -119,9 +118,8 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     @api.get("/metrics", tags=["operations"], include_in_schema=False)
     def metrics() -> Response:
         """Prometheus metrics; consumer lag and parked counts are read at scrape time."""
-        if c.dispatcher is not None:
-            with contextlib.suppress(DatabaseUnavailable):
-                c.dispatcher.update_gauges()
+        with contextlib.suppress(DatabaseUnavailable):
+            c.dispatcher.update_gauges()
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # Routes are tried in order and no two API paths overlap (tests/test_api_docs.py checks
@@ -163,6 +161,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
     app = ErrorEnvelopeMiddleware(app)
     app = SecurityHeadersMiddleware(app)
     app = RequestIdMiddleware(app)
-    app.api = api  # type: ignore[attr-defined]  # for tests and OpenAPI export
-    app.container = c  # type: ignore[attr-defined]
+    # The outermost layer carries the API and the container, for tests and OpenAPI export.
+    app.api = api
+    app.container = c
     return app

@@ -62,14 +62,13 @@ class Container:
     compliance: ComplianceService
     ai: AiService
     events: EventService
-    dispatcher: Dispatcher | None = None
+    dispatcher: Dispatcher
     relay: NatsRelay | None = None
 
     def close(self) -> None:
         if self.relay is not None:
             self.relay.stop()
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
+        self.dispatcher.stop()
         self.db.dispose()
         close = getattr(self.cache, "close", None)
         if close is not None:

@@ -57,7 +57,7 @@ class AppError(HTTPException):
         self.status = status
         self.message = message or default_message
         self.details = details
-        self.headers = headers or {}
+        self.headers: dict[str, str] = headers or {}
 
 
 def not_found(what: str = "object") -> AppError:

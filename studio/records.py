@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy.engine import RowMapping
+
 # The one timestamp form, shared with the events' canonical JSON.
 from studio.events.envelope import iso_utc
 
@@ -39,10 +41,10 @@ def _keys(fields: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple((name, camel(name)) for name in fields)
 
 
-def record(row: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+def record(row: Mapping[str, Any] | RowMapping, fields: tuple[str, ...]) -> dict[str, Any]:
     """`fields` of `row`, under their camelCase names, as JSON values."""
     to_json = _TO_JSON
-    out = {}
+    out: dict[str, Any] = {}
     for name, key in _keys(fields):
         value = row[name]
         convert = to_json.get(type(value))

@@ -114,7 +114,7 @@ class Input(BaseModel):
 
 
 def _patch_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    nullable = getattr(model, "nullable_fields", frozenset())
+    nullable: frozenset[str] = getattr(model, "nullable_fields", frozenset())
     schema["minProperties"] = 1
     for name, prop in schema.get("properties", {}).items():
         options = prop.get("anyOf")

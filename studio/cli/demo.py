@@ -34,7 +34,7 @@ EVIDENCE = [
 ]
 
 
-def _credentials_path(c: Container):
+def _credentials_path(c: Container) -> Path:
     return c.settings.data_dir / "demo-credentials.json"
 
 
@@ -76,9 +76,11 @@ def load_demo(c: Container) -> tuple[list[tuple[str, str, str]], bool]:
                                                  description="<p>Annual SOC 2 audit.</p>")),
     ]
     for project in projects:
-        for role, project_role in (("auditor", ProjectRole.AUDITOR), ("customer", ProjectRole.CUSTOMER),
-                                   ("viewer", ProjectRole.VIEWER)):
-            c.projects.add_member(manager, uuid.UUID(project["id"]), MemberAdd(userId=users[role]["id"], role=project_role))
+        for member, project_role in (("auditor", ProjectRole.AUDITOR),
+                                     ("customer", ProjectRole.CUSTOMER),
+                                     ("viewer", ProjectRole.VIEWER)):
+            c.projects.add_member(manager, uuid.UUID(project["id"]),
+                                  MemberAdd(userId=users[member]["id"], role=project_role))
     today = dt.date.today()
     for i, (title, control, description, state) in enumerate(EVIDENCE):
         project = projects[i % 2]
@@ -94,10 +96,9 @@ def load_demo(c: Container) -> tuple[list[tuple[str, str, str]], bool]:
         elif state == "rejected":
             c.evidence.review(auditor, evidence_id, ReviewCreate(
                 decision=Decision.REJECTED, comment="Shows 90 days, the policy requires 365."))
-    if c.dispatcher is not None:
-        # Let the consumers (compliance score, activity, control index) catch up now, so the
-        # first page a newcomer opens shows the score.
-        c.dispatcher.drain(timeout=300)
+    # Let the consumers (compliance score, activity, control index) catch up now, so the
+    # first page a newcomer opens shows the score.
+    c.dispatcher.drain(timeout=300)
     c.settings.data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(credentials, indent=1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -85,6 +85,7 @@ def frameworks_show(
     with open_container() as c:
         try:
             info = c.frameworks.show(None, framework)
+            items: list[dict[str, Any]]
             items, _ = c.frameworks.controls(None, framework, search=search, limit=limit)
         except Exception as exc:  # noqa: BLE001
             _fail_with_problems(exc)

@@ -135,7 +135,7 @@ class UnitOfWork:
         self.context = context
         self.events: list[Event] = []
         self.touched_orgs: set[str] = set()
-        self.appended: list[Any] = []
+        self.appended: Sequence[Any] = []
 
     def record(self, event: Event) -> Event:
         self.events.append(event)

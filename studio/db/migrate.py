@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from studio.ai import models as _ai  # noqa: F401
 
 # Importing the models registers every table on the shared metadata.
-from studio.db.engine import metadata as target_metadata  # noqa: F401 - read by migrations/env.py
+from studio.db.engine import metadata
 from studio.documents import models as _documents  # noqa: F401
 from studio.domains.auth import models as _auth  # noqa: F401
 from studio.domains.compliance import models as _compliance  # noqa: F401
@@ -21,6 +21,9 @@ from studio.domains.projects import models as _projects  # noqa: F401
 from studio.domains.users import models as _users  # noqa: F401
 from studio.events import activity as _activity  # noqa: F401
 from studio.events import models as _events  # noqa: F401
+
+# Every table registered on it by the imports above; read by migrations/env.py.
+target_metadata = metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -64,7 +64,7 @@ def encode_cursor(sort: str, desc: bool, value: Any, row_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _python_type(column: Any) -> type | None:
+def _python_type(column: ColumnElement[Any]) -> type | None:
     try:
         return column.type.python_type
     except NotImplementedError:

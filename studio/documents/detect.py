@@ -210,12 +210,14 @@ def zip_entry_count(tail: bytes) -> int | None:
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) < at + 22:
         return None
+    count: int
     (count,) = struct.unpack_from("<H", tail, at + 10)
     if count != 0xFFFF:
         return count
     at64 = tail.rfind(b"PK\x06\x06", 0, at)
     if at64 < 0 or len(tail) < at64 + 40:
         return None
+    count64: int
     (count64,) = struct.unpack_from("<Q", tail, at64 + 32)
     return count64
 

@@ -140,7 +140,7 @@ class DocumentProcessor:
             "detectedType": MIME.get(kind or ""),
             "typeMismatch": mismatch,
         }
-        values = {
+        values: dict[str, Any] = {
             "detected_type": MIME.get(kind or ""),
             "type_mismatch": mismatch is not None,
             "processed_at": utcnow(),

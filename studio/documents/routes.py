@@ -30,7 +30,7 @@ router = APIRouter(tags=["evidence files"])
 # Content types a download may carry; anything else (HTML included) is served as bytes.
 DOWNLOAD_TYPES = frozenset(MIME.values()) - {"text/html"}
 
-_UPLOAD_DOC = {
+_UPLOAD_DOC: dict[int | str, dict[str, Any]] = {
     201: {
         "description": "The stored revision (processing pending) and any revisions with "
         "identical content in the project."

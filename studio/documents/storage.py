@@ -603,7 +603,7 @@ class S3Storage(Storage):
         from studio.documents.names import content_disposition
 
         self._check_key(key)
-        return self.client.generate_presigned_url(
+        url: str = self.client.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -613,6 +613,7 @@ class S3Storage(Storage):
             },
             ExpiresIn=expires_seconds,
         )
+        return url
 
     def keys(self) -> list[str]:
         """Every object key under the prefix (tests and maintenance)."""

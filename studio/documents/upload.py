@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
@@ -18,6 +19,10 @@ from python_multipart.multipart import MultipartParser, MultipartState, parse_op
 from studio.documents.names import BadFileName, clean_file_name
 from studio.documents.storage import PipelinedWriter, Writer
 from studio.errors import AppError
+
+if TYPE_CHECKING:
+    # The parser's callback table; python-multipart defines it for type checkers only.
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 1024
 
@@ -83,7 +88,7 @@ class _Parts:
         self.field_buffer = bytearray()
         self.files_seen = 0
 
-    def callbacks(self) -> dict[str, Callable[..., None]]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": lambda d, s, e: self.header_field.extend(d[s:e]),

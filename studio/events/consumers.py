@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from sqlalchemy.engine import Connection
 
@@ -45,6 +45,17 @@ class Consumer(Protocol):
 
     def reset(self, conn: Connection) -> None:
         """Clear this consumer's projection before a replay from position 0."""
+
+
+class PreparingConsumer(Consumer, Protocol):
+    """A consumer with the optional two steps described on Consumer: `prepare` outside the
+    write transaction, `handle_prepared` with its result inside it."""
+
+    def prepare(self, event: StoredEvent) -> Any:
+        """The slow pure work for one event; its result goes to `handle_prepared`."""
+
+    def handle_prepared(self, uow: UnitOfWork, event: StoredEvent, prepared: Any) -> None:
+        """Apply one event with what `prepare` computed for it."""
 
 
 def matches(subscriptions: tuple[str, ...], event_type: str) -> bool:

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import delete, func, insert, select, update
@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from studio.db.engine import Database, UnitOfWork, utcnow
 from studio.errors import DatabaseUnavailable
-from studio.events.consumers import Consumer, matches
+from studio.events.consumers import Consumer, PreparingConsumer, matches
 from studio.events.envelope import StoredEvent
 from studio.events.metrics import (
     CONSUMER_LAG,
@@ -68,7 +68,8 @@ class RetryPolicy:
 
     def delay(self, attempts: int) -> float:
         """Exponential backoff: base, 2·base, 4·base … capped."""
-        return min(self.base_seconds * (2 ** max(attempts - 1, 0)), self.max_seconds)
+        factor: int = 2 ** max(attempts - 1, 0)  # a non-negative exponent: an int
+        return min(self.base_seconds * factor, self.max_seconds)
 
 
 class Dispatcher:
@@ -343,7 +344,9 @@ class Dispatcher:
         try:
             with uow.conn.begin_nested():
                 if prepared and event.id in prepared:
-                    consumer.handle_prepared(uow, event, prepared[event.id])  # type: ignore[attr-defined]
+                    # Results exist only for consumers with both steps (`_prepare`).
+                    preparing = cast(PreparingConsumer, consumer)
+                    preparing.handle_prepared(uow, event, prepared[event.id])
                 else:
                     consumer.handle(uow, event)
         except Exception as exc:
@@ -591,7 +594,7 @@ def delivery_rows(conn: Connection, event_id: Any) -> tuple[list[Any], list[Any]
 
 
 def _head(conn: Connection) -> int:
-    return conn.execute(select(func.coalesce(func.max(events_t.c.position), 0))).scalar_one()
+    return int(conn.execute(select(func.coalesce(func.max(events_t.c.position), 0))).scalar_one())
 
 
 def _event_at(conn: Connection, position: int) -> StoredEvent:

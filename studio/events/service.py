@@ -3,6 +3,7 @@ handled an event (optionally waiting, bounded, until some have)."""
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import time
 import uuid
@@ -49,7 +50,8 @@ class EventService:
         items = items[:limit]
         return [e.to_wire() for e in items], str(items[-1].position) if more else None
 
-    def delivery(self, principal: Principal, event_id: uuid.UUID, *, wait_for: list[str],
+    # `builtins.list`: in this class body `list` names the method above.
+    def delivery(self, principal: Principal, event_id: uuid.UUID, *, wait_for: builtins.list[str],
                  timeout: float) -> dict[str, Any]:
         """One event and the consumers that handled it, after waiting (at most `timeout`
         seconds) for those named in `wait_for`."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import ColumnElement, func, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from studio.errors import VersionConflict
@@ -161,7 +161,8 @@ class EventStore:
         return _Head(version=row.version, last_hash=row.last_hash, exists=True)
 
     def head_position(self, conn: Connection) -> int:
-        return conn.execute(select(func.coalesce(func.max(events_t.c.position), 0))).scalar_one()
+        head = select(func.coalesce(func.max(events_t.c.position), 0))
+        return int(conn.execute(head).scalar_one())
 
     def stream_version(self, conn: Connection, stream: str) -> int:
         return self._load_head(conn, stream).version
@@ -185,7 +186,7 @@ class EventStore:
         exact = [t for t in type_list if not t.endswith("*")]
         prefixes = [t[:-1] for t in type_list if t.endswith("*")]
         if type_list and "*" not in type_list:
-            conditions = []
+            conditions: list[ColumnElement[bool]] = []
             if exact:
                 conditions.append(events_t.c.type.in_(exact))
             conditions.extend(events_t.c.type.startswith(p, autoescape=True) for p in prefixes)

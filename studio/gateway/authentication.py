@@ -108,9 +108,11 @@ class AuthenticationMiddleware:
             return None
         info = self.verify_jwt(session, "session")
         if protected and scope["method"] not in SAFE_METHODS:
-            sent = next((v for k, v in scope["headers"] if k == CSRF_HEADER), b"").decode("latin-1")
+            csrf_sent: str = next(
+                (v for k, v in scope["headers"] if k == CSRF_HEADER), b""
+            ).decode("latin-1")
             expected = cookies.get(CSRF_COOKIE, "")
-            if not expected or not sent or not constant_time_equal(sent, expected):
+            if not expected or not csrf_sent or not constant_time_equal(csrf_sent, expected):
                 raise AppError("csrf_failed")
         return info
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Protocol
+from typing import Protocol, cast
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -89,7 +89,8 @@ class RedisCache:
         self._sync.incr(f"{self.prefix}:gen:{org}")
 
     async def get(self, key: str) -> bytes | None:
-        return await self._async.get(f"{self.prefix}:{key}")
+        # redis-py types every reply as bytes | str; without decode_responses it is bytes.
+        return cast("bytes | None", await self._async.get(f"{self.prefix}:{key}"))
 
     async def set(self, key: str, value: bytes, ttl: int) -> None:
         await self._async.set(f"{self.prefix}:{key}", value, ex=ttl)

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import structlog
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.errors import AppError, DatabaseUnavailable, VersionConflict
 from studio.events.envelope import iso_utc
@@ -29,7 +29,8 @@ def _now() -> str:
 
 
 def request_id_of(scope: Scope) -> str:
-    return scope.get("state", {}).get("request_id", "")
+    request_id: str = scope.get("state", {}).get("request_id", "")
+    return request_id
 
 
 def envelope_prefix(request_id: str, error: dict[str, Any] | None = None) -> bytes:
@@ -78,7 +79,7 @@ def log_unexpected(exc: BaseException) -> None:
         return
     log.error("unhandled_error", error=repr(exc), exc_info=exc)
     with contextlib.suppress(AttributeError):  # exceptions with __slots__ cannot be marked
-        exc._studio_logged = True  # type: ignore[attr-defined]
+        setattr(exc, "_studio_logged", True)  # noqa: B010 - a mark no exception type declares
 
 
 class ErrorEnvelopeMiddleware:
@@ -93,7 +94,7 @@ class ErrorEnvelopeMiddleware:
             return
         started = False
 
-        async def tracking_send(message: dict[str, Any]) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True

@@ -14,7 +14,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage, SlidingWindowCounterSupport, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage.base import TimestampedSlidingWindow
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from studio.errors import AppError
 from studio.gateway.envelope import send_error
@@ -222,7 +222,7 @@ class RateLimitMiddleware:
             return
         extra = decision.headers()
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 # Both layers (IP, principal) report; the client sees the budget that will
                 # run out first, as the RateLimit header draft asks.

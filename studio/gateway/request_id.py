@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Any
 
 import structlog
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 log = structlog.get_logger("studio.access")
@@ -39,7 +38,7 @@ class RequestIdMiddleware:
         status = 500
         header_value = request_id.encode()
 
-        async def send_with_id(message: dict[str, Any]) -> None:
+        async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 
 def container(request: Request) -> Container:
-    return request.app.state.container  # type: ignore[no-any-return]
+    c: Container = request.app.state.container  # Starlette's State holds untyped attributes
+    return c
 
 
 def request_id(request: Request) -> str:
@@ -194,6 +195,8 @@ async def _unexpected_handler(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    # Starlette types every handler as taking Exception, though it calls each one only
+    # with the class it is registered for.
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
     from studio.errors import DatabaseUnavailable, VersionConflict
@@ -305,4 +308,5 @@ def document_errors(api: FastAPI, api_prefix: str) -> None:
         api.openapi_schema = schema
         return schema
 
+    # FastAPI's documented way to customise the schema; its class declares a method here.
     api.openapi = openapi  # type: ignore[method-assign]

@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import jinja2
@@ -34,12 +34,15 @@ from studio.domains.evidence import workflow
 from studio.domains.evidence.schemas import EvidenceCreate, ReviewCreate
 from studio.domains.users.schemas import UserCreate, UserUpdate
 from studio.errors import AppError, DatabaseUnavailable
-from studio.gateway.authentication import SESSION_COOKIE
+from studio.gateway.authentication import CSRF_COOKIE, SESSION_COOKIE
 from studio.gateway.envelope import request_id_of
 from studio.permissions import Role, allowed
-from studio.principal import Principal
+from studio.principal import AuthInfo, Principal
 from studio.validation import clean_rich
 from studio.web import session as web_session
+
+if TYPE_CHECKING:
+    from studio.bootstrap import Container
 
 log = structlog.get_logger("studio.web")
 
@@ -123,13 +126,14 @@ class LoginRequired(Exception):
     """The page needs a session and the request has none (or it ended)."""
 
 
-def _c(request: Request) -> Any:
-    return request.app.state.container
+def _c(request: Request) -> Container:
+    c: Container = request.app.state.container  # Starlette's State holds untyped attributes
+    return c
 
 
 def _principal(request: Request) -> Principal | None:
     """The caller of a page: only a cookie session counts, with their current role."""
-    auth = request.scope.get("state", {}).get("auth")
+    auth: AuthInfo | None = request.scope.get("state", {}).get("auth")
     if auth is None or auth.kind != "session" or auth.session_id is None:
         return None
     principal = _c(request).auth.principal(auth)
@@ -232,6 +236,7 @@ class PageRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def page_handler(request: Request) -> Response:
+            response: Response
             try:
                 return await handler(request)
             except LoginRequired:
@@ -250,9 +255,9 @@ class PageRoute(APIRoute):
                 code = "not_found" if status == 404 else "validation_error"
                 response = await run_in_threadpool(_error_page, request, AppError(code))
             except DatabaseUnavailable:
-                err = AppError("service_unavailable",
-                               "the database is unavailable; try again shortly")
-                response = _plain_error(request, err)
+                unavailable = AppError("service_unavailable",
+                                       "the database is unavailable; try again shortly")
+                response = _plain_error(request, unavailable)
             except Exception as exc:
                 log.exception("page_failed", path=request.url.path, exc_info=exc)
                 response = _plain_error(request, AppError("internal_error"))
@@ -301,7 +306,7 @@ async def login_submit(request: Request) -> Response:
         return _render(request, "login.html", err.status, next=target, email=email, error=err)
 
     if not web_session.csrf_valid(c.settings.signing_key, None,
-                                  request.cookies.get(web_session.CSRF_COOKIE),
+                                  request.cookies.get(CSRF_COOKIE),
                                   _field(form, web_session.CSRF_FIELD)):
         return await run_in_threadpool(again, AppError(
             "csrf_failed", "the login form expired; please try again"))
@@ -431,7 +436,7 @@ async def create_evidence(request: Request, project_id: str) -> Response:
                                                       "effectiveDate", "expiresAt")}
         try:
             try:
-                body = EvidenceCreate(**{k: v for k, v in values.items() if v})
+                body = EvidenceCreate.model_validate({k: v for k, v in values.items() if v})
             except ValidationError as exc:
                 raise _validation(exc) from exc
             created = _c(request).evidence.create(principal, pid, body,
@@ -512,7 +517,8 @@ async def review_evidence(request: Request, evidence_id: str) -> Response:
         comment = _field(form, "comment")
         try:
             try:
-                body = ReviewCreate(decision=_field(form, "decision"), comment=comment)
+                body = ReviewCreate.model_validate(
+                    {"decision": _field(form, "decision"), "comment": comment})
             except ValidationError as exc:
                 raise _validation(exc) from exc
             _c(request).evidence.review(principal, eid, body,
@@ -561,7 +567,7 @@ async def create_user(request: Request) -> Response:
         values = {k: _field(form, k).strip() for k in ("email", "name", "role")}
         try:
             try:
-                body = UserCreate(**values, password=_field(form, "password"))
+                body = UserCreate.model_validate({**values, "password": _field(form, "password")})
             except ValidationError as exc:
                 raise _validation(exc) from exc
             _c(request).users.create(principal, body, request_id=request_id_of(request.scope))
@@ -585,7 +591,7 @@ async def change_role(request: Request, user_id: str) -> Response:
         version = _field(form, "version")
         try:
             try:
-                body = UserUpdate(role=_field(form, "role"))
+                body = UserUpdate.model_validate({"role": _field(form, "role")})
             except ValidationError as exc:
                 raise _validation(exc) from exc
             _c(request).users.update(principal, uid, body,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from studio.db.migrate import target_metadata
 
@@ -14,7 +15,10 @@ def run_migrations_online() -> None:
     if connection is None:
         from studio.db.engine import make_engine
 
-        engine = make_engine(config.get_main_option("sqlalchemy.url"))
+        url = config.get_main_option("sqlalchemy.url")
+        if url is None:
+            raise SystemExit("no database URL configured; run `studio db upgrade`")
+        engine = make_engine(url)
         with engine.connect() as conn:
             _run(conn)
         engine.dispose()
@@ -22,7 +26,7 @@ def run_migrations_online() -> None:
         _run(connection)
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from studio.db.engine import utcnow
 from studio.db.repository import Repository
@@ -44,7 +44,7 @@ class ApiTokenRepository(Repository):
 class TokenRepository:
     """Refresh tokens: each login starts a family; each refresh rotates within it."""
 
-    def __init__(self, conn):
+    def __init__(self, conn: Connection):
         self.conn = conn
 
     def issue_refresh(
@@ -87,6 +87,7 @@ class TokenRepository:
         query = select(
             func.max(refresh_tokens.c.expires_at), func.count(refresh_tokens.c.revoked_at)
         ).where(refresh_tokens.c.family_id == family_id)
+        deadline: dt.datetime | None
         deadline, revoked = self.conn.execute(query).one()
         if deadline is None or revoked:
             return None

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from studio.db.engine import Database, utcnow
+from studio.db.repository import Page
 from studio.domains.auth.repository import ApiTokenRepository, TokenRepository
 from studio.domains.auth.schemas import ApiTokenCreate
 from studio.domains.auth.security import (
@@ -172,7 +173,7 @@ class AuthService:
                      {"tokenId": str(token_id), "userId": str(principal.user_id), "name": body.name})
         return {**record(row, API_TOKEN_FIELDS), "token": secret}
 
-    def list_api_tokens(self, principal: Principal, *, cursor: str | None, limit: int):
+    def list_api_tokens(self, principal: Principal, *, cursor: str | None, limit: int) -> Page:
         require(principal, "tokens.manage_own")
         with self.db.read() as conn:
             repo = ApiTokenRepository(conn)

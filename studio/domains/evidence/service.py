@@ -192,7 +192,8 @@ class EvidenceService:
             uow.emit(f"evidence.{body.decision.value}", stream_of(row["project_id"]), data)
             return {"evidence": evidence_wire(new), "review": record(review, REVIEW_FIELDS)}
 
-    def reviews(self, principal: Principal, evidence_id: uuid.UUID, *, cursor: str | None, limit: int):
+    def reviews(self, principal: Principal, evidence_id: uuid.UUID, *, cursor: str | None,
+                limit: int) -> tuple[list[dict[str, Any]], str | None]:
         with self.db.read() as conn:
             self._visible(conn, principal, evidence_id)
             page = ReviewRepository(conn).find_all(equal={"evidence_id": evidence_id},

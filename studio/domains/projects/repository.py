@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, Uuid, and_, bindparam, delete, insert, select
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from studio.db.engine import utcnow
 from studio.db.repository import Page, Repository
@@ -81,7 +81,7 @@ class ProjectRepository(Repository):
 
 
 class MemberRepository:
-    def __init__(self, conn):
+    def __init__(self, conn: Connection):
         self.conn = conn
 
     def upsert(self, project_id: uuid.UUID, user_id: uuid.UUID, role: str) -> bool:

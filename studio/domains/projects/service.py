@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from typing import Any
 
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from studio.db.engine import Database, UnitOfWork, utcnow
@@ -25,7 +27,7 @@ PROJECT_FIELDS = (
 MEMBER_FIELDS = ("project_id", "user_id", "role", "added_at", "email", "name")
 
 
-def project_wire(row: Any, role: str | None) -> dict[str, Any]:
+def project_wire(row: RowMapping, role: str | None) -> dict[str, Any]:
     return {**record(row, PROJECT_FIELDS), "myRole": role}
 
 
@@ -33,16 +35,19 @@ def stream_of(project_id: uuid.UUID) -> str:
     return f"project:{project_id}"
 
 
-def visible_project(conn: Any, principal: Principal, project_id: uuid.UUID, action: str) -> tuple[Any, str]:
+def visible_project(conn: Connection, principal: Principal, project_id: uuid.UUID,
+                    action: str) -> tuple[RowMapping, str]:
     """Load a project the caller may see and check `action` against their role in it.
 
     Invisible projects are 404 (existence does not leak); visible ones the caller may not
     act on are 403.
     """
     found = ProjectRepository(conn).get_visible(principal, project_id)
-    if found is None or found[1] is None:
+    if found is None:
         raise not_found("project")
     row, role = found
+    if role is None:
+        raise not_found("project")
     if not allowed(role, action):
         raise forbidden(action)
     return row, role
@@ -108,7 +113,9 @@ class ProjectService:
             uow.emit("project.deleted", stream_of(project_id), {"projectId": str(project_id)})
 
     # -- members ------------------------------------------------------------------
-    def members(self, principal: Principal, project_id: uuid.UUID, *, cursor: str | None, limit: int):
+    # `builtins.list`: in this class body `list` names the method above.
+    def members(self, principal: Principal, project_id: uuid.UUID, *, cursor: str | None,
+                limit: int) -> tuple[builtins.list[dict[str, Any]], str | None]:
         after = None
         if cursor:
             try:
@@ -137,6 +144,7 @@ class ProjectService:
                 "projectId": str(project_id), "userId": str(body.userId), "role": body.role.value,
             })
             row = MemberRepository(uow.conn).get(project_id, body.userId)
+            assert row is not None  # upserted above, in this transaction
             return record({**row, "email": user["email"], "name": user["name"]}, MEMBER_FIELDS)
 
     def remove_member(self, principal: Principal, project_id: uuid.UUID, user_id: uuid.UUID, *,

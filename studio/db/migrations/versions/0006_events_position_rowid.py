@@ -20,7 +20,7 @@ branch_labels = None
 depends_on = None
 
 
-def _position_type(type_: sa.types.TypeEngine) -> None:
+def _position_type(type_: sa.types.TypeEngine[int]) -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
     with op.batch_alter_table('events', recreate='always') as batch_op:
