@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy.engine import Connection, RowMapping
+
 from studio.db.engine import Database, utcnow
 from studio.domains.compliance.service import evidence_state
 from studio.domains.evidence import workflow
@@ -43,11 +45,16 @@ class EvidenceService:
     def __init__(self, db: Database):
         self.db = db
 
-    def _visible(self, conn: Any, principal: Principal, evidence_id: uuid.UUID) -> tuple[Any, str]:
+    def _visible(self, conn: Connection, principal: Principal,
+                 evidence_id: uuid.UUID) -> tuple[RowMapping, str]:
+        """The evidence and the caller's role in its project (404 if they may not see it)."""
         found = EvidenceRepository(conn).get_visible(principal, evidence_id)
-        if found is None or found[1] is None:
+        if found is None:
             raise not_found("evidence")
-        return found  # type: ignore[return-value]
+        row, role = found
+        if role is None:
+            raise not_found("evidence")
+        return row, role
 
     def list_for_project(self, principal: Principal, project_id: uuid.UUID, *, cursor: str | None,
                          limit: int, sort: str, desc: bool, status: str | None = None,
