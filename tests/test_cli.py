@@ -9,14 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 import structlog
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from studio.cli.main import app
@@ -25,7 +24,7 @@ from studio.db.migrate import current
 from studio.domains.evidence.models import evidence
 from studio.domains.projects.models import projects
 from studio.domains.users.models import organizations, users
-from tests.conftest import POSTGRES_URL, _pg_admin_url
+from tests.conftest import temporary_postgres_database
 
 PASSWORD = "a long enough password"
 ROW = re.compile(r"(super_admin|admin|manager|auditor|customer|viewer)\s*│\s*(\S+@\S+)\s*│\s*(\S+)")
@@ -37,17 +36,8 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'data' / 'studio.db.engine'}"
         return
-    admin = create_engine(_pg_admin_url(POSTGRES_URL).replace("postgresql://", "postgresql+psycopg://"),
-                          isolation_level="AUTOCOMMIT")
-    name = f"studio_cli_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_postgres_database("studio_cli") as url:
+        yield url
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from studio.events.activity import project_activity
 from studio.events.dispatcher import Dispatcher
 from studio.events.models import event_publish_positions
 from studio.events.transport_nats import NatsWorker, connect
-from tests.conftest import IN_CI, NATS_URL, POSTGRES_URL, make_settings, need_service, seed_world
+from tests.conftest import IN_CI, make_settings, seed_world, service_url
 from tests.events_support import EFFECTS_DDL, EffectCounter, emit
 from tests.services_support import OwnNats, OwnPostgres
 
@@ -54,7 +54,7 @@ def _stream_messages(url: str, stream: str) -> int:
 @pytest.mark.nats
 @pytest.mark.slow
 def test_nats_down_writes_succeed_and_delivery_catches_up(tmp_path, database_url):
-    need_service(NATS_URL, "nats")
+    service_url("nats")  # gated like every NATS test, though it runs a server of its own
     nats = OwnNats(tmp_path / "jetstream")
     nats.start()
     suffix = uuid.uuid4().hex[:8]
@@ -125,7 +125,7 @@ def _create_evidence(client, world, i) -> int:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
-    need_service(POSTGRES_URL, "postgres")
+    service_url("postgres")  # gated like every PostgreSQL test; it runs a cluster of its own
     try:
         pg = OwnPostgres()
     except (RuntimeError, OSError) as exc:

@@ -13,7 +13,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from tests.conftest import REDIS_URL, TEST_PASSWORD, need_service, seed_world
+from tests.conftest import TEST_PASSWORD, seed_world, service_url
 from tests.gateway_support import assert_envelope, redis_prefix, served
 
 
@@ -26,7 +26,7 @@ def apps(request, tmp_path, database_url):
             container, _, client = stack.enter_context(served(tmp_path, database_url, **options))
             yield client, client, seed_world(container), container
         else:
-            url = need_service(REDIS_URL, "redis")
+            url = service_url("redis")
             prefix = stack.enter_context(redis_prefix(url))
             options |= {"redis_url": url, "redis_key_prefix": prefix}
             container, _, reader = stack.enter_context(
