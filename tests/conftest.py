@@ -189,7 +189,8 @@ def make_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Pa
         shutil.copy(template, path)
         yield f"sqlite:///{path}"
         return
-    with temporary_postgres_database("studio_t", request.getfixturevalue("postgres_template")) as url:
+    template_name = request.getfixturevalue("postgres_template")
+    with temporary_postgres_database("studio_t", template_name) as url:
         yield url
 
 

@@ -78,8 +78,8 @@ def _tokens(**options) -> AccessTokens:
 def test_a_cached_access_token_still_expires():
     clock = FakeClock()
     tokens = _tokens(clock=clock)
-    token, _ = tokens.issue(uuid.uuid4(), uuid.uuid4(), now=dt.datetime.fromtimestamp(clock(), dt.UTC),
-                            ttl=dt.timedelta(seconds=60))
+    issued = dt.datetime.fromtimestamp(clock(), dt.UTC)
+    token, _ = tokens.issue(uuid.uuid4(), uuid.uuid4(), now=issued, ttl=dt.timedelta(seconds=60))
     expires_at = tokens.verify(token).expires_at.timestamp()  # decoded (system clock), cached
     clock.now = expires_at + tokens.LEEWAY_SECONDS - 0.5
     assert tokens.verify(token).expires_at.timestamp() == expires_at  # from the cache, in leeway
