@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from studio.domains.evidence.models import evidence
 from studio.domains.projects.models import projects
 from studio.domains.users.models import organizations, users
 from tests.conftest import temporary_postgres_database
+from tests.timing_support import wait_until
 
 PASSWORD = "a long enough password"
 ROW = re.compile(r"(super_admin|admin|manager|auditor|customer|viewer)\s*│\s*(\S+@\S+)\s*│\s*(\S+)")
@@ -213,17 +213,15 @@ def test_serve_answers_with_demo_data(cli_env, tmp_path):
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     base = f"http://127.0.0.1:{port}"
+    def ready() -> bool:  # another process: nothing to wait on but its answer
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+        wait_until(ready, 60, "the server to answer /readyz", interval=0.2)
         login = httpx.post(f"{base}/api/v1/auth/login", json={"email": email, "password": password}, timeout=10)
         assert login.status_code == 200, login.text
         token = login.json()["data"]["accessToken"]
