@@ -263,7 +263,7 @@ CASES = [
     ],
     # -- bad credentials, on a read and on a write
     *[
-        case(f"{name}-{method}", method, "/api/v1/projects", 401, code, who=None,
+        case(f"bearer-{name}-{method}", method, "/api/v1/projects", 401, code, who=None,
              headers={"Authorization": f"Bearer {{token_{name}}}"},
              json={"name": name, "framework": "F"} if method == "POST" else None)
         for name, code in BAD_TOKENS.items()
