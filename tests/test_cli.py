@@ -213,6 +213,7 @@ def test_serve_answers_with_demo_data(cli_env, tmp_path):
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     base = f"http://127.0.0.1:{port}"
+
     def ready() -> bool:  # another process: nothing to wait on but its answer
         assert proc.poll() is None, (tmp_path / "serve.log").read_text()
         try:
