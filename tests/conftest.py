@@ -1,18 +1,29 @@
-"""Shared fixtures: a migrated database per test on SQLite and (when configured) PostgreSQL,
-a bootstrapped container, the ASGI app, and a seeded organization with a user per role."""
+"""Shared fixtures: a migrated database per test on SQLite and PostgreSQL, a bootstrapped
+container, the ASGI app, and a seeded organization with a user per role.
+
+PostgreSQL, Redis and NATS are found at their default local addresses, or wherever
+STUDIO_TEST_POSTGRES_URL / STUDIO_TEST_REDIS_URL / STUDIO_TEST_NATS_URL point. Each is
+probed once per session; a test that needs one that does not answer is skipped, or fails
+when CI is set (true/1/yes). Tests get a service's URL only through `service_url`."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
 from starlette.testclient import TestClient
 
 from studio.app import create_app
@@ -26,19 +37,100 @@ from studio.principal import AuthInfo, Principal
 from studio.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-POSTGRES_URL = os.environ.get("STUDIO_TEST_POSTGRES_URL")
-REDIS_URL = os.environ.get("STUDIO_TEST_REDIS_URL")
-NATS_URL = os.environ.get("STUDIO_TEST_NATS_URL")
 TEST_PASSWORD = "correct horse battery staple"
 
 
-def need_service(url: str | None, name: str) -> str:
-    """The service URL, or skip; in CI a missing service is a failure, not a skip."""
-    if url:
+# -- services --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Service:
+    label: str
+    variable: str
+    default: str
+
+
+SERVICES = {
+    "postgres": Service("PostgreSQL", "STUDIO_TEST_POSTGRES_URL",
+                        "postgresql://postgres@127.0.0.1:5432/postgres"),
+    "redis": Service("Redis", "STUDIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "nats": Service("NATS", "STUDIO_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+}
+DEFAULT_PORTS = {"postgres": 5432, "redis": 6379, "nats": 4222}
+CONNECT_TIMEOUT = 2.0
+
+
+def service_url(name: str) -> str:
+    """The URL of a service the calling test needs ("postgres", "redis" or "nats").
+
+    Skips the test when the service does not answer; with CI set, fails it instead."""
+    url, problem = _discover(name)
+    if problem is None:
         return url
+    service = SERVICES[name]
+    reason = (f"{service.label} did not answer at {_redacted(url)} ({problem}); "
+              f"start it there or set {service.variable}")
     if IN_CI:
-        pytest.fail(f"{name} is required in CI (set its STUDIO_TEST_*_URL)")
-    pytest.skip(f"{name} not configured (set STUDIO_TEST_{name.upper()}_URL)")
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@functools.cache
+def _discover(name: str) -> tuple[str, str | None]:
+    """(url, None) when the service answers, else (url, why not); probed once per session."""
+    url = os.environ.get(SERVICES[name].variable) or SERVICES[name].default
+    try:
+        _PROBES[name](url)
+    except Exception as exc:  # any failure to answer is a reason to skip
+        return url, _one_line(exc)
+    return url, None
+
+
+def _tcp(url: str, name: str) -> None:
+    parts = urlsplit(url)
+    if parts.hostname:  # a PostgreSQL URL may name a Unix socket directory instead
+        with socket.create_connection((parts.hostname, parts.port or DEFAULT_PORTS[name]),
+                                      timeout=CONNECT_TIMEOUT):
+            pass
+
+
+def _probe_postgres(url: str) -> None:
+    import psycopg
+
+    _tcp(url, "postgres")
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(conninfo, connect_timeout=int(CONNECT_TIMEOUT)) as conn:
+        conn.execute("SELECT 1").fetchone()
+
+
+def _probe_redis(url: str) -> None:
+    import redis
+
+    _tcp(url, "redis")
+    client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT,
+                                  socket_timeout=CONNECT_TIMEOUT)
+    try:
+        if not client.ping():
+            raise ConnectionError("PING was not answered")
+    finally:
+        client.close()
+
+
+_PROBES = {
+    "postgres": _probe_postgres,
+    "redis": _probe_redis,
+    "nats": lambda url: _tcp(url, "nats"),
+}
+
+
+def _one_line(exc: Exception) -> str:
+    text_ = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text_[0]}" if text_ else type(exc).__name__
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
 
 
 # -- databases -----------------------------------------------------------------------
@@ -53,29 +145,40 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _pg_admin_url(url: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/postgres"
+@functools.cache
+def _postgres_admin() -> Engine:
+    """Connections to the server's maintenance database, for CREATE/DROP DATABASE."""
+    url = make_url(service_url("postgres")).set(drivername="postgresql+psycopg",
+                                                database="postgres")
+    return create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+
+
+@contextmanager
+def temporary_postgres_database(prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new database on the test server, empty or a copy of `template`, dropped afterwards
+    even if connections to it are still open. Yields its URL. Skips without PostgreSQL."""
+    server = service_url("postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
+    with _postgres_admin().connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+    try:
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with _postgres_admin().connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
-    url = need_service(POSTGRES_URL, "postgres")
-    admin = create_engine(_pg_admin_url(url).replace("postgresql://", "postgresql+psycopg://"),
-                          isolation_level="AUTOCOMMIT")
-    name = f"studio_tpl_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    """The name of a migrated database that each PostgreSQL test's database is copied from."""
     from studio.db.engine import make_engine
 
-    tpl_url = f"{url.rpartition('/')[0]}/{name}"
-    engine = make_engine(tpl_url)
-    upgrade(engine)
-    engine.dispose()
-    yield name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_postgres_database("studio_tpl") as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield make_url(url).database
 
 
 def make_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -87,17 +190,8 @@ def make_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Pa
         yield f"sqlite:///{path}"
         return
     template_name = request.getfixturevalue("postgres_template")
-    admin = create_engine(_pg_admin_url(POSTGRES_URL).replace("postgresql://", "postgresql+psycopg://"),
-                          isolation_level="AUTOCOMMIT")
-    name = f"studio_t_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"'))
-    try:
-        yield f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_postgres_database("studio_t", template_name) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -34,7 +34,7 @@ def outbox(url: str, name: str, stage: str) -> None:
         def append_then_hang(conn, batch):
             stored = original(conn, batch)
             print("appended", flush=True)
-            time.sleep(60)
+            time.sleep(60)  # the crash point under test: the test kills us while we sleep
             return stored
 
         store.append = append_then_hang  # type: ignore[method-assign]
@@ -43,7 +43,7 @@ def outbox(url: str, name: str, stage: str) -> None:
         create_organization(uow, name)
         if stage == "after_change":
             print("changed", flush=True)
-            time.sleep(60)
+            time.sleep(60)  # the crash point under test: the test kills us while we sleep
     print("committed", flush=True)
 
 

@@ -31,7 +31,7 @@ class EffectCounter:
 
     def handle(self, uow, event) -> None:
         if self.delay:
-            time.sleep(self.delay)
+            time.sleep(self.delay)  # a deliberately slow handler: the behaviour under test
         uow.conn.execute(
             text("INSERT INTO test_effects (event_id, position) VALUES (:e, :p)"),
             {"e": str(event.id), "p": event.position},

@@ -9,8 +9,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from tests.timing_support import wait_until
 
 
 def free_port() -> int:
@@ -20,17 +21,16 @@ def free_port() -> int:
 
 
 def wait_port(port: int, up: bool = True, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Until a server process of ours listens on `port` (or stopped listening)."""
+
+    def listening() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                if up:
-                    return
+                return True
         except OSError:
-            if not up:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not come {'up' if up else 'down'}")
+            return False
+
+    wait_until(lambda: listening() == up, timeout, f"port {port} to come {'up' if up else 'down'}")
 
 
 class OwnNats:

@@ -1,16 +1,29 @@
-"""Bad input at the boundary: the right 4xx in the envelope, never a 500, nothing half-written."""
+"""Bad input at the boundary: the right 4xx in the envelope, never a 500, nothing half-written.
+
+Every refused request is one row of CASES, sent by test_refused against one seeded world per
+backend; each must answer with exactly its status and error code, write nothing, and (where
+the row says) name exactly its fields and carry its message. To cover a new refusal, add a
+row. Requests that must be accepted, and what they store, have tests of their own below."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import json
+import re
 import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import jwt
 import pytest
 from sqlalchemy import text
+from starlette.testclient import TestClient
 
+from studio.app import create_app
+from studio.bootstrap import Container, bootstrap
+from tests.conftest import World, make_database_url, make_settings, seed_world
 from tests.gateway_support import assert_envelope
 
 TABLES = (
@@ -31,6 +44,392 @@ def counts(container) -> dict[str, int]:
         return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}  # noqa: S608
 
 
+# -- the table -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Ref:
+    """A value known once the world is seeded: the context entry `name` (see `boundary`)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str  # formatted with the context: {project_a}, {evidence}, {viewer} ...
+    status: int
+    code: str
+    fields: frozenset[str] | None = None  # exactly these error-detail fields (None: unchecked)
+    who: str | None = "admin"  # the seeded role that sends it; None: no credentials
+    json: Any = None  # a JSON body; Ref values are filled in from the context
+    content: bytes | Callable[[dict[str, Any]], Any] | None = None  # raw body, or ctx -> body
+    headers: tuple[tuple[str, str], ...] = ()  # extra headers, values formatted with the context
+    message: str | None = None  # a regex the error message must match (formatted likewise)
+    detail_message: str | None = None  # the message every error detail must carry
+
+
+def case(id: str, method: str, path: str, status: int, code: str, *,
+         fields: set[str] | None = None, headers: dict[str, str] | list[tuple[str, str]] = (),
+         **options: Any) -> Any:
+    pairs = tuple(headers.items()) if isinstance(headers, dict) else tuple(headers)
+    frozen = frozenset(fields) if fields is not None else None
+    return pytest.param(Case(method, path, status, code, frozen, headers=pairs, **options), id=id)
+
+
+JSON = {"Content-Type": "application/json"}
+DEEP = b"[" * 200_000 + b"]" * 200_000  # under the size limit, over the decoder's depth
+PROJECT = {"name": "Mass", "framework": "SOC 2"}
+
+
+def _over_the_limit(ctx: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"name": "Big", "framework": "SOC 2", "description": "x" * (ctx["max_body_bytes"] + 10)}
+    ).encode()
+
+
+def _over_the_limit_chunked(ctx: dict[str, Any]) -> Iterator[bytes]:
+    """No Content-Length: the body is streamed and counted as it arrives."""
+    payload = _over_the_limit(ctx)
+    for start in range(0, len(payload), 64 * 1024):
+        yield payload[start : start + 64 * 1024]
+
+
+# name -> error code; the tokens themselves are made in `boundary` (they need its key and world)
+BAD_TOKENS = {
+    "expired": "token_expired",
+    "forged": "invalid_token",
+    "alg-none": "invalid_token",
+    "HS384": "invalid_token",
+    "wrong-audience": "invalid_token",
+    "wrong-issuer": "invalid_token",
+    "not-yet-valid": "invalid_token",
+    "no-exp": "invalid_token",
+    "sub-not-a-uuid": "invalid_token",
+    "other-org": "invalid_token",
+    "garbage": "invalid_token",
+    "unknown-api-token": "invalid_token",
+}
+
+CASES = [
+    # -- malformed JSON and non-objects
+    *[
+        case(f"malformed-json-{label}", "POST", "/api/v1/projects", 400, "invalid_json",
+             headers=JSON, content=raw, message="^malformed JSON")
+        for label, raw in (
+            ("cut-off", b'{"name": "x",'),
+            ("single-quotes", b"{'name': 'x'}"),
+            ("extra-brace", b'{"name": "x"}}'),
+            ("not-utf8", b"\xff\xfe"),
+            ("not-json", b"NaN-ish"),
+        )
+    ],
+    case("too-deep-json", "POST", "/api/v1/projects", 400, "invalid_json",
+         headers=JSON, content=DEEP),
+    *[
+        case(f"json-{label}-not-an-object", "POST", "/api/v1/projects", 400,
+             "validation_error", headers=JSON, content=json.dumps(value).encode())
+        for label, value in (("array", [1, 2]), ("string", "a string"), ("number", 42),
+                             ("null", None))
+    ],
+    # -- wrong types and missing fields
+    case("project-missing-fields", "POST", "/api/v1/projects", 400, "validation_error",
+         json={}, fields={"name", "framework"}),
+    case("project-wrong-types", "POST", "/api/v1/projects", 400, "validation_error",
+         json={"name": 5, "framework": ["SOC 2"]}, fields={"name", "framework"}),
+    case("evidence-score-a-word", "PATCH", "/api/v1/evidence/{evidence}", 400,
+         "validation_error", json={"qualityScore": "high"}, fields={"qualityScore"}),
+    case("user-bad-email", "POST", "/api/v1/users", 400, "validation_error",
+         json={"email": "not-an-email", "name": "N", "role": "viewer",
+               "password": "long enough pass"},
+         fields={"email"}),
+    case("user-short-password", "POST", "/api/v1/users", 400, "validation_error",
+         json={"email": "short@one.example", "name": "N", "role": "viewer", "password": "short"},
+         fields={"password"}),
+    case("limit-not-a-number", "GET", "/api/v1/projects?limit=abc", 400, "invalid_parameter",
+         fields={"limit"}),
+    case("limit-too-large", "GET", "/api/v1/projects?limit=100000", 400, "invalid_parameter",
+         fields={"limit"}),
+    case("empty-project-patch", "PATCH", "/api/v1/projects/{project_a}", 400,
+         "validation_error", json={}),
+    case("evidence-expires-before-effective", "POST", "/api/v1/projects/{project_a}/evidence",
+         400, "validation_error",
+         json={"title": "T", "effectiveDate": "2025-05-01", "expiresAt": "2025-04-01"}),
+    # -- unknown fields: no mass assignment
+    *[
+        case(f"project-create-{field}", "POST", "/api/v1/projects", 400, "validation_error",
+             json={**PROJECT, field: value}, fields={field}, detail_message="unknown field")
+        for field, value in (
+            ("organizationId", Ref("other_org")),
+            ("complianceScore", 100),
+            ("id", Ref("random_id")),
+            ("createdBy", Ref("viewer")),
+            ("version", 7),
+        )
+    ],
+    *[
+        case(f"evidence-create-{field}", "POST", "/api/v1/projects/{project_a}/evidence", 400,
+             "validation_error", who="customer", json={"title": "Mass", field: value},
+             fields={field})
+        for field, value in (
+            ("status", "approved"),
+            ("qualityScore", 100),
+            ("organizationId", Ref("other_org")),
+            ("projectId", Ref("project_b")),
+            ("createdBy", Ref("admin_user")),
+        )
+    ],
+    case("evidence-patch-status", "PATCH", "/api/v1/evidence/{evidence}", 400,
+         "validation_error", json={"status": "approved"}, fields={"status"}),
+    case("project-patch-complianceScore", "PATCH", "/api/v1/projects/{project_a}", 400,
+         "validation_error", json={"complianceScore": 99}, fields={"complianceScore"}),
+    case("user-patch-organizationId", "PATCH", "/api/v1/users/{viewer}", 400,
+         "validation_error", json={"organizationId": Ref("other_org")},
+         fields={"organizationId"}),
+    case("login-with-a-role", "POST", "/api/v1/auth/login", 400, "validation_error", who=None,
+         json={"email": "admin@one.example", "password": "x", "role": "super_admin"},
+         fields={"role"}),
+    # -- bodies over the limit
+    case("body-over-the-limit", "POST", "/api/v1/projects", 413, "payload_too_large",
+         headers=JSON, content=_over_the_limit, message="{max_body_bytes}"),
+    case("streamed-body-over-the-limit", "POST", "/api/v1/projects", 413, "payload_too_large",
+         headers=JSON, content=_over_the_limit_chunked),
+    # -- invalid ids, cursors and versions
+    *[
+        case(f"id-{label}", method, path, 400, "invalid_parameter")
+        for label, method, path in (
+            ("not-a-uuid", "GET", "/api/v1/projects/not-a-uuid"),
+            ("a-number", "GET", "/api/v1/evidence/123"),
+            ("sql", "GET", "/api/v1/users/%27%20OR%201=1"),
+            ("member-xyz", "DELETE", "/api/v1/projects/{project_a}/members/xyz"),
+            ("uuid-cut-short", "GET", "/api/v1/projects/00000000-0000-0000-0000"),
+        )
+    ],
+    case("member-user-id-not-a-uuid", "PUT", "/api/v1/projects/{project_a}/members", 400,
+         "validation_error", json={"userId": "nope", "role": "viewer"}, fields={"userId"}),
+    case("cursor-garbage", "GET", "/api/v1/projects?cursor=garbage", 400, "invalid_cursor"),
+    case("cursor-wrong-shape", "GET", "/api/v1/projects?cursor=eyJ4IjoxfQ", 400,
+         "invalid_cursor"),
+    case("cursor-nul", "GET", "/api/v1/projects?cursor=%00", 400, "invalid_cursor"),
+    case("cursor-too-long", "GET", "/api/v1/projects?cursor=" + "a" * 600, 400,
+         "invalid_parameter", fields={"cursor"}),
+    case("if-match-not-a-version", "PATCH", "/api/v1/evidence/{evidence}", 400,
+         "invalid_parameter", headers={"If-Match": "v-three"}, json={"title": "New"}),
+    case("if-match-stale-version", "PATCH", "/api/v1/evidence/{evidence}", 409,
+         "version_conflict", headers={"If-Match": "2"}, json={"title": "New"}),
+    # -- no type coercion in bodies
+    *[
+        case(f"token-days-{label}", "POST", "/api/v1/tokens", 400, "validation_error",
+             json={"name": "ci", "expiresInDays": days}, fields={"expiresInDays"})
+        for label, days in (("true", True), ("string", "30"), ("fraction", 30.5), ("list", [30]))
+    ],
+    *[
+        case(f"is-active-{label}", "PATCH", "/api/v1/users/{viewer}", 400, "validation_error",
+             json={"isActive": flag}, fields={"isActive"})
+        for label, flag in (("1", 1), ("yes", "yes"), ("string-false", "false"), ("0", 0))
+    ],
+    case("project-name-a-number", "POST", "/api/v1/projects", 400, "validation_error",
+         json={"name": 123, "framework": "SOC 2"}, fields={"name"}),
+    # -- enums and scores
+    case("project-status-unknown", "POST", "/api/v1/projects", 400, "validation_error",
+         json={"name": "E", "framework": "F", "status": "deleted"}, fields={"status"}),
+    case("user-role-unknown", "POST", "/api/v1/users", 400, "validation_error",
+         json={"email": "e@one.example", "name": "E", "role": "god",
+               "password": "long enough pass"},
+         fields={"role"}),
+    case("evidence-status-filter-unknown", "GET",
+         "/api/v1/projects/{project_a}/evidence?status=lost", 400, "invalid_parameter",
+         fields={"status"}),
+    case("sort-by-a-secret-column", "GET", "/api/v1/projects?sort=password_hash", 400,
+         "invalid_parameter", fields={"sort"}),
+    case("review-decision-unknown", "POST", "/api/v1/evidence/{submitted}/review", 400,
+         "validation_error", who="auditor", json={"decision": "maybe"}, fields={"decision"}),
+    case("review-rejected-without-comment", "POST", "/api/v1/evidence/{submitted}/review", 400,
+         "validation_error", who="auditor", json={"decision": "rejected"}),
+    *[
+        case(f"quality-score-{label}", "PATCH", "/api/v1/evidence/{submitted}", 400,
+             "validation_error", json={"qualityScore": score}, fields={"qualityScore"})
+        for label, score in (
+            ("-1", -1), ("101", 101), ("-0.01", -0.01), ("100.5", 100.5), ("NaN", "NaN"),
+            ("string", "50"), ("true", True),
+        )
+    ],
+    # -- names: length and what is left after normalisation
+    *[
+        case(f"project-name-{label}", "POST", "/api/v1/projects", 400, "validation_error",
+             json={"name": name, "framework": "SOC 2"}, fields={"name"})
+        for label, name in (
+            ("empty", ""), ("blank", "   "), ("control-chars", "\x00\x01\x1f"),
+            ("256-chars", "x" * 256),
+        )
+    ],
+    # -- bad credentials, on a read and on a write
+    *[
+        case(f"bearer-{name}-{method}", method, "/api/v1/projects", 401, code, who=None,
+             headers={"Authorization": f"Bearer {{token_{name}}}"},
+             json={"name": name, "framework": "F"} if method == "POST" else None)
+        for name, code in BAD_TOKENS.items()
+        for method in ("GET", "POST")
+    ],
+    case("two-authorization-headers", "GET", "/api/v1/me", 401, "invalid_token", who=None,
+         headers=[("authorization", "Bearer {admin_token}"), ("authorization", "Bearer x.y.z")]),
+    *[
+        case(f"authorization-{label}", "GET", "/api/v1/me", 401, "invalid_token", who=None,
+             headers={"Authorization": header})
+        for label, header in (
+            ("basic", "Basic YWRtaW46cGFzcw=="), ("bearer-alone", "Bearer"),
+            ("bearer-empty", "Bearer "), ("other-scheme", "Token abc"),
+        )
+    ],
+    # -- content types other than JSON
+    *[
+        case(f"content-type-{content_type.split(';')[0]}", "POST", "/api/v1/projects", 415,
+             "unsupported_media_type", headers={"Content-Type": content_type},
+             content=json.dumps({"name": "Typed", "framework": "SOC 2"}).encode(),
+             message="application/json")
+        for content_type in (
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/xml",
+        )
+    ],
+]
+
+
+# -- the world the cases run against ---------------------------------------------------------
+@dataclass
+class Boundary:
+    container: Container
+    client: TestClient
+    world: World
+    ctx: dict[str, Any]  # what paths, bodies and headers refer to
+
+    def headers(self, case: Case) -> list[tuple[str, str]]:
+        sent = list(self.world[case.who].headers.items()) if case.who else []
+        return sent + [(name, value.format(**self.ctx)) for name, value in case.headers]
+
+
+def _claims(world, **overrides):
+    now = dt.datetime.now(dt.UTC)
+    claims = {
+        "sub": str(world["admin"].user_id),
+        "org": str(world.org_id),
+        "aud": "studio-api",
+        "iss": "studio-platform",
+        "iat": int(now.timestamp()),
+        "nbf": int(now.timestamp()),
+        "exp": int((now + dt.timedelta(minutes=5)).timestamp()),
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _bad_tokens(key: str, world: World) -> dict[str, str]:
+    past = int((dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).timestamp())
+    future = int((dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).timestamp())
+    other_key = "another-key-of-sufficient-length-0123456789abcdef"
+    tokens = {
+        "expired": jwt.encode(_claims(world, exp=past, nbf=past - 60, iat=past - 60), key, "HS256"),
+        "forged": jwt.encode(_claims(world), other_key, "HS256"),
+        "alg-none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(world))}.",
+        "HS384": jwt.encode(_claims(world), key, "HS384"),
+        "wrong-audience": jwt.encode(_claims(world, aud="another-api"), key, "HS256"),
+        "wrong-issuer": jwt.encode(_claims(world, iss="someone-else"), key, "HS256"),
+        "not-yet-valid": jwt.encode(_claims(world, nbf=future), key, "HS256"),
+        "no-exp": jwt.encode(_claims(world, exp=None), key, "HS256"),
+        "sub-not-a-uuid": jwt.encode(_claims(world, sub="admin"), key, "HS256"),
+        "other-org": jwt.encode(_claims(world, org=str(world.other_org_id)), key, "HS256"),
+        "garbage": "a.b.c",
+        "unknown-api-token": "stp_" + "x" * 43,
+    }
+    assert set(tokens) == set(BAD_TOKENS)
+    return tokens
+
+
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def boundary_url(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from make_database_url(request.param, request, tmp_path_factory.mktemp("bad-input"))
+
+
+@pytest.fixture(scope="module")
+def boundary(boundary_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boundary]:
+    """One seeded world per backend for all the cases: each is refused and writes nothing
+    (test_refused checks that), so none can disturb the next."""
+    container = bootstrap(make_settings(tmp_path_factory.mktemp("bad-input-data"), boundary_url))
+    try:
+        world = seed_world(container)
+        with TestClient(create_app(container), raise_server_exceptions=False) as client:
+            customer = world["customer"].headers
+            ids = []
+            for title in ("Firewall export", "Access review"):
+                created = client.post(f"/api/v1/projects/{world.project_a}/evidence",
+                                      headers=customer, json={"title": title, "controlId": "SC-7"})
+                assert created.status_code == 201, created.text
+                ids.append(created.json()["data"]["id"])
+            submitted = client.post(f"/api/v1/evidence/{ids[1]}/submit", headers=customer)
+            assert submitted.status_code == 200, submitted.text
+            ctx = {
+                "project_a": str(world.project_a),
+                "project_b": str(world.project_b),
+                "evidence": ids[0],  # a draft, version 1
+                "submitted": ids[1],  # in review
+                "viewer": str(world["viewer"].user_id),
+                "admin_user": str(world["admin"].user_id),
+                "other_org": str(world.other_org_id),
+                "random_id": str(uuid.uuid4()),
+                "admin_token": world["admin"].token,
+                "max_body_bytes": container.settings.max_body_bytes,
+                **{f"token_{name}": token for name, token in
+                   _bad_tokens(container.settings.signing_key, world).items()},
+            }
+            yield Boundary(container, client, world, ctx)
+    finally:
+        container.close()
+
+
+def _filled(value: Any, ctx: dict[str, Any]) -> Any:
+    if isinstance(value, Ref):
+        return ctx[value.name]
+    if isinstance(value, dict):
+        return {k: _filled(v, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_filled(v, ctx) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_refused(boundary: Boundary, case: Case) -> None:
+    ctx = boundary.ctx
+    path = case.path.format(**ctx)
+    options: dict[str, Any] = {"headers": boundary.headers(case)}
+    if case.json is not None:
+        options["json"] = _filled(case.json, ctx)
+    if case.content is not None:
+        options["content"] = case.content(ctx) if callable(case.content) else case.content
+    before = counts(boundary.container)
+    response = boundary.client.request(case.method, path, **options)
+    error = assert_envelope(response, status=case.status, code=case.code)["error"]
+    assert counts(boundary.container) == before, f"{case.method} {path} wrote something"
+    if case.fields is not None:
+        assert {d["field"] for d in error["details"]} == case.fields, error
+    if case.message is not None:
+        assert re.search(case.message.format(**ctx), error["message"]), error
+    if case.detail_message is not None:
+        assert error["details"], error
+        assert all(d["message"] == case.detail_message for d in error["details"]), error
+
+
+def test_the_table_ids_are_unique() -> None:
+    ids = [param.id for param in CASES]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+# -- what must be accepted -------------------------------------------------------------------
 @pytest.fixture
 def evidence_id(client, world):
     created = client.post(
@@ -42,446 +441,15 @@ def evidence_id(client, world):
     return created.json()["data"]["id"]
 
 
-def _rejected(client, container, method, path, *, status, code, fields=None, **kwargs):
-    before = counts(container)
-    response = client.request(method, path, **kwargs)
-    body = assert_envelope(response, status=status, code=code)
-    assert counts(container) == before, f"{method} {path} wrote something"
-    if fields is not None:
-        assert {d["field"] for d in body["error"]["details"]} == set(fields), body["error"]
-    return body
-
-
-def test_malformed_json_and_non_objects(client, container, world):
-    admin = {**world["admin"].headers, "Content-Type": "application/json"}
-    for raw in (b'{"name": "x",', b"{'name': 'x'}", b'{"name": "x"}}', b"\xff\xfe", b"NaN-ish"):
-        body = _rejected(
-            client,
-            container,
-            "POST",
-            "/api/v1/projects",
-            status=400,
-            code="invalid_json",
-            headers=admin,
-            content=raw,
-        )
-        assert body["error"]["message"].startswith("malformed JSON")
-    deep = b"[" * 200_000 + b"]" * 200_000  # under the size limit, over the decoder's depth
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/projects",
-        status=400,
-        code="invalid_json",
-        headers=admin,
-        content=deep,
+def test_a_whole_float_is_an_integer(client, world):
+    whole = client.post(
+        "/api/v1/tokens", headers=world["admin"].headers, json={"name": "ci", "expiresInDays": 30.0}
     )
-    for value in ([1, 2], "a string", 42, None):
-        _rejected(
-            client,
-            container,
-            "POST",
-            "/api/v1/projects",
-            status=400,
-            code="validation_error",
-            headers=admin,
-            content=json.dumps(value).encode(),
-        )
-
-
-def test_wrong_types_and_missing_fields(client, container, world, evidence_id):
-    admin = world["admin"].headers
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/projects",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={},
-        fields={"name", "framework"},
-    )
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/projects",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"name": 5, "framework": ["SOC 2"]},
-        fields={"name", "framework"},
-    )
-    _rejected(
-        client,
-        container,
-        "PATCH",
-        f"/api/v1/evidence/{evidence_id}",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"qualityScore": "high"},
-        fields={"qualityScore"},
-    )
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/users",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={
-            "email": "not-an-email",
-            "name": "N",
-            "role": "viewer",
-            "password": "long enough pass",
-        },
-        fields={"email"},
-    )
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/users",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"email": "short@one.example", "name": "N", "role": "viewer", "password": "short"},
-        fields={"password"},
-    )
-    _rejected(
-        client,
-        container,
-        "GET",
-        "/api/v1/projects?limit=abc",
-        status=400,
-        code="invalid_parameter",
-        headers=admin,
-        fields={"limit"},
-    )
-    _rejected(
-        client,
-        container,
-        "GET",
-        "/api/v1/projects?limit=100000",
-        status=400,
-        code="invalid_parameter",
-        headers=admin,
-        fields={"limit"},
-    )
-    _rejected(
-        client,
-        container,
-        "PATCH",
-        f"/api/v1/projects/{world.project_a}",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={},
-    )
-    _rejected(
-        client,
-        container,
-        "POST",
-        f"/api/v1/projects/{world.project_a}/evidence",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"title": "T", "effectiveDate": "2025-05-01", "expiresAt": "2025-04-01"},
-    )
-
-
-def test_unknown_fields_are_rejected_no_mass_assignment(client, container, world, evidence_id):
-    admin = world["admin"].headers
-    other_org = str(world.other_org_id)
-    for extra in (
-        {"organizationId": other_org},
-        {"complianceScore": 100},
-        {"id": str(uuid.uuid4())},
-        {"createdBy": str(world["viewer"].user_id)},
-        {"version": 7},
-    ):
-        body = _rejected(
-            client,
-            container,
-            "POST",
-            "/api/v1/projects",
-            status=400,
-            code="validation_error",
-            headers=admin,
-            json={"name": "Mass", "framework": "SOC 2", **extra},
-            fields=set(extra),
-        )
-        assert body["error"]["details"][0]["message"] == "unknown field"
-    for extra in (
-        {"status": "approved"},
-        {"qualityScore": 100},
-        {"organizationId": other_org},
-        {"projectId": str(world.project_b)},
-        {"createdBy": str(world["admin"].user_id)},
-    ):
-        _rejected(
-            client,
-            container,
-            "POST",
-            f"/api/v1/projects/{world.project_a}/evidence",
-            status=400,
-            code="validation_error",
-            headers=world["customer"].headers,
-            json={"title": "Mass", **extra},
-            fields=set(extra),
-        )
-    _rejected(
-        client,
-        container,
-        "PATCH",
-        f"/api/v1/evidence/{evidence_id}",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"status": "approved"},
-        fields={"status"},
-    )
-    _rejected(
-        client,
-        container,
-        "PATCH",
-        f"/api/v1/projects/{world.project_a}",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"complianceScore": 99},
-        fields={"complianceScore"},
-    )
-    _rejected(
-        client,
-        container,
-        "PATCH",
-        f"/api/v1/users/{world['viewer'].user_id}",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"organizationId": other_org},
-        fields={"organizationId"},
-    )
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/auth/login",
-        status=400,
-        code="validation_error",
-        json={"email": "admin@one.example", "password": "x", "role": "super_admin"},
-        fields={"role"},
-    )
-
-
-def test_body_over_the_limit(client, container, world):
-    limit = container.settings.max_body_bytes
-    payload = json.dumps(
-        {"name": "Big", "framework": "SOC 2", "description": "x" * (limit + 10)}
-    ).encode()
-    headers = {**world["admin"].headers, "Content-Type": "application/json"}
-    body = _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/projects",
-        status=413,
-        code="payload_too_large",
-        headers=headers,
-        content=payload,
-    )
-    assert str(limit) in body["error"]["message"]
-
-    def chunks():  # no Content-Length: the body is streamed and counted as it arrives
-        for start in range(0, len(payload), 64 * 1024):
-            yield payload[start : start + 64 * 1024]
-
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/projects",
-        status=413,
-        code="payload_too_large",
-        headers=headers,
-        content=chunks(),
-    )
-
-
-def test_invalid_ids_cursors_and_versions(client, container, world, evidence_id):
-    admin = world["admin"].headers
-    for path in (
-        "/api/v1/projects/not-a-uuid",
-        "/api/v1/evidence/123",
-        "/api/v1/users/%27%20OR%201=1",
-        f"/api/v1/projects/{world.project_a}/members/xyz",
-        "/api/v1/projects/00000000-0000-0000-0000",
-    ):
-        method = "DELETE" if path.endswith("xyz") else "GET"
-        _rejected(
-            client, container, method, path, status=400, code="invalid_parameter", headers=admin
-        )
-    _rejected(
-        client,
-        container,
-        "PUT",
-        f"/api/v1/projects/{world.project_a}/members",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"userId": "nope", "role": "viewer"},
-        fields={"userId"},
-    )
-    for cursor in ("garbage", "eyJ4IjoxfQ", "%00", "a" * 600):
-        response = client.get(f"/api/v1/projects?cursor={cursor}", headers=admin)
-        assert response.status_code == 400, cursor
-        assert response.json()["error"]["code"] in ("invalid_cursor", "invalid_parameter")
-    _rejected(
-        client,
-        container,
-        "PATCH",
-        f"/api/v1/evidence/{evidence_id}",
-        status=400,
-        code="invalid_parameter",
-        headers={**admin, "If-Match": "v-three"},
-        json={"title": "New"},
-    )
-    _rejected(
-        client,
-        container,
-        "PATCH",
-        f"/api/v1/evidence/{evidence_id}",
-        status=409,
-        code="version_conflict",
-        headers={**admin, "If-Match": "2"},
-        json={"title": "New"},
-    )
-
-
-def test_no_type_coercion_in_bodies(client, container, world):
-    admin = world["admin"].headers
-    for days in (True, "30", 30.5, [30]):
-        _rejected(
-            client,
-            container,
-            "POST",
-            "/api/v1/tokens",
-            status=400,
-            code="validation_error",
-            headers=admin,
-            json={"name": "ci", "expiresInDays": days},
-            fields={"expiresInDays"},
-        )
-    whole = client.post("/api/v1/tokens", headers=admin, json={"name": "ci", "expiresInDays": 30.0})
     assert whole.status_code == 201  # JSON Schema counts 30.0 as an integer
-    for flag in (1, "yes", "false", 0):
-        _rejected(
-            client,
-            container,
-            "PATCH",
-            f"/api/v1/users/{world['viewer'].user_id}",
-            status=400,
-            code="validation_error",
-            headers=admin,
-            json={"isActive": flag},
-            fields={"isActive"},
-        )
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/projects",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"name": 123, "framework": "SOC 2"},
-        fields={"name"},
-    )
 
 
-def test_enums_and_scores(client, container, world, evidence_id):
+def test_quality_scores_in_range_are_stored(client, world, evidence_id):
     admin = world["admin"].headers
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/projects",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"name": "E", "framework": "F", "status": "deleted"},
-        fields={"status"},
-    )
-    _rejected(
-        client,
-        container,
-        "POST",
-        "/api/v1/users",
-        status=400,
-        code="validation_error",
-        headers=admin,
-        json={"email": "e@one.example", "name": "E", "role": "god", "password": "long enough pass"},
-        fields={"role"},
-    )
-    _rejected(
-        client,
-        container,
-        "GET",
-        f"/api/v1/projects/{world.project_a}/evidence?status=lost",
-        status=400,
-        code="invalid_parameter",
-        headers=admin,
-        fields={"status"},
-    )
-    _rejected(
-        client,
-        container,
-        "GET",
-        "/api/v1/projects?sort=password_hash",
-        status=400,
-        code="invalid_parameter",
-        headers=admin,
-        fields={"sort"},
-    )
-    client.post(f"/api/v1/evidence/{evidence_id}/submit", headers=world["customer"].headers)
-    _rejected(
-        client,
-        container,
-        "POST",
-        f"/api/v1/evidence/{evidence_id}/review",
-        status=400,
-        code="validation_error",
-        headers=world["auditor"].headers,
-        json={"decision": "maybe"},
-        fields={"decision"},
-    )
-    _rejected(
-        client,
-        container,
-        "POST",
-        f"/api/v1/evidence/{evidence_id}/review",
-        status=400,
-        code="validation_error",
-        headers=world["auditor"].headers,
-        json={"decision": "rejected"},
-    )
-    for score in (-1, 101, -0.01, 100.5, "NaN", "50", True):
-        _rejected(
-            client,
-            container,
-            "PATCH",
-            f"/api/v1/evidence/{evidence_id}",
-            status=400,
-            code="validation_error",
-            headers=admin,
-            json={"qualityScore": score},
-            fields={"qualityScore"},
-        )
     for score in (0, 100, 55.5):
         response = client.patch(
             f"/api/v1/evidence/{evidence_id}", headers=admin, json={"qualityScore": score}
@@ -489,20 +457,8 @@ def test_enums_and_scores(client, container, world, evidence_id):
         assert response.status_code == 200 and response.json()["data"]["qualityScore"] == score
 
 
-def test_name_lengths_and_normalisation(client, container, world):
+def test_names_up_to_the_limit_are_kept_and_normalised(client, world):
     admin = world["admin"].headers
-    for name in ("", "   ", "\x00\x01\x1f", "x" * 256):
-        _rejected(
-            client,
-            container,
-            "POST",
-            "/api/v1/projects",
-            status=400,
-            code="validation_error",
-            headers=admin,
-            json={"name": name, "framework": "SOC 2"},
-            fields={"name"},
-        )
     ok = client.post(
         "/api/v1/projects", headers=admin, json={"name": "x" * 255, "framework": "SOC 2"}
     )
@@ -560,115 +516,10 @@ def test_sql_and_html_payloads_are_stored_inert(client, container, world):
     assert fetched["description"] == cleaned and fetched["title"] == html_name
 
 
-def _claims(world, **overrides):
-    now = dt.datetime.now(dt.UTC)
-    claims = {
-        "sub": str(world["admin"].user_id),
-        "org": str(world.org_id),
-        "aud": "studio-api",
-        "iss": "studio-platform",
-        "iat": int(now.timestamp()),
-        "nbf": int(now.timestamp()),
-        "exp": int((now + dt.timedelta(minutes=5)).timestamp()),
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def _b64(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def test_bad_tokens(client, container, world):
-    key = container.settings.signing_key
-    past = int((dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).timestamp())
-    future = int((dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).timestamp())
-    tokens = {
-        "expired": (
-            jwt.encode(_claims(world, exp=past, nbf=past - 60, iat=past - 60), key, "HS256"),
-            "token_expired",
-        ),
-        "forged": (
-            jwt.encode(
-                _claims(world), "another-key-of-sufficient-length-0123456789abcdef", "HS256"
-            ),
-            "invalid_token",
-        ),
-        "alg none": (
-            f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(world))}.",
-            "invalid_token",
-        ),
-        "HS384": (jwt.encode(_claims(world), key, "HS384"), "invalid_token"),
-        "wrong audience": (
-            jwt.encode(_claims(world, aud="another-api"), key, "HS256"),
-            "invalid_token",
-        ),
-        "wrong issuer": (
-            jwt.encode(_claims(world, iss="someone-else"), key, "HS256"),
-            "invalid_token",
-        ),
-        "not yet valid": (jwt.encode(_claims(world, nbf=future), key, "HS256"), "invalid_token"),
-        "no exp": (jwt.encode(_claims(world, exp=None), key, "HS256"), "invalid_token"),
-        "sub not a uuid": (jwt.encode(_claims(world, sub="admin"), key, "HS256"), "invalid_token"),
-        "other org": (
-            jwt.encode(_claims(world, org=str(world.other_org_id)), key, "HS256"),
-            "invalid_token",
-        ),
-        "garbage": ("a.b.c", "invalid_token"),
-        "unknown api token": ("stp_" + "x" * 43, "invalid_token"),
-    }
-    for name, (token, code) in tokens.items():
-        for method, path, kwargs in (
-            ("GET", "/api/v1/projects", {}),
-            ("POST", "/api/v1/projects", {"json": {"name": name, "framework": "F"}}),
-        ):
-            _rejected(
-                client,
-                container,
-                method,
-                path,
-                status=401,
-                code=code,
-                headers={"Authorization": f"Bearer {token}"},
-                **kwargs,
-            )
-    two = [("authorization", f"Bearer {world['admin'].token}"), ("authorization", "Bearer x.y.z")]
-    _rejected(client, container, "GET", "/api/v1/me", status=401, code="invalid_token", headers=two)
-    for header in ("Basic YWRtaW46cGFzcw==", "Bearer", "Bearer ", "Token abc"):
-        _rejected(
-            client,
-            container,
-            "GET",
-            "/api/v1/me",
-            status=401,
-            code="invalid_token",
-            headers={"Authorization": header},
-        )
-
-
-def test_wrong_content_type(client, container, world):
-    admin = world["admin"].headers
-    payload = json.dumps({"name": "Typed", "framework": "SOC 2"}).encode()
-    for content_type in (
-        "text/plain",
-        "application/x-www-form-urlencoded",
-        "multipart/form-data; boundary=x",
-        "application/xml",
-    ):
-        body = _rejected(
-            client,
-            container,
-            "POST",
-            "/api/v1/projects",
-            status=415,
-            code="unsupported_media_type",
-            headers={**admin, "Content-Type": content_type},
-            content=payload,
-        )
-        assert "application/json" in body["error"]["message"]
+def test_json_with_a_charset_is_accepted(client, world):
     ok = client.post(
         "/api/v1/projects",
-        headers={**admin, "Content-Type": "application/json; charset=utf-8"},
-        content=payload,
+        headers={**world["admin"].headers, "Content-Type": "application/json; charset=utf-8"},
+        content=json.dumps({"name": "Typed", "framework": "SOC 2"}).encode(),
     )
     assert ok.status_code == 201

@@ -8,15 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 import structlog
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from studio.cli.main import app
@@ -25,7 +23,8 @@ from studio.db.migrate import current
 from studio.domains.evidence.models import evidence
 from studio.domains.projects.models import projects
 from studio.domains.users.models import organizations, users
-from tests.conftest import POSTGRES_URL, _pg_admin_url
+from tests.conftest import temporary_postgres_database
+from tests.timing_support import wait_until
 
 PASSWORD = "a long enough password"
 ROW = re.compile(r"(super_admin|admin|manager|auditor|customer|viewer)\s*│\s*(\S+@\S+)\s*│\s*(\S+)")
@@ -37,17 +36,8 @@ def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'data' / 'studio.db.engine'}"
         return
-    admin = create_engine(_pg_admin_url(POSTGRES_URL).replace("postgresql://", "postgresql+psycopg://"),
-                          isolation_level="AUTOCOMMIT")
-    name = f"studio_cli_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{POSTGRES_URL.rpartition('/')[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_postgres_database("studio_cli") as url:
+        yield url
 
 
 @pytest.fixture
@@ -223,17 +213,16 @@ def test_serve_answers_with_demo_data(cli_env, tmp_path):
         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:  # another process: nothing to wait on but its answer
+        assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+        try:
+            return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
+        wait_until(ready, 60, "the server to answer /readyz", interval=0.2)
         login = httpx.post(f"{base}/api/v1/auth/login", json={"email": email, "password": password}, timeout=10)
         assert login.status_code == 200, login.text
         token = login.json()["data"]["accessToken"]

@@ -206,27 +206,51 @@ def test_page_limit(client, world, container, evidence_id):
     assert "30 pages; the limit is 20" in outcome.data["reason"]
 
 
-def test_unknown_form_fields_and_cut_off_bodies_are_refused(client, world, container, evidence_id):
-    body, headers = multipart("a.txt", b"text", fields={"owner": "someone-else"})
+def _date_after_the_file() -> bytes:
+    body, _ = multipart("a.txt", b"text", "text/plain")
+    # the date field arrives after the file, as browsers may order it
+    return body.replace(
+        f"--{BOUNDARY}--".encode(),
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="effectiveDate"\r\n\r\n'
+        f"30/06/2026\r\n--{BOUNDARY}--".encode(),
+    )
+
+
+FORM = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+# id: (body, headers, status, code, the field the first error detail names or None)
+REFUSED_FORMS = {
+    "unknown-form-field": (
+        multipart("a.txt", b"text", fields={"owner": "someone-else"})[0], FORM, 400,
+        "validation_error", None,
+    ),
+    "cut-off-body": (
+        multipart("a.txt", b"text that never ends", close=False)[0], FORM, 400,
+        "validation_error", None,
+    ),
+    "not-multipart": (
+        b"just bytes", {"Content-Type": "text/plain"}, 415, "unsupported_media_type", None,
+    ),
+    "bad-effective-date-after-the-file": (
+        _date_after_the_file(), FORM, 400, "validation_error", "effectiveDate",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "code", "field"), list(REFUSED_FORMS.values()),
+    ids=list(REFUSED_FORMS),
+)
+def test_bad_form_bodies_are_refused_and_leave_nothing(
+    client, world, container, evidence_id, body, headers, status, code, field
+):
     answer = client.post(
         f"{API}/evidence/{evidence_id}/files",
         content=body,
         headers={**world["customer"].headers, **headers},
     )
-    assert_clean(client, container, answer, 400, "validation_error")
-    body, headers = multipart("a.txt", b"text that never ends", close=False)
-    answer = client.post(
-        f"{API}/evidence/{evidence_id}/files",
-        content=body,
-        headers={**world["customer"].headers, **headers},
-    )
-    assert_clean(client, container, answer, 400, "validation_error")
-    answer = client.post(
-        f"{API}/evidence/{evidence_id}/files",
-        content=b"just bytes",
-        headers={**world["customer"].headers, "Content-Type": "text/plain"},
-    )
-    assert_clean(client, container, answer, 415, "unsupported_media_type")
+    assert_clean(client, container, answer, status, code)
+    if field is not None:
+        assert answer.json()["error"]["details"][0]["field"] == field
 
 
 # -- the size limit ------------------------------------------------------------------------
@@ -289,25 +313,6 @@ def test_ordinary_json_routes_keep_the_small_body_limit(small):
         content=b'{"description": "' + b"x" * (2 * 1024 * 1024) + b'"}',
     )
     assert answer.status_code == 413
-
-
-def test_bad_effective_date_after_the_file_part_leaves_nothing(
-    client, world, container, evidence_id
-):
-    body, headers = multipart("a.txt", b"text", "text/plain")
-    # the date field arrives after the file, as browsers may order it
-    body = body.replace(
-        f"--{BOUNDARY}--".encode(),
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="effectiveDate"\r\n\r\n'
-        f"30/06/2026\r\n--{BOUNDARY}--".encode(),
-    )
-    answer = client.post(
-        f"{API}/evidence/{evidence_id}/files",
-        content=body,
-        headers={**world["customer"].headers, **headers},
-    )
-    assert_clean(client, container, answer, 400, "validation_error")
-    assert answer.json()["error"]["details"][0]["field"] == "effectiveDate"
 
 
 def test_legacy_encoded_csv_is_accepted_and_read(client, world, container, evidence_id):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import select, text
 
 from studio.events.activity import ProjectActivityProjection, project_activity
@@ -106,18 +104,11 @@ def test_side_effect_consumers_are_never_replayed(container):
 def test_poison_event_is_parked_after_exact_attempts_without_blocking_other_streams(container):
     db = container.db
     poison = Poison("bad")
-    d = Dispatcher(
-        db, [poison], retry=RetryPolicy(max_attempts=3, base_seconds=0.05, max_seconds=0.2)
-    )
+    # No backoff: every retry is due at once, so passes alone decide when it is parked.
+    d = Dispatcher(db, [poison], retry=RetryPolicy(max_attempts=3, base_seconds=0))
     emit(db, "work.item", "bad", 2)
     emit(db, "work.item", "good", 3)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        d.run_once()
-        with db.read() as conn:
-            if [r["status"] for r in dead_letters(conn)] == ["parked", "blocked"]:
-                break
-        time.sleep(0.05)
+    d.drain()  # until no retry is due: the first bad event is parked
     with db.read() as conn:
         letters = dead_letters(conn)
     assert [(r["status"], r["attempts"]) for r in letters] == [("parked", 3), ("blocked", 0)]
@@ -125,8 +116,7 @@ def test_poison_event_is_parked_after_exact_attempts_without_blocking_other_stre
     assert poison.attempts[first_bad] == 3
     assert [s for s, _ in poison.handled] == ["good"] * 3  # other streams flowed
     assert d.status()[0]["lag"] == 0
-    time.sleep(0.3)
-    d.run_once()
+    d.run_once()  # a retrying event would be due now
     assert poison.attempts[first_bad] == 3  # parked: no further attempts
     poison.healed = True
     assert d.retry_parked(event_id=letters[0]["event_id"]) == 1
@@ -139,17 +129,17 @@ def test_poison_event_is_parked_after_exact_attempts_without_blocking_other_stre
 def test_retry_succeeds_before_parking(container):
     db = container.db
     poison = Poison("flaky")
-    d = Dispatcher(db, [poison], retry=RetryPolicy(max_attempts=5, base_seconds=0.05))
+    d = Dispatcher(db, [poison], retry=RetryPolicy(max_attempts=5, base_seconds=0))
     emit(db, "work.item", "flaky", 2)
     d.run_once()
     with db.read() as conn:
         assert [r["status"] for r in dead_letters(conn)] == ["retrying", "blocked"]
     poison.healed = True
-    time.sleep(0.1)
-    d.drain()
+    d.drain()  # the retry is due at once
     with db.read() as conn:
         assert dead_letters(conn) == []
     assert len(poison.handled) == 2
+    assert list(poison.attempts.values()) == [2, 1]  # failed once, then succeeded on retry
 
 
 def test_two_dispatchers_share_a_consumer_without_double_effect(container):

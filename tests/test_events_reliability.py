@@ -18,6 +18,7 @@ from sqlalchemy import text
 from studio.errors import VersionConflict
 from studio.events.dispatcher import dead_letters
 from tests.events_support import EFFECTS_DDL, emit
+from tests.timing_support import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,12 +212,11 @@ def test_studio_worker_runs_the_consumers_until_sigterm(container, world, tmp_pa
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def projected() -> int:  # by the worker process: only the database shows it
             with container.db.read() as conn:
-                if conn.execute(text("SELECT count(*) FROM project_activity")).scalar_one() == 3:
-                    break
-            time.sleep(0.1)
+                return conn.execute(text("SELECT count(*) FROM project_activity")).scalar_one()
+
+        wait_until(lambda: projected() == 3, 20, "the worker to project the three projects")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     finally:

@@ -21,9 +21,10 @@ from studio.events.activity import project_activity
 from studio.events.dispatcher import Dispatcher
 from studio.events.models import event_publish_positions
 from studio.events.transport_nats import NatsWorker, connect
-from tests.conftest import IN_CI, NATS_URL, POSTGRES_URL, make_settings, need_service, seed_world
+from tests.conftest import IN_CI, make_settings, seed_world, service_url
 from tests.events_support import EFFECTS_DDL, EffectCounter, emit
 from tests.services_support import OwnNats, OwnPostgres
+from tests.timing_support import wait_until
 
 
 def _effects(db) -> int:
@@ -31,13 +32,18 @@ def _effects(db) -> int:
         return conn.execute(text("SELECT count(*) FROM test_effects")).scalar_one()
 
 
-def _until(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out: {what}")
+class IdleSignallingDispatcher(Dispatcher):
+    """Sets `idle` after a pass that found nothing to do: its loop then waits to be woken."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.idle = threading.Event()
+
+    def run_once(self, names=None) -> int:
+        handled = super().run_once(names)
+        if handled == 0:
+            self.idle.set()
+        return handled
 
 
 def _stream_messages(url: str, stream: str) -> int:
@@ -54,7 +60,7 @@ def _stream_messages(url: str, stream: str) -> int:
 @pytest.mark.nats
 @pytest.mark.slow
 def test_nats_down_writes_succeed_and_delivery_catches_up(tmp_path, database_url):
-    need_service(NATS_URL, "nats")
+    service_url("nats")  # gated like every NATS test, though it runs a server of its own
     nats = OwnNats(tmp_path / "jetstream")
     nats.start()
     suffix = uuid.uuid4().hex[:8]
@@ -68,7 +74,7 @@ def test_nats_down_writes_succeed_and_delivery_catches_up(tmp_path, database_url
     )
     api = bootstrap(settings)
     # The worker's dispatcher polls only every 60 s: prompt delivery below comes from NATS.
-    worker_dispatcher = Dispatcher(api.db, [EffectCounter()], poll_interval=60)
+    worker_dispatcher = IdleSignallingDispatcher(api.db, [EffectCounter()], poll_interval=60)
     worker = NatsWorker(
         worker_dispatcher, nats.url, settings.nats_stream, settings.nats_subject_prefix
     )
@@ -80,27 +86,29 @@ def test_nats_down_writes_succeed_and_delivery_catches_up(tmp_path, database_url
         worker.start()
         worker_dispatcher.start()
         assert api.relay.connected.wait(10) and worker.connected.wait(10)
-        time.sleep(0.3)  # the dispatcher's first pass, then it sleeps for the poll interval
+        # After its first pass the worker's loop waits 60 s unless NATS wakes it.
+        assert worker_dispatcher.idle.wait(10)
         for _ in range(10):
             emit(api.db, "work.item", "s", 2)
-        _until(lambda: _effects(api.db) == 20, 10, "events handled through NATS")
-
-        nats.stop()
-        for _ in range(10):
-            emit(api.db, "work.item", "s", 2)  # writes commit with NATS down
-        time.sleep(1.0)
-        assert _effects(api.db) == 20, "nothing can wake the worker while NATS is down"
-
-        nats.start()
-        _until(lambda: _effects(api.db) == 40, 20, "delivery caught up after NATS returned")
-        with api.db.read() as conn:
-            head = api.store.head_position(conn)
+        wait_until(lambda: _effects(api.db) == 20, 10, "events handled through NATS")
 
         def relayed() -> int:
             with api.db.read() as conn:
                 return conn.execute(select(event_publish_positions.c.position)).scalar() or 0
 
-        _until(lambda: relayed() == head, 10, "relay at head")
+        nats.stop()
+        for _ in range(10):
+            emit(api.db, "work.item", "s", 2)  # writes commit with NATS down
+        # The commits woke the relay; its publish fails and it drops the connection.
+        wait_until(lambda: not api.relay.connected.is_set(), 15, "the relay to see NATS gone")
+        with api.db.read() as conn:
+            head = api.store.head_position(conn)
+        assert relayed() < head, "nothing was published while NATS was down"
+        assert _effects(api.db) == 20, "nothing can wake the worker while NATS is down"
+
+        nats.start()
+        wait_until(lambda: _effects(api.db) == 40, 20, "delivery caught up after NATS returned")
+        wait_until(lambda: relayed() == head, 10, "relay at head")
         # every event published exactly once: retried publishes were deduplicated by id
         assert _stream_messages(nats.url, settings.nats_stream) == head
         assert worker.received >= 1
@@ -125,7 +133,7 @@ def _create_evidence(client, world, i) -> int:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
-    need_service(POSTGRES_URL, "postgres")
+    service_url("postgres")  # gated like every PostgreSQL test; it runs a cluster of its own
     try:
         pg = OwnPostgres()
     except (RuntimeError, OSError) as exc:
@@ -142,6 +150,7 @@ def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
         world = seed_world(c)
         acknowledged: list[str] = []
         outcomes: list[tuple[int, str]] = []
+        answered = threading.Condition()  # notified after each answer the loader records
         stop = threading.Event()
         with TestClient(create_app(c), raise_server_exceptions=False) as client:
 
@@ -149,23 +158,35 @@ def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
                 i = 0
                 while not stop.is_set():
                     status, value = _create_evidence(client, world, i)
-                    outcomes.append((status, value))
-                    if status == 201:
-                        acknowledged.append(value)
+                    with answered:
+                        outcomes.append((status, value))
+                        if status == 201:
+                            acknowledged.append(value)
+                        answered.notify_all()
                     i += 1
-                    time.sleep(0.01)
+                    time.sleep(0.01)  # paces the load; it waits for nothing
+
+            def until_answered(predicate, timeout: float, what: str) -> None:
+                with answered:
+                    assert answered.wait_for(predicate, timeout), f"timed out: {what}"
 
             loader = threading.Thread(target=load)
             loader.start()
-            _until(lambda: len(acknowledged) >= 10, 15, "writes before the outage")
+            until_answered(lambda: len(acknowledged) >= 10, 15, "writes before the outage")
             pg.stop("immediate")
-            down_from = len(outcomes)
-            time.sleep(1.5)
-            during = outcomes[down_from + 1 :]
+            with answered:
+                down_from = len(outcomes)
+            # The first answer may belong to a request sent before the stop; five more are
+            # answered with the server down.
+            until_answered(lambda: len(outcomes) >= down_from + 6, 15, "answers during the outage")
+            with answered:
+                during = outcomes[down_from + 1 :]
             ready = client.get("/readyz")
             pg.start()
-            before_restart = len(acknowledged)
-            _until(lambda: len(acknowledged) >= before_restart + 10, 20, "writes after the outage")
+            with answered:
+                before_restart = len(acknowledged)
+            until_answered(lambda: len(acknowledged) >= before_restart + 10, 20,
+                           "writes after the outage")
             stop.set()
             loader.join()
             assert during and all(s == 503 and v == "service_unavailable" for s, v in during)
@@ -176,7 +197,7 @@ def test_postgres_down_under_load_answers_503_and_loses_nothing(tmp_path):
             assert set(acknowledged) <= stored
             # the in-process consumers resume and catch up on everything committed
             c.dispatcher.wake()
-            _until(lambda: c.dispatcher.status()[0]["lag"] == 0, 15, "consumer lag back to zero")
+            wait_until(lambda: c.dispatcher.status()[0]["lag"] == 0, 15, "consumer lag at zero")
             with c.db.read() as conn:
                 total = conn.execute(
                     select(project_activity.c.evidence_total).where(

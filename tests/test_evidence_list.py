@@ -4,7 +4,6 @@ cursors and parameters refused; tokens' verification cache; the one timestamp fo
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 
 import pytest
@@ -16,6 +15,7 @@ from studio.domains.evidence.schemas import EvidenceCreate
 from studio.errors import AppError
 from studio.events.envelope import iso_utc
 from studio.records import json_value
+from tests.timing_support import FakeClock
 
 
 def _walk(client, url: str, headers: dict[str, str]) -> list[dict]:
@@ -70,19 +70,21 @@ def test_evidence_list_still_hides_foreign_projects_and_rejects_bad_cursors(clie
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_cursor"
 
 
-def _tokens() -> AccessTokens:
-    return AccessTokens("k" * 64, audience="studio-api", issuer="studio-platform", ttl_seconds=900)
+def _tokens(**options) -> AccessTokens:
+    return AccessTokens("k" * 64, audience="studio-api", issuer="studio-platform", ttl_seconds=900,
+                        **options)
 
 
 def test_a_cached_access_token_still_expires():
-    tokens = _tokens()
-    tokens.LEEWAY_SECONDS = 0
-    now = dt.datetime.now(dt.UTC)
-    token, expires = tokens.issue(uuid.uuid4(), uuid.uuid4(),
-                                  now=now - dt.timedelta(seconds=2), ttl=dt.timedelta(seconds=3))
-    tokens.verify(token)
-    tokens.verify(token)  # from the cache
-    time.sleep(max(0.0, expires.timestamp() - time.time()) + 0.2)
+    clock = FakeClock()
+    tokens = _tokens(clock=clock)
+    issued = dt.datetime.fromtimestamp(clock(), dt.UTC)
+    token, _ = tokens.issue(uuid.uuid4(), uuid.uuid4(), now=issued, ttl=dt.timedelta(seconds=60))
+    expires_at = tokens.verify(token).expires_at.timestamp()  # decoded (system clock), cached
+    clock.now = expires_at + tokens.LEEWAY_SECONDS - 0.5
+    assert tokens.verify(token).expires_at.timestamp() == expires_at  # from the cache, in leeway
+    clock.now = expires_at + tokens.LEEWAY_SECONDS
+    # Still a minute from expiry by the system clock: only the cache's re-check can refuse it.
     with pytest.raises(AppError) as err:
         tokens.verify(token)
     assert err.value.code == "token_expired"

@@ -7,14 +7,15 @@ instance, writes to the other.
 
 from __future__ import annotations
 
-import time
 import uuid
 from contextlib import ExitStack
 
 import pytest
 
-from tests.conftest import REDIS_URL, TEST_PASSWORD, need_service, seed_world
+from studio.gateway import cache as cache_module
+from tests.conftest import TEST_PASSWORD, seed_world, service_url
 from tests.gateway_support import assert_envelope, redis_prefix, served
+from tests.timing_support import FakeClock
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
@@ -26,7 +27,7 @@ def apps(request, tmp_path, database_url):
             container, _, client = stack.enter_context(served(tmp_path, database_url, **options))
             yield client, client, seed_world(container), container
         else:
-            url = need_service(REDIS_URL, "redis")
+            url = service_url("redis")
             prefix = stack.enter_context(redis_prefix(url))
             options |= {"redis_url": url, "redis_key_prefix": prefix}
             container, _, reader = stack.enter_context(
@@ -78,12 +79,15 @@ def test_key_is_method_url_and_user(apps):
     assert _get(reader, "/api/v1/projects?limit=2", admin)[1] == "miss"
 
 
-def test_ttl_expires_entries(tmp_path, database_url):
+def test_ttl_expires_entries(tmp_path, database_url, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(cache_module, "time", clock)  # the in-memory cache's time.monotonic
     with served(tmp_path, database_url, cache_ttl_seconds=1) as (container, _, client):
         world = seed_world(container)
         assert _get(client, "/api/v1/me", world["viewer"].headers)[1] == "miss"
-        assert _get(client, "/api/v1/me", world["viewer"].headers)[1] == "hit"
-        time.sleep(1.1)
+        clock.advance(1.0)
+        assert _get(client, "/api/v1/me", world["viewer"].headers)[1] == "hit"  # 1 s old: kept
+        clock.advance(0.1)
         assert _get(client, "/api/v1/me", world["viewer"].headers)[1] == "miss"
 
 

@@ -6,7 +6,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from tests.conftest import REDIS_URL, TEST_PASSWORD, need_service, seed_world
+from tests.conftest import TEST_PASSWORD, seed_world, service_url
 from tests.gateway_support import assert_envelope, ip, redis_prefix, served
 
 
@@ -132,7 +132,7 @@ def test_limits_are_off_when_disabled(tmp_path, database_url):
 
 @pytest.mark.redis
 def test_two_processes_share_one_budget_through_redis(tmp_path, database_url):
-    redis_url = need_service(REDIS_URL, "redis")
+    redis_url = service_url("redis")
     with ExitStack() as stack:
         options = {
             "redis_url": redis_url,

@@ -13,14 +13,14 @@ from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from studio.gateway.rate_limit import LocalCounters, RateLimiter
-from tests.conftest import REDIS_URL, need_service
+from tests.conftest import service_url
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def limiter(request):
     if request.param == "memory":
         return RateLimiter()
-    return RateLimiter(need_service(REDIS_URL, "redis"), key_prefix=f"test-rl-{uuid.uuid4().hex[:8]}")
+    return RateLimiter(service_url("redis"), key_prefix=f"test-rl-{uuid.uuid4().hex[:8]}")
 
 
 def test_both_stores_count_a_budget_alike(limiter):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from studio.app import create_app
 from studio.bootstrap import bootstrap
 from studio.cli.demo import load_demo
 from tests.conftest import IN_CI, make_settings
+from tests.timing_support import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -68,11 +68,11 @@ def served(
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
+    # uvicorn offers a flag, not an event, for "listening".
+    wait_until(lambda: server.started or not thread.is_alive(), 10, "uvicorn to start",
+               interval=0.02)
+    if not server.started:
+        raise RuntimeError("uvicorn did not start")
     try:
         yield f"http://127.0.0.1:{port}", {role: (email, pw) for role, email, pw in credentials}
     finally:

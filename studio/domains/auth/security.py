@@ -9,6 +9,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
@@ -60,11 +61,22 @@ class AccessTokens:
     LEEWAY_SECONDS = 5
     VERIFIED_CACHE_SIZE = 4096
 
-    def __init__(self, key: str, *, audience: str, issuer: str, ttl_seconds: int):
+    def __init__(
+        self,
+        key: str,
+        *,
+        audience: str,
+        issuer: str,
+        ttl_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ):
         self._key = key
         self.audience = audience
         self.issuer = issuer
         self.ttl = dt.timedelta(seconds=ttl_seconds)
+        # Seconds since the epoch, for the expiry re-check of a cached token (tests inject
+        # their own). PyJWT checks a token it decodes against the system clock.
+        self._clock = clock
         # Exact token text -> its verified claims. A client sends the same token on every
         # request until it expires, and PyJWT's full decode (key checks, two JSON parses,
         # claim checks) is a tenth of a cheap request's time. Only byte-identical tokens
@@ -98,7 +110,7 @@ class AccessTokens:
     def verify(self, token: str) -> AccessClaims:
         claims = self._verified.get(token)
         if claims is not None:
-            if claims.expires_at.timestamp() <= time.time() - self.LEEWAY_SECONDS:
+            if claims.expires_at.timestamp() <= self._clock() - self.LEEWAY_SECONDS:
                 self._verified.pop(token, None)
                 raise AppError("token_expired")
             return claims
