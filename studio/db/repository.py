@@ -175,7 +175,7 @@ class Repository:
             # Lists run on every request: a page of `equal` filters is built once per shape
             # with bound parameters (building it cost more than running it; docs/benchmarks.md).
             query = _page_query(self.table, tuple(sorted(equal)), sort, desc, bool(cursor))
-        rows = list(self.conn.execute(query, params).mappings())
+        rows = list(self.conn.execute(query, params).mappings().all())
         next_cursor = None
         if len(rows) > limit:
             rows = rows[:limit]
