@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from studio.bootstrap import Container
 
 ai_app = typer.Typer(help="AI service: control vectors and mapping suggestions.", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
 
 
-@contextmanager
-def _container() -> Iterator[Any]:
-    from studio.cli.main import _container as build
+def _container() -> AbstractContextManager[Container]:
+    """The container for one command, opened the CLI's one way (studio.cli.main)."""
+    from studio.cli.main import _opened
 
-    c = build()
-    try:
-        yield c
-    finally:
-        c.close()
+    return _opened()
 
 
 def doctor() -> None:
@@ -32,7 +30,7 @@ def doctor() -> None:
         _doctor(c)
 
 
-def _doctor(c: Any) -> None:
+def _doctor(c: Container) -> None:
     ai = c.ai
     table = Table(title="Studio Platform doctor", show_header=False)
     table.add_row("database", f"{c.db.dialect} ({'reachable' if c.db.ping() else 'UNREACHABLE'})")
@@ -47,7 +45,8 @@ def _doctor(c: Any) -> None:
         table.add_row("neural model", f"[yellow]not active: {status['fallbackReason']}[/]")
     table.add_row("offline", "yes (HF_HUB_OFFLINE=1)" if status["offline"] else "[red]no[/]")
     table.add_row("vector index", f"{status['index']}, {status['vectors']} vectors")
-    table.add_row("control sources", ", ".join(status["frameworks"]) or "none (set STUDIO_AI_OSCAL_CATALOGS)")
+    table.add_row("frameworks", ", ".join(status["frameworks"])
+                  or "none imported (studio frameworks import FILE)")
     from studio.ai.vectors import pgvector_available
 
     if c.db.dialect == "postgresql":
@@ -85,7 +84,7 @@ def search(
 
 
 @ai_app.command("index")
-def index(framework: Annotated[str, typer.Argument(help="framework key, as in STUDIO_AI_OSCAL_CATALOGS")]) -> None:
+def index(framework: Annotated[str, typer.Argument(help="key of an imported framework")]) -> None:
     """Embed a framework's controls (what the framework.imported consumer does)."""
     from studio.db.migrate import upgrade
 
