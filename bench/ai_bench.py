@@ -79,8 +79,10 @@ def main() -> None:
     from studio.ai.vectors import FlatIndex, SqlVectorIndex, VectorItem
     from studio.bootstrap import Container, bootstrap
     from studio.db.migrate import upgrade
+    from studio.logging import configure_logging
     from studio.settings import Settings
 
+    configure_logging("WARNING", "console")  # the figures only, not the import's event lines
     items = load_eval_set()
     texts = [i["text"] for i in items]
     workdir = tempfile.TemporaryDirectory()
