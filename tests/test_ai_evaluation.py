@@ -2,7 +2,7 @@
 
 The catalog is imported with the frameworks service into a real database and indexed by
 the AI service, so what is measured is what users get. Floors sit a little below the
-figures measured when this was written (docs/benchmarks.md), so a change that makes
+figures measured when this was written (docs/ai.md#evaluation), so a change that makes
 suggestions worse fails here.
 """
 
