@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from studio.cli.main import app
 from studio.bootstrap import Container
+from studio.cli.main import app
 from tests.ai_support import FRAMEWORK, import_catalog
 
 
