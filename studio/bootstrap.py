@@ -12,8 +12,7 @@ import structlog
 
 from studio import __version__
 from studio.ai.consumers import ControlIndexer, EvidenceAnalyzer
-from studio.ai.controls import ControlSource, OscalControlSource
-from studio.ai.runtime import AiSettings, build_ai
+from studio.ai.runtime import build_ai
 from studio.ai.service import AiService
 from studio.db.engine import Database, UnitOfWork
 from studio.documents.extract import Limits
@@ -25,7 +24,6 @@ from studio.domains.auth.service import AuthService
 from studio.domains.compliance.projection import ComplianceScoreProjection
 from studio.domains.compliance.service import ComplianceService
 from studio.domains.evidence.service import EvidenceService
-from studio.domains.frameworks.repository import FrameworkControlSource
 from studio.domains.frameworks.service import FrameworkService
 from studio.domains.projects.service import ProjectService
 from studio.domains.users.service import UserService
@@ -111,15 +109,6 @@ def event_consumers(settings: Settings, db: Database, storage: Storage, ai: AiSe
     ]
 
 
-def _ai_controls(db: Database) -> ControlSource:
-    """Imported frameworks; the OSCAL files named in STUDIO_AI_OSCAL_CATALOGS when set
-    (the evaluation runs on those without importing them)."""
-    settings = AiSettings()
-    if settings.catalogs():
-        return OscalControlSource(settings.catalogs())
-    return FrameworkControlSource(db)
-
-
 def log_published(uow: UnitOfWork) -> None:
     """One structured line and one counter tick per committed event."""
     for ev in uow.appended:
@@ -161,9 +150,10 @@ def bootstrap(settings: Settings | None = None) -> Container:
 
     db.after_commit.append(invalidate_cache)
     storage = build_storage(settings)
-    # The AI service: its model loads on first use, never at start-up.
-    ai = build_ai(db, settings.data_dir, controls=_ai_controls(db),
-                  text_source=ExtractedText())
+    evidence = EvidenceService(db)
+    # The AI service: its model loads on first use, never at start-up; it reads controls
+    # from the imported frameworks and changes evidence through the evidence service.
+    ai = build_ai(db, settings, evidence=evidence, text_source=ExtractedText())
     db.after_commit.append(log_published)
     dispatcher = Dispatcher(
         db,
@@ -189,7 +179,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
         users=UserService(db, passwords),
         auth=AuthService(db, passwords, tokens, settings.refresh_token_ttl_seconds),
         projects=ProjectService(db),
-        evidence=EvidenceService(db),
+        evidence=evidence,
         storage=storage,
         documents=DocumentService(db, storage, max_upload_bytes=settings.max_upload_bytes),
         dispatcher=dispatcher,

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     nats_stream: str = "STUDIO_EVENTS"
     nats_subject_prefix: str = "studio.events"
 
+    # The AI service (docs/ai.md): which embedder ("auto" takes the neural one when it
+    # loads), the statistical embedder's dimension, control suggestions kept per evidence.
+    ai_embedder: Literal["auto", "neural", "statistical"] = "auto"
+    ai_tfidf_dim: int = Field(default=2048, ge=64, le=65536)
+    ai_suggestions: int = Field(default=5, ge=1, le=20)
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 
 from studio.ai.consumers import EvidenceAnalyzer
-from studio.ai.controls import OscalControlSource
 from studio.ai.embedders import EmbedderStatus
-from studio.ai.runtime import AiSettings, build_ai
+from studio.ai.runtime import build_ai
 from studio.ai.service import AiService
 from studio.ai.vectors import SqlVectorIndex
 from studio.bootstrap import Container
 from studio.domains.evidence.schemas import EvidenceCreate
 from studio.domains.projects.service import stream_of
-from tests.ai_support import FRAMEWORK, LOW, need_catalog
+from studio.settings import Settings
+from tests.ai_support import FRAMEWORK, LOW_FRAMEWORK, import_catalog, need_catalog
+from tests.conftest import make_settings
 
 MFA_TEXT = ("Okta authentication policy exported 2024-06-02: all users require multi-factor "
             "authentication (Okta Verify push or FIDO2 key) for every sign-in to SSO applications. "
@@ -29,10 +30,17 @@ BACKUP_TEXT = ("Veeam backup job configuration: nightly incremental and weekly f
 
 
 @pytest.fixture
-def ai(container: Container, tmp_path: Any) -> AiService:
-    catalog = need_catalog()
-    settings = AiSettings(embedder="statistical", oscal_catalogs=f"{FRAMEWORK}={catalog},nist-800-53-low={LOW}")
-    service = build_ai(container.db, tmp_path / "ai-data", settings)
+def settings(tmp_path: Any, database_url: str) -> Settings:
+    # The statistical embedder: these tests are about the service, not the model's accuracy.
+    return make_settings(tmp_path, database_url, ai_embedder="statistical")
+
+
+@pytest.fixture
+def ai(container: Container) -> AiService:
+    """The AI service over the MODERATE baseline, imported and indexed; it reads the text
+    from the event (`process` below plays the document service)."""
+    import_catalog(container)
+    service = build_ai(container.db, container.settings, evidence=container.evidence)
     service.index_framework(FRAMEWORK)
     container.ai = service
     return service
@@ -87,6 +95,7 @@ def test_processed_evidence_gets_suggestions_and_a_quality_score(container: Cont
     assert data["qualityScore"] == pytest.approx(sum(s["points"] for s in signals.values()), abs=0.3)
     shown = client.get(f"/api/v1/evidence/{evidence_id}", headers=world["auditor"].headers).json()["data"]
     assert shown["qualityScore"] == data["qualityScore"]
+    assert shown["version"] == 1  # a computed score is not an edit: an If-Match in flight still holds
     analyzed = events_of(container, "evidence.analyzed")
     assert analyzed[-1].data["evidenceId"] == str(evidence_id)
     assert analyzed[-1].data["suggestions"][0]["controlRef"] == refs[0]
@@ -143,9 +152,9 @@ class FailingEmbedder:
 
 def test_a_failing_model_marks_the_evidence_and_does_not_raise(container: Container, world: Any,
                                                                client: Any) -> None:
-    source = OscalControlSource({})
-    service = AiService(container.db, source, lambda: (FailingEmbedder(), EmbedderStatus(
-        "failing", "statistical", 8, "auto"), SqlVectorIndex(container.db.engine, "failing", 8)))
+    service = AiService(container.db, lambda corpus: (FailingEmbedder(), EmbedderStatus(
+        "failing", "statistical", 8, "auto"), SqlVectorIndex(container.db.engine, "failing", 8)),
+        evidence=container.evidence)
     container.ai = service
     evidence_id = new_evidence(container, world)
     process(container, service, evidence_id, world.project_a, MFA_TEXT)
@@ -204,6 +213,8 @@ def test_quality_override_is_recorded_and_survives_reanalysis(container: Contain
     assert data["qualityScore"] == 40 and data["computedQualityScore"] == computed
     assert data["overrides"][0]["computedScore"] == computed
     assert data["overrides"][0]["reviewerId"] == str(world["auditor"].user_id)
+    shown = client.get(f"/api/v1/evidence/{evidence_id}", headers=world["auditor"].headers).json()["data"]
+    assert shown["qualityScore"] == 40 and shown["version"] == 2
     process(container, ai, evidence_id, world.project_a, MFA_TEXT)
     assert analysis(client, world, evidence_id)["qualityScore"] == 40
     assert events_of(container, "evidence.quality_overridden")[-1].data["score"] == 40
@@ -242,6 +253,17 @@ def test_search_finds_only_what_the_caller_may_see(container: Container, world: 
                       headers=world["viewer"].headers).status_code == 400
 
 
+def test_an_imported_framework_is_indexed_by_its_consumer(container: Container, world: Any,
+                                                          client: Any) -> None:
+    import_catalog(container)
+    container.dispatcher.drain(timeout=60)
+    data = client.get("/api/v1/ai/status", headers=world["viewer"].headers).json()["data"]
+    assert data["frameworks"] == [FRAMEWORK] and data["vectors"] == 2 * 287
+    controls = client.get("/api/v1/ai/search", params={"q": "system backup", "kind": "control", "limit": 3},
+                          headers=world["viewer"].headers).json()["data"]["items"]
+    assert "CP-9" in [c["controlRef"] for c in controls]
+
+
 def test_status_says_which_model_is_active(container: Container, world: Any, ai: AiService, client: Any) -> None:
     data = client.get("/api/v1/ai/status", headers=world["viewer"].headers).json()["data"]
     assert data["kind"] == "statistical" and data["active"].startswith("tfidf-")
@@ -250,12 +272,13 @@ def test_status_says_which_model_is_active(container: Container, world: Any, ai:
 
 
 def test_cross_framework_mapping_suggestions(container: Container, world: Any, ai: AiService, client: Any) -> None:
-    body = {"source": "nist-800-53-low", "target": FRAMEWORK}
+    import_catalog(container, need_catalog(), LOW_FRAMEWORK)
+    body = {"source": LOW_FRAMEWORK, "target": FRAMEWORK}
     assert client.post("/api/v1/ai/mappings", json=body, headers=world["manager"].headers).status_code == 403
     response = client.post("/api/v1/ai/mappings", json=body, headers=world["admin"].headers)
     assert response.status_code == 201, response.text
     assert response.json()["data"]["created"] >= 100  # the low baseline is a subset of the moderate one
-    items = ai.mapping_suggestions("nist-800-53-low", FRAMEWORK, limit=5000)
+    items = ai.mapping_suggestions(LOW_FRAMEWORK, FRAMEWORK, limit=5000)
     pair = next(i for i in items if i["sourceRef"] == "AC-2" and i["targetRef"] == "AC-2")
     assert pair["relation"] == "equal" and pair["strength"] == 10 and pair["origin"] == "suggested"
     assert all(0 <= i["strength"] <= 10 for i in items)
@@ -263,7 +286,7 @@ def test_cross_framework_mapping_suggestions(container: Container, world: Any, a
                           headers=world["admin"].headers)
     assert decided.json()["data"]["status"] == "accepted"
     accepted = events_of(container, "control_mapping.accepted")[-1].data
-    assert accepted["source"] == {"framework": "nist-800-53-low", "ref": "AC-2"}
+    assert accepted["source"] == {"framework": LOW_FRAMEWORK, "ref": "AC-2"}
     unknown = client.post("/api/v1/ai/mappings", json={"source": "nope", "target": FRAMEWORK},
                           headers=world["admin"].headers)
     assert unknown.status_code == 404

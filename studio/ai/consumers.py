@@ -8,17 +8,15 @@ Wiring (in the consumer table in bootstrap.py):
 `evidence.processed` data this consumer reads (the document service emits it):
     evidenceId (uuid, required), projectId (uuid), fileId (the processed revision, whose
     extracted text the text source reads: studio.documents.service.ExtractedText).
-`framework.imported` data: key (the framework key the ControlSource knows it by).
+`framework.imported` data: key (the imported framework's key; its controls are read from
+the frameworks domain's tables).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import delete
 from sqlalchemy.engine import Connection
-
-from studio.ai.models import ai_analyses, ai_suggestions
 
 if TYPE_CHECKING:
     from studio.ai.service import AiService, PreparedAnalysis
@@ -54,8 +52,7 @@ class EvidenceAnalyzer:
 
     def reset(self, conn: Connection) -> None:
         # Decisions people took are history, not projection: replay keeps them.
-        conn.execute(delete(ai_suggestions).where(ai_suggestions.c.status == "open"))
-        conn.execute(delete(ai_analyses))
+        self.service.reset_analyses(conn)
 
 
 class ControlIndexer:
@@ -72,10 +69,7 @@ class ControlIndexer:
         # framework.imported names the framework by its key.
         framework = event.data.get("key") or event.data.get("framework")
         if isinstance(framework, str) and framework:
-            catalog = self.service.catalog
-            controls = list(self.service.controls.controls(framework))
-            for start in range(0, len(controls), 64):
-                catalog.index_batch(uow.conn, controls[start:start + 64])
+            self.service.index_imported(uow, framework)
 
     def reset(self, conn: Connection) -> None:
         """Control vectors are derived from the catalogue and rewritten on import; nothing to clear."""

@@ -44,7 +44,8 @@ class Embedder(Protocol):
 def _normalize(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (matrix / norms).astype(np.float32, copy=False)
+    unit: np.ndarray = (matrix / norms).astype(np.float32, copy=False)
+    return unit
 
 
 # -- statistical ------------------------------------------------------------------------
@@ -137,7 +138,8 @@ def _erf(x: np.ndarray) -> np.ndarray:
     a = np.abs(x)
     t = 1.0 / (1.0 + 0.3275911 * a)
     poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
-    return sign * (1.0 - poly * np.exp(-a * a))
+    erf: np.ndarray = sign * (1.0 - poly * np.exp(-a * a))
+    return erf
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -147,7 +149,8 @@ def _gelu(x: np.ndarray) -> np.ndarray:
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + eps) * weight + bias
+    normed: np.ndarray = (x - mean) / np.sqrt(var + eps) * weight + bias
+    return normed
 
 
 class ModelUnavailable(Exception):
@@ -218,7 +221,8 @@ class MiniLMEmbedder:
         # One 2-D matmul goes to BLAS as a single call; a 3-D one loops over the batch.
         flat = x.reshape(-1, x.shape[-1]) @ weight
         flat += bias
-        return flat.reshape(*x.shape[:-1], weight.shape[1])
+        out: np.ndarray = flat.reshape(*x.shape[:-1], weight.shape[1])
+        return out
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.weights
@@ -247,7 +251,8 @@ class MiniLMEmbedder:
             x = _layer_norm(self._linear(hidden, p + "output.dense") + x,
                             w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], self.eps)
         weights = mask[:, :, None].astype(np.float32)
-        return (x * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+        pooled: np.ndarray = (x * weights).sum(1) / np.maximum(weights.sum(1), 1e-9)
+        return pooled
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -1,5 +1,8 @@
 """Use cases of the AI service: analysis of processed evidence, decisions on suggestions,
-quality overrides, semantic search, cross-framework mapping suggestions, status."""
+quality overrides, semantic search, cross-framework mapping suggestions, status.
+
+Its queries are in studio/ai/repository.py; it changes evidence only through the evidence
+service, and reads controls only from the imported frameworks."""
 
 from __future__ import annotations
 
@@ -13,31 +16,23 @@ from typing import Any, Protocol
 
 import numpy as np
 import structlog
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, RowMapping
 
-from studio.ai.controls import ControlSource, ControlText
+from studio.ai.controls import ControlText
 from studio.ai.embedders import Embedder, EmbedderStatus
 from studio.ai.engine import MAX_ANALYSED_CHARS, ControlCatalog, Suggestion
-from studio.ai.models import (
-    ai_analyses,
-    ai_mapping_suggestions,
-    ai_quality_overrides,
-    ai_suggestions,
-)
 from studio.ai.quality import score_quality, text_profile
+from studio.ai.repository import AiRepository
 from studio.ai.vectors import VectorIndex, VectorItem
 from studio.db.engine import Database, UnitOfWork, utcnow
-from studio.domains.evidence.models import evidence as evidence_t
 from studio.domains.evidence.repository import EvidenceRepository
-from studio.domains.projects.models import projects as projects_t
-from studio.domains.projects.repository import project_scope
+from studio.domains.evidence.service import EvidenceService
 from studio.domains.projects.service import stream_of
 from studio.domains.users.service import require
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import allowed
 from studio.principal import Principal
-from studio.records import record
+from studio.records import json_value, record
 
 log = structlog.get_logger("studio.ai")
 
@@ -50,9 +45,15 @@ SUGGESTION_FIELDS = ("id", "evidence_id", "project_id", "framework", "control_re
 MAPPING_FIELDS = ("id", "source_framework", "source_ref", "target_framework", "target_ref",
                   "relation", "strength", "score", "origin", "model", "status", "decided_by",
                   "decided_at", "created_at")
+OVERRIDE_FIELDS = ("id", "computed_score", "score", "reason", "reviewer_id", "created_at")
+
+# What the service runs on, built on first use from the imported controls' texts (the
+# statistical embedder fits its vocabulary on them).
+Runtime = tuple[Embedder, EmbedderStatus, VectorIndex]
+BuildRuntime = Callable[[list[str]], Runtime]
 
 
-def suggestion_wire(row: Any) -> dict[str, Any]:
+def suggestion_wire(row: RowMapping) -> dict[str, Any]:
     out = record(row, SUGGESTION_FIELDS)
     out["matchedSentences"] = out.pop("matched")
     return out
@@ -104,15 +105,14 @@ def _usable_text(raw: str | None) -> str:
 
 
 class AiService:
-    """The AI service's use cases; `embedder` is built on first use, never at import."""
+    """The AI service's use cases; its embedder and index are built on first use, never at import."""
 
-    def __init__(self, db: Database, controls: ControlSource,
-                 build: Callable[[], tuple[Embedder, EmbedderStatus, VectorIndex]],
-                 *, text_source: EvidenceTextSource | None = None, suggestions: int = 5):
+    def __init__(self, db: Database, build: BuildRuntime, *, evidence: EvidenceService,
+                 text_source: EvidenceTextSource | None = None, suggestions: int = 5):
         self.db = db
-        self.controls = controls
+        self.evidence = evidence
         self._build = build
-        self._built: tuple[Embedder, EmbedderStatus, VectorIndex] | None = None
+        self._built: Runtime | None = None
         self._catalog: ControlCatalog | None = None
         self._lock = threading.Lock()
         self.text_source = text_source or EventTextSource()
@@ -121,15 +121,16 @@ class AiService:
     # -- runtime --------------------------------------------------------------------------
     def _runtime(self) -> tuple[Embedder, EmbedderStatus, VectorIndex, ControlCatalog]:
         with self._lock:
-            if self._built is None:
-                self._built = self._build()
+            if self._built is None or self._catalog is None:
+                with self.db.read() as conn:
+                    repo = AiRepository(conn)
+                    controls = [c for framework in repo.frameworks() for c in repo.controls(framework)]
+                self._built = self._build([c.text for c in controls])
                 embedder, _, index = self._built
                 self._catalog = ControlCatalog(embedder, index)
-                for framework in self.controls.frameworks():
-                    self._catalog.remember(self.controls.controls(framework))
-        embedder, status, index = self._built
-        assert self._catalog is not None
-        return embedder, status, index, self._catalog
+                self._catalog.remember(controls)
+            embedder, status, index = self._built
+            return embedder, status, index, self._catalog
 
     @property
     def catalog(self) -> ControlCatalog:
@@ -137,21 +138,31 @@ class AiService:
 
     def status(self) -> dict[str, Any]:
         """Which embedder runs, why the preferred one does not if so, and what is indexed."""
-        embedder, status, index, _ = self._runtime()
+        _, status, index, _ = self._runtime()
         with self.db.read() as conn:
             count = index.count(conn)
+            frameworks = AiRepository(conn).frameworks()
         return {**status.as_dict(), "index": type(index).__name__, "vectors": count,
-                "frameworks": self.controls.frameworks()}
+                "frameworks": frameworks}
 
     # -- controls -------------------------------------------------------------------------
     def index_framework(self, framework: str, *, batch: int = 64) -> int:
         """Embed a framework's controls in small transactions, so no request waits on all of them."""
         _, _, _, catalog = self._runtime()
-        controls = list(self.controls.controls(framework))
+        with self.db.read() as conn:
+            controls = AiRepository(conn).controls(framework)
         for start in range(0, len(controls), batch):
             with self.db.write(actor="ai") as uow:
                 catalog.index_batch(uow.conn, controls[start:start + batch])
         log.info("framework_indexed", framework=framework, controls=len(controls))
+        return len(controls)
+
+    def index_imported(self, uow: UnitOfWork, framework: str, *, batch: int = 64) -> int:
+        """Embed a just-imported framework's controls inside the caller's transaction."""
+        catalog = self.catalog
+        controls = AiRepository(uow.conn).controls(framework)
+        for start in range(0, len(controls), batch):
+            catalog.index_batch(uow.conn, controls[start:start + batch])
         return len(controls)
 
     # -- evidence analysis ----------------------------------------------------------------
@@ -159,17 +170,16 @@ class AiService:
         """The expensive part of an analysis (model inference), done outside any write
         transaction so SQLite's single write lock is not held while the model runs."""
         with self.db.read() as conn:
-            row = conn.execute(select(evidence_t).where(
-                evidence_t.c.id == uuid.UUID(str(data["evidenceId"])))).mappings().first()
+            row = EvidenceRepository(conn).get(uuid.UUID(str(data["evidenceId"])))
             return None if row is None else self._compute(conn, row, data)
 
-    def _compute(self, conn: Connection, row: Any, data: dict[str, Any]) -> PreparedAnalysis:
+    def _compute(self, conn: Connection, row: RowMapping, data: dict[str, Any]) -> PreparedAnalysis:
         embedder, _, _, catalog = self._runtime()
         try:
             text = _usable_text(self.text_source.text_for(conn, data))
             try:
                 vector = embedder.embed([f"{row['title']}. {text}"])[0]
-                suggestions = catalog.suggest(conn, text, self.controls.frameworks(), self.suggestions,
+                suggestions = catalog.suggest(conn, text, AiRepository(conn).frameworks(), self.suggestions,
                                               vector=vector)
             except Exception as exc:  # a model failing on one input must not stop the queue
                 log.warning("analysis_failed", evidence=str(row["id"]), error=repr(exc))
@@ -188,46 +198,42 @@ class AiService:
         `prepared` (from `prepare`) is used when the evidence's title has not changed since.
         """
         evidence_id = uuid.UUID(str(data["evidenceId"]))
-        row = uow.conn.execute(select(evidence_t).where(evidence_t.c.id == evidence_id)).mappings().first()
+        row = EvidenceRepository(uow.conn).get(evidence_id)
         if row is None:
             return  # deleted since it was processed: nothing to analyse
+        repo = AiRepository(uow.conn)
         _, status, index, _ = self._runtime()
         now = utcnow()
         if prepared is None or prepared.title != row["title"]:
             prepared = self._compute(uow.conn, row, data)
         if prepared.error is not None or prepared.text is None or prepared.vector is None:
             reason = prepared.error or "analysis unavailable: no text was extracted from the evidence"
-            self._store_analysis(uow, row, event_id, status.active, now, status_="unavailable",
-                                 reason=reason, score=None, breakdown=[], digest=None, chars=0)
+            repo.replace_analysis(_analysis(row, event_id, status.active, now, status_="unavailable",
+                                            reason=reason, score=None, breakdown=[], digest=None,
+                                            chars=0))
             uow.emit("evidence.analyzed", stream_of(row["project_id"]), {
                 "evidenceId": str(evidence_id), "projectId": str(row["project_id"]),
                 "status": "unavailable", "reason": reason, "model": status.active}, source="ai")
             return
         text, vector, suggestions = prepared.text, prepared.vector, prepared.suggestions
-        frameworks = self.controls.frameworks()
+        frameworks = repo.frameworks()
         digest = hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()
         index.upsert(uow.conn, [VectorItem(f"evidence:{evidence_id}", "evidence", str(row["project_id"]),
                                            vector)])
-        linked = self._linked_similarity(row["control_id"], vector, suggestions, frameworks, uow.conn)
-        duplicate = uow.conn.execute(
-            select(ai_analyses.c.evidence_id).where(
-                ai_analyses.c.project_id == row["project_id"], ai_analyses.c.text_sha256 == digest,
-                ai_analyses.c.evidence_id != evidence_id).limit(1)).scalar()
+        linked = self._linked_similarity(row["control_id"], vector, suggestions, frameworks)
+        duplicate = repo.same_text(row["project_id"], digest, evidence_id)
         floor, ceiling = RELEVANCE_RANGE[status.kind]
         score, signals = score_quality(
             text=text, similarity=linked[1] if linked else None, control=linked[0] if linked else None,
             effective=row["effective_date"], expires=row["expires_at"],
             duplicate_of=str(duplicate) if duplicate else None, floor=floor, ceiling=ceiling)
-        self._store_analysis(uow, row, event_id, status.active, now, status_="analyzed", reason=None,
-                             score=score, breakdown=[s.as_dict() for s in signals], digest=digest,
-                             chars=len(text))
-        self._store_suggestions(uow.conn, row, suggestions, status.active, now)
-        overridden = uow.conn.execute(select(func.count()).select_from(ai_quality_overrides).where(
-            ai_quality_overrides.c.evidence_id == evidence_id)).scalar_one()
-        if not overridden:
+        repo.replace_analysis(_analysis(row, event_id, status.active, now, status_="analyzed", reason=None,
+                                        score=score, breakdown=[s.as_dict() for s in signals],
+                                        digest=digest, chars=len(text)))
+        self._store_suggestions(repo, row, suggestions, status.active, now)
+        if not repo.is_overridden(evidence_id):
             # A reviewer's override stands until the reviewer changes it.
-            uow.conn.execute(update(evidence_t).where(evidence_t.c.id == evidence_id)
-                             .values(quality_score=score))
+            self.evidence.record_quality_score(uow, evidence_id, score)
         uow.touch(row["organization_id"])
         uow.emit("evidence.analyzed", stream_of(row["project_id"]), {
             "evidenceId": str(evidence_id), "projectId": str(row["project_id"]), "status": "analyzed",
@@ -235,8 +241,8 @@ class AiService:
             "suggestions": [{"framework": s.framework, "controlRef": s.ref, "score": round(s.score, 4)}
                             for s in suggestions]}, source="ai")
 
-    def _linked_similarity(self, control_ref: str | None, vector: Any, suggestions: list[Suggestion],
-                           frameworks: list[str], conn: Connection) -> tuple[str, float] | None:
+    def _linked_similarity(self, control_ref: str | None, vector: np.ndarray, suggestions: list[Suggestion],
+                           frameworks: list[str]) -> tuple[str, float] | None:
         if control_ref:
             for framework in frameworks:
                 known = self.catalog.texts.get((framework, control_ref))
@@ -247,69 +253,59 @@ class AiService:
             return suggestions[0].ref, suggestions[0].score
         return None
 
-    def _store_analysis(self, uow: UnitOfWork, row: Any, event_id: uuid.UUID, model: str,
-                        now: dt.datetime, *, status_: str, reason: str | None, score: float | None,
-                        breakdown: list[dict[str, Any]], digest: str | None, chars: int) -> None:
-        uow.conn.execute(delete(ai_analyses).where(ai_analyses.c.evidence_id == row["id"]))
-        uow.conn.execute(insert(ai_analyses).values(
-            evidence_id=row["id"], project_id=row["project_id"], status=status_, reason=reason,
-            model=model, quality_score=score, quality_breakdown=breakdown, text_sha256=digest,
-            text_chars=chars, event_id=event_id, analyzed_at=now))
-
-    def _store_suggestions(self, conn: Connection, row: Any, suggestions: list[Suggestion], model: str,
+    @staticmethod
+    def _store_suggestions(repo: AiRepository, row: RowMapping, suggestions: list[Suggestion], model: str,
                            now: dt.datetime) -> None:
         # Decided suggestions are kept (they measure the model); open ones are replaced.
-        conn.execute(delete(ai_suggestions).where(ai_suggestions.c.evidence_id == row["id"],
-                                                  ai_suggestions.c.status == "open"))
-        decided = {r for r in conn.execute(select(ai_suggestions.c.framework, ai_suggestions.c.control_ref)
-                                           .where(ai_suggestions.c.evidence_id == row["id"]))}
-        values = [{"id": uuid.uuid4(), "evidence_id": row["id"], "project_id": row["project_id"],
-                   "framework": s.framework, "control_ref": s.ref, "control_title": s.title[:255],
-                   "rank": rank, "score": s.score, "matched": s.matched, "model": model, "status": "open",
-                   "decided_by": None, "decided_at": None, "created_at": now}
-                  for rank, s in enumerate(suggestions, 1) if (s.framework, s.ref) not in decided]
-        if values:
-            conn.execute(insert(ai_suggestions), values)
+        repo.drop_open_suggestions(row["id"])
+        decided = repo.suggested_controls(row["id"])
+        repo.add_suggestions([
+            {"id": uuid.uuid4(), "evidence_id": row["id"], "project_id": row["project_id"],
+             "framework": s.framework, "control_ref": s.ref, "control_title": s.title[:255],
+             "rank": rank, "score": s.score, "matched": s.matched, "model": model, "status": "open",
+             "decided_by": None, "decided_at": None, "created_at": now}
+            for rank, s in enumerate(suggestions, 1) if (s.framework, s.ref) not in decided])
+
+    def reset_analyses(self, conn: Connection) -> None:
+        """Forget analyses and open suggestions before a replay; people's decisions stay."""
+        AiRepository(conn).reset_analyses()
 
     # -- reading and deciding -------------------------------------------------------------
-    def _visible_evidence(self, conn: Connection, principal: Principal, evidence_id: uuid.UUID) -> tuple[Any, str]:
+    @staticmethod
+    def _visible_evidence(conn: Connection, principal: Principal,
+                          evidence_id: uuid.UUID) -> tuple[RowMapping, str]:
         found = EvidenceRepository(conn).get_visible(principal, evidence_id)
         if found is None or found[1] is None:
             raise not_found("evidence")
-        return found  # type: ignore[return-value]
+        return found[0], found[1]
 
     def analysis(self, principal: Principal, evidence_id: uuid.UUID) -> dict[str, Any]:
         """The evidence's latest analysis: status, quality breakdown, suggestions, overrides."""
         with self.db.read() as conn:
-            self._visible_evidence(conn, principal, evidence_id)
-            analysis = conn.execute(select(ai_analyses).where(ai_analyses.c.evidence_id == evidence_id)
-                                    ).mappings().first()
-            suggestions = conn.execute(select(ai_suggestions).where(ai_suggestions.c.evidence_id == evidence_id)
-                                       .order_by(ai_suggestions.c.rank, ai_suggestions.c.id)).mappings().all()
-            overrides = conn.execute(select(ai_quality_overrides)
-                                     .where(ai_quality_overrides.c.evidence_id == evidence_id)
-                                     .order_by(ai_quality_overrides.c.created_at)).mappings().all()
-            current = conn.execute(select(evidence_t.c.quality_score).where(evidence_t.c.id == evidence_id)).scalar()
+            row, _ = self._visible_evidence(conn, principal, evidence_id)
+            repo = AiRepository(conn)
+            analysis = repo.analysis(evidence_id)
+            suggestions = repo.suggestions(evidence_id)
+            overrides = repo.overrides(evidence_id)
         return {
             "evidenceId": str(evidence_id),
             "status": analysis["status"] if analysis else "pending",
             "reason": analysis["reason"] if analysis else None,
             "model": analysis["model"] if analysis else None,
-            "qualityScore": current,
+            "qualityScore": row["quality_score"],
             "computedQualityScore": analysis["quality_score"] if analysis else None,
             "qualityBreakdown": analysis["quality_breakdown"] if analysis else [],
-            "analyzedAt": record(analysis, ("analyzed_at",))["analyzedAt"] if analysis else None,
+            "analyzedAt": json_value(analysis["analyzed_at"]) if analysis else None,
             "suggestions": [suggestion_wire(s) for s in suggestions],
-            "overrides": [record(o, ("id", "computed_score", "score", "reason", "reviewer_id", "created_at"))
-                          for o in overrides],
+            "overrides": [record(o, OVERRIDE_FIELDS) for o in overrides],
         }
 
     def decide(self, principal: Principal, suggestion_id: uuid.UUID, decision: str, *,
                request_id: str | None = None) -> dict[str, Any]:
         """Accept (link the evidence to the control) or dismiss a suggestion; both are kept."""
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
-            suggestion = uow.conn.execute(select(ai_suggestions).where(ai_suggestions.c.id == suggestion_id)
-                                          ).mappings().first()
+            repo = AiRepository(uow.conn)
+            suggestion = repo.suggestion(suggestion_id)
             if suggestion is None:
                 raise not_found("suggestion")
             row, role = self._visible_evidence(uow.conn, principal, suggestion["evidence_id"])
@@ -320,33 +316,22 @@ class AiService:
                 raise forbidden("decide on control suggestions")
             if suggestion["status"] != "open":
                 raise AppError("conflict", f"the suggestion is already {suggestion['status']}")
-            now = utcnow()
-            uow.conn.execute(update(ai_suggestions).where(ai_suggestions.c.id == suggestion_id).values(
-                status=decision, decided_by=principal.user_id, decided_at=now))
+            repo.decide_suggestion(suggestion_id, decision, principal.user_id, utcnow())
             data = {"evidenceId": str(row["id"]), "projectId": str(row["project_id"]),
                     "suggestionId": str(suggestion_id), "framework": suggestion["framework"],
                     "controlRef": suggestion["control_ref"], "rank": suggestion["rank"],
                     "score": suggestion["score"], "model": suggestion["model"]}
             if decision == "accepted":
-                from studio.domains.compliance.service import evidence_state, link_one_control
-
-                if row["control_id"] is None:
-                    # The first accepted control becomes the primary one; later ones are
-                    # further links of the project's framework.
-                    uow.conn.execute(update(evidence_t).where(evidence_t.c.id == row["id"]).values(
-                        control_id=suggestion["control_ref"], updated_at=now,
-                        version=evidence_t.c.version + 1))
-                    state = evidence_state(uow.conn, row["id"])
-                else:
-                    state = link_one_control(uow.conn, row["id"], suggestion["control_ref"])
-                # With the scoring state, the compliance score counts the new link.
+                # The first accepted control becomes the primary one, later ones further
+                # links; with the scoring state, the compliance score counts the new link.
+                state = self.evidence.link_control(uow, row, suggestion["control_ref"])
                 uow.emit("evidence.control_linked", stream_of(row["project_id"]),
                          {**data, "origin": "suggested", **({"state": state} if state else {})})
             else:
                 uow.emit("ai.suggestion_dismissed", stream_of(row["project_id"]), data, source="ai")
             uow.touch(row["organization_id"])
-            decided = uow.conn.execute(select(ai_suggestions).where(ai_suggestions.c.id == suggestion_id)
-                                       ).mappings().one()
+            decided = repo.suggestion(suggestion_id)
+            assert decided is not None
             return suggestion_wire(decided)
 
     def override_quality(self, principal: Principal, evidence_id: uuid.UUID, score: float, reason: str, *,
@@ -356,15 +341,14 @@ class AiService:
             row, role = self._visible_evidence(uow.conn, principal, evidence_id)
             if not allowed(role, "evidence.review"):
                 raise forbidden("override the quality score")
-            computed = uow.conn.execute(select(ai_analyses.c.quality_score)
-                                        .where(ai_analyses.c.evidence_id == evidence_id)).scalar()
+            repo = AiRepository(uow.conn)
+            computed = repo.computed_score(evidence_id)
             override_id = uuid.uuid4()
-            uow.conn.execute(insert(ai_quality_overrides).values(
-                id=override_id, evidence_id=evidence_id, project_id=row["project_id"],
-                computed_score=computed, score=score, reason=reason, reviewer_id=principal.user_id,
-                created_at=utcnow()))
-            uow.conn.execute(update(evidence_t).where(evidence_t.c.id == evidence_id).values(
-                quality_score=score, version=evidence_t.c.version + 1, updated_at=utcnow()))
+            repo.add_override({
+                "id": override_id, "evidence_id": evidence_id, "project_id": row["project_id"],
+                "computed_score": computed, "score": score, "reason": reason,
+                "reviewer_id": principal.user_id, "created_at": utcnow()})
+            self.evidence.override_quality_score(uow, evidence_id, score)
             uow.touch(row["organization_id"])
             uow.emit("evidence.quality_overridden", stream_of(row["project_id"]), {
                 "evidenceId": str(evidence_id), "projectId": str(row["project_id"]),
@@ -375,11 +359,7 @@ class AiService:
     def suggestion_metrics(self, principal: Principal) -> dict[str, Any]:
         """How people decided on suggestions in the caller's visible projects, by rank."""
         with self.db.read() as conn:
-            scope = project_scope(principal, ai_suggestions.c.project_id, projects_t.c.organization_id)
-            rows = conn.execute(
-                select(ai_suggestions.c.rank, ai_suggestions.c.status, func.count())
-                .join(projects_t, projects_t.c.id == ai_suggestions.c.project_id)
-                .where(*scope).group_by(ai_suggestions.c.rank, ai_suggestions.c.status)).all()
+            rows = AiRepository(conn).decisions_by_rank(principal)
         by_rank: dict[int, dict[str, int]] = {}
         for rank, status_, n in rows:
             by_rank.setdefault(rank, {"open": 0, "accepted": 0, "dismissed": 0})[status_] = n
@@ -390,25 +370,20 @@ class AiService:
                 "byRank": [{"rank": k, **v} for k, v in sorted(by_rank.items())]}
 
     # -- search ---------------------------------------------------------------------------
-    def visible_project_ids(self, conn: Connection, principal: Principal) -> list[str]:
-        scope = project_scope(principal, projects_t.c.id, projects_t.c.organization_id)
-        return [str(pid) for pid in conn.execute(select(projects_t.c.id).where(*scope)).scalars()]
-
     def search(self, principal: Principal, query: str, *, kind: str = "evidence", limit: int = 10) -> list[dict[str, Any]]:
         """Evidence (in the caller's projects) or controls, by meaning."""
         embedder, _, index, catalog = self._runtime()
         vector = embedder.embed([query])[0]
         with self.db.read() as conn:
+            repo = AiRepository(conn)
             if kind == "control":
                 return [{"kind": "control", "framework": c.framework, "controlRef": c.ref,
                          "title": c.title, "score": round(s, 4)}
-                        for c, s in catalog.rank(conn, vector, self.controls.frameworks(), limit)]
-            projects = self.visible_project_ids(conn, principal)
-            hits = index.query(conn, vector, limit, kind="evidence", scopes=projects)
+                        for c, s in catalog.rank(conn, vector, repo.frameworks(), limit)]
+            projects = repo.visible_project_ids(principal)
+            hits = index.query(conn, vector, limit, kind="evidence", scopes=[str(p) for p in projects])
             ids = [uuid.UUID(h.item_id.removeprefix("evidence:")) for h in hits]
-            rows = {r["id"]: r for r in conn.execute(select(evidence_t).where(
-                evidence_t.c.id.in_(ids), evidence_t.c.project_id.in_([uuid.UUID(p) for p in projects]))
-            ).mappings()} if ids else {}
+            rows = repo.evidence_in(ids, projects)
         return [{"kind": "evidence", "evidenceId": str(i), "projectId": str(rows[i]["project_id"]),
                  "title": rows[i]["title"], "status": rows[i]["status"], "score": round(h.score, 4)}
                 for i, h in zip(ids, hits, strict=True) if i in rows]
@@ -418,18 +393,17 @@ class AiService:
                          threshold: float = 0.5) -> int:
         """Propose control pairs between two frameworks, with relation and strength."""
         embedder, status, _, catalog = self._runtime()
-        sources = list(self.controls.controls(source))
-        if not sources or not list(self.controls.controls(target)):
-            raise AppError("not_found", "both frameworks must be imported")
+        with self.db.read() as conn:
+            repo = AiRepository(conn)
+            sources = repo.controls(source)
+            if not sources or not repo.controls(target):
+                raise AppError("not_found", "both frameworks must be imported")
         floor, ceiling = RELEVANCE_RANGE[status.kind]
         threshold = max(threshold, floor)
         now = utcnow()
-        created = 0
         with self.db.write(actor="ai") as uow:
-            existing = {(r.source_ref, r.target_ref) for r in uow.conn.execute(
-                select(ai_mapping_suggestions.c.source_ref, ai_mapping_suggestions.c.target_ref).where(
-                    ai_mapping_suggestions.c.source_framework == source,
-                    ai_mapping_suggestions.c.target_framework == target))}
+            repo = AiRepository(uow.conn)
+            existing = repo.mapping_pairs(source, target)
             vectors = embedder.embed([c.text for c in sources])
             rows = []
             for control, vector in zip(sources, vectors, strict=True):
@@ -444,20 +418,14 @@ class AiService:
                                  "score": score, "origin": "suggested", "model": status.active,
                                  "status": "open", "decided_by": None, "decided_at": None,
                                  "created_at": now})
-            if rows:
-                uow.conn.execute(insert(ai_mapping_suggestions), rows)
-                created = len(rows)
+            repo.add_mapping_suggestions(rows)
             uow.emit("ai.mappings_suggested", f"framework-mapping:{source}:{target}"[:100],
-                     {"source": source, "target": target, "created": created}, source="ai")
-        return created
+                     {"source": source, "target": target, "created": len(rows)}, source="ai")
+        return len(rows)
 
     def mapping_suggestions(self, source: str, target: str, *, limit: int = 100) -> list[dict[str, Any]]:
         with self.db.read() as conn:
-            rows = conn.execute(select(ai_mapping_suggestions).where(
-                ai_mapping_suggestions.c.source_framework == source,
-                ai_mapping_suggestions.c.target_framework == target)
-                .order_by(ai_mapping_suggestions.c.score.desc(), ai_mapping_suggestions.c.id).limit(limit)
-            ).mappings().all()
+            rows = AiRepository(conn).mapping_suggestions(source, target, limit)
         return [record(r, MAPPING_FIELDS) for r in rows]
 
     def decide_mapping(self, principal: Principal, mapping_id: uuid.UUID, decision: str, *,
@@ -465,23 +433,31 @@ class AiService:
         """Accept or dismiss a proposed mapping; the frameworks domain projects accepted ones."""
         require(principal, "frameworks.manage")
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
-            row = uow.conn.execute(select(ai_mapping_suggestions).where(
-                ai_mapping_suggestions.c.id == mapping_id)).mappings().first()
+            repo = AiRepository(uow.conn)
+            row = repo.mapping_suggestion(mapping_id)
             if row is None:
                 raise not_found("mapping suggestion")
             if row["status"] != "open":
                 raise AppError("conflict", f"the mapping suggestion is already {row['status']}")
-            uow.conn.execute(update(ai_mapping_suggestions).where(ai_mapping_suggestions.c.id == mapping_id)
-                             .values(status=decision, decided_by=principal.user_id, decided_at=utcnow()))
+            repo.decide_mapping(mapping_id, decision, principal.user_id, utcnow())
             event = "control_mapping.accepted" if decision == "accepted" else "ai.mapping_dismissed"
             uow.emit(event, f"framework-mapping:{row['source_framework']}:{row['target_framework']}"[:100], {
                 "mappingSuggestionId": str(mapping_id), "source": {"framework": row["source_framework"],
                                                                    "ref": row["source_ref"]},
                 "target": {"framework": row["target_framework"], "ref": row["target_ref"]},
                 "relation": row["relation"], "strength": row["strength"], "origin": "suggested"})
-            decided = uow.conn.execute(select(ai_mapping_suggestions).where(
-                ai_mapping_suggestions.c.id == mapping_id)).mappings().one()
+            decided = repo.mapping_suggestion(mapping_id)
+            assert decided is not None
         return record(decided, MAPPING_FIELDS)
+
+
+def _analysis(row: RowMapping, event_id: uuid.UUID, model: str, now: dt.datetime, *, status_: str,
+              reason: str | None, score: float | None, breakdown: list[dict[str, Any]], digest: str | None,
+              chars: int) -> dict[str, Any]:
+    """The `ai_analyses` row of one analysis."""
+    return {"evidence_id": row["id"], "project_id": row["project_id"], "status": status_, "reason": reason,
+            "model": model, "quality_score": score, "quality_breakdown": breakdown, "text_sha256": digest,
+            "text_chars": chars, "event_id": event_id, "analyzed_at": now}
 
 
 def _relation(source: ControlText, target: ControlText, score: float, ceiling: float) -> str:
@@ -490,4 +466,3 @@ def _relation(source: ControlText, target: ControlText, score: float, ceiling: f
     if score >= ceiling:
         return "intersects"
     return "related"
-

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from sqlalchemy import and_, delete, insert, select, text, update
+from sqlalchemy import Insert, and_, delete, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from studio.ai.models import ai_vector_spaces, ai_vectors
@@ -193,14 +193,16 @@ class SqlVectorIndex:
         ).scalar()
         if found is not None:
             return int(found)
-        dialect = conn.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        create: Insert
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            create = pg_insert(ai_vector_spaces).on_conflict_do_nothing(index_elements=["space"])
         else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        conn.execute(dialect_insert(ai_vector_spaces)
-                     .values(space=self.space, dim=self.dim, generation=0)
-                     .on_conflict_do_nothing(index_elements=["space"]))
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            create = sqlite_insert(ai_vector_spaces).on_conflict_do_nothing(index_elements=["space"])
+        conn.execute(create.values(space=self.space, dim=self.dim, generation=0))
         return self._next_generation(conn)
 
     def _write(self, conn: Connection, rows: list[dict[str, object]]) -> None:
@@ -214,7 +216,7 @@ class SqlVectorIndex:
     def upsert(self, conn: Connection | None, items: Sequence[VectorItem]) -> None:
         if not items:
             return
-        rows = []
+        rows: list[dict[str, object]] = []
         for item in items:
             vector = np.asarray(item.vector, dtype="<f4").reshape(-1)
             if vector.shape[0] != self.dim:
@@ -227,8 +229,9 @@ class SqlVectorIndex:
         if not item_ids:
             return
         # Tombstones, so that a cached reader learns of the deletion by generation.
-        rows = [{"item_id": i, "kind": "deleted", "scope": "", "deleted": True, "vector": None}
-                for i in item_ids]
+        rows: list[dict[str, object]] = [
+            {"item_id": i, "kind": "deleted", "scope": "", "deleted": True, "vector": None}
+            for i in item_ids]
         self._in_transaction(conn, rows)
 
     def _in_transaction(self, conn: Connection | None, rows: list[dict[str, object]]) -> None:

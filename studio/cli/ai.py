@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from studio.bootstrap import Container
 from studio.cli.context import open_container
 
 ai_app = typer.Typer(help="AI service: control vectors and mapping suggestions.", no_args_is_help=True)
@@ -23,7 +24,7 @@ def doctor() -> None:
         _doctor(c)
 
 
-def _doctor(c: Any) -> None:
+def _doctor(c: Container) -> None:
     ai = c.ai
     table = Table(title="Studio Platform doctor", show_header=False)
     table.add_row("database", f"{c.db.dialect} ({'reachable' if c.db.ping() else 'UNREACHABLE'})")
@@ -38,7 +39,8 @@ def _doctor(c: Any) -> None:
         table.add_row("neural model", f"[yellow]not active: {status['fallbackReason']}[/]")
     table.add_row("offline", "yes (HF_HUB_OFFLINE=1)" if status["offline"] else "[red]no[/]")
     table.add_row("vector index", f"{status['index']}, {status['vectors']} vectors")
-    table.add_row("control sources", ", ".join(status["frameworks"]) or "none (set STUDIO_AI_OSCAL_CATALOGS)")
+    table.add_row("frameworks", ", ".join(status["frameworks"])
+                  or "none imported (studio frameworks import FILE)")
     from studio.ai.vectors import pgvector_available
 
     if c.db.dialect == "postgresql":
@@ -76,7 +78,7 @@ def search(
 
 
 @ai_app.command("index")
-def index(framework: Annotated[str, typer.Argument(help="framework key, as in STUDIO_AI_OSCAL_CATALOGS")]) -> None:
+def index(framework: Annotated[str, typer.Argument(help="key of an imported framework")]) -> None:
     """Embed a framework's controls (what the framework.imported consumer does)."""
     from studio.db.migrate import upgrade
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.engine import RowMapping
 
 from studio.db.repository import Repository
@@ -54,6 +54,11 @@ class EvidenceRepository(Repository):
         for project_id, status, n in self.conn.execute(query):
             counts.setdefault(project_id, {})[status] = int(n)
         return counts
+
+    def set_computed_quality(self, evidence_id: uuid.UUID, score: float) -> None:
+        """Store the AI service's quality score: a derived value, so not a new version
+        (an edit in flight keeps its If-Match)."""
+        self.conn.execute(update(evidence).where(evidence.c.id == evidence_id).values(quality_score=score))
 
 
 class ReviewRepository(Repository):

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, RowMapping
 
-from studio.db.engine import Database, utcnow
-from studio.domains.compliance.service import evidence_state
+from studio.db.engine import Database, UnitOfWork, utcnow
+from studio.domains.compliance.service import evidence_state, link_one_control
 from studio.domains.evidence import workflow
 from studio.domains.evidence.repository import EvidenceRepository, ReviewRepository
 from studio.domains.evidence.schemas import (
@@ -198,6 +198,24 @@ class EvidenceService:
             uow.emit("evidence.reviewed", stream_of(row["project_id"]), data)
             uow.emit(f"evidence.{body.decision.value}", stream_of(row["project_id"]), data)
             return {"evidence": evidence_wire(new), "review": record(review, REVIEW_FIELDS)}
+
+    # -- changes other services make inside their own transaction, having checked the caller --
+    def record_quality_score(self, uow: UnitOfWork, evidence_id: uuid.UUID, score: float) -> None:
+        """Set the computed quality score; the evidence keeps its version."""
+        EvidenceRepository(uow.conn).set_computed_quality(evidence_id, score)
+
+    def override_quality_score(self, uow: UnitOfWork, evidence_id: uuid.UUID, score: float) -> None:
+        """Set a reviewer's quality score in place of the computed one: a new version."""
+        EvidenceRepository(uow.conn).update(evidence_id, {"quality_score": score, "updated_at": utcnow()})
+
+    def link_control(self, uow: UnitOfWork, evidence: RowMapping, ref: str) -> dict[str, Any] | None:
+        """Link evidence to a control: the first becomes its primary control (a new version),
+        later ones further links to its project's framework. Returns the evidence's scoring
+        state, which the caller's event carries so the compliance score counts the link."""
+        if evidence["control_id"] is None:
+            EvidenceRepository(uow.conn).update(evidence["id"], {"control_id": ref, "updated_at": utcnow()})
+            return evidence_state(uow.conn, evidence["id"])
+        return link_one_control(uow.conn, evidence["id"], ref)
 
     def reviews(self, principal: Principal, evidence_id: uuid.UUID, *, cursor: str | None,
                 limit: int) -> tuple[list[dict[str, Any]], str | None]:

@@ -307,26 +307,26 @@ class FrameworkRepository:
 
 
 class FrameworkControlSource:
-    """The AI service's ControlSource over imported frameworks: each framework's latest
-    version, controls and enhancements (not families), referenced as auditors write them."""
+    """The imported frameworks' controls as the AI service embeds them: each framework's
+    latest version, its controls and enhancements (not families), each referenced as
+    auditors write it (the catalog's label, AC-2(1), else its id)."""
 
-    def __init__(self, db: Any):
-        self.db = db
+    def __init__(self, conn: Connection):
+        self.conn = conn
 
     def frameworks(self) -> list[str]:
-        with self.db.read() as conn:
-            return [row.key for row in conn.execute(select(frameworks.c.key).order_by(frameworks.c.key))]
+        """The keys of the imported frameworks."""
+        return list(self.conn.execute(select(frameworks.c.key).order_by(frameworks.c.key)).scalars())
 
-    def controls(self, framework: str) -> list[Any]:
-        from studio.ai.controls import ControlText
-
-        with self.db.read() as conn:
-            repo = FrameworkRepository(conn)
-            fw = repo.by_key(framework)
-            version = repo.latest_version(fw["id"]) if fw is not None else None
-            if version is None:
-                return []
-            query = (select(controls.c.ref, controls.c.label, controls.c.title, controls.c.statement)
-                     .where(controls.c.version_id == version["id"], controls.c.kind != "family"))
-            return [ControlText(framework, row.label or row.ref, row.title, row.statement or "")
-                    for row in conn.execute(query)]
+    def controls(self, framework: str) -> list[tuple[str, str, str]]:
+        """(ref, title, statement) of each control of the framework's latest version, in
+        catalog order; none for a key that is not imported."""
+        repo = FrameworkRepository(self.conn)
+        fw = repo.by_key(framework)
+        version = repo.latest_version(fw["id"]) if fw is not None else None
+        if version is None:
+            return []
+        query = (select(controls.c.ref, controls.c.label, controls.c.title, controls.c.statement)
+                 .where(controls.c.version_id == version["id"], controls.c.kind != "family")
+                 .order_by(controls.c.sort))
+        return [(row.label or row.ref, row.title, row.statement or "") for row in self.conn.execute(query)]
