@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from typing import Any
 
 import pytest
+import structlog
 from pydantic import TypeAdapter, ValidationError
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
+from studio.cli.main import app as cli_app
 from studio.domains.auth.schemas import ApiTokenCreate
 from studio.domains.evidence.schemas import EvidenceCreate, EvidenceUpdate
 from studio.domains.frameworks.schemas import FrameworkDocument
@@ -58,6 +62,124 @@ def replace_cookie(client: TestClient, name: str, value: str) -> None:
         if cookie.name == name:
             client.cookies.delete(name, domain=cookie.domain, path=cookie.path)
     client.cookies.set(name, value)
+
+
+# == 4. Password policy =======================================================================
+WEAK_PASSWORDS = [
+    ("            ", "too predictable"),  # twelve spaces: long enough, and nothing else
+    ("password1234", "too common"),
+    ("Password123!", "too common"),
+    ("Summer2024!!", "too common"),  # the season-and-year pattern sprayers try first
+    ("qwertyuiop123", "too common"),
+    ("aaaaaaaaaaaaaaaa", "too predictable"),
+    ("abcdefghijklmnop", "too predictable"),
+    ("zxcvbnm,./123", "too predictable"),
+    ("new.person@one.example", "must not contain your e-mail address"),
+    ("NewPerson-rides-a-bike", "must not contain your e-mail address"),
+    ("ask-New-Person-1984!", "must not contain your e-mail address"),
+]
+
+
+def create_user(client: TestClient, headers: dict[str, str], password: str, **extra: Any) -> Any:
+    return client.post(f"{API}/users", headers=headers, json={
+        "email": "new.person@one.example", "name": "New Person", "role": "viewer",
+        "password": password, **extra})
+
+
+@pytest.mark.parametrize("password,reason", WEAK_PASSWORDS, ids=[w[0] for w in WEAK_PASSWORDS])
+def test_api_refuses_weak_passwords_and_says_why(client, world, password, reason):
+    response = create_user(client, world["admin"].headers, password)
+    assert response.status_code == 400, response.text
+    assert error_of(response)["code"] == "validation_error"
+    assert field_messages(response)["password"].startswith(reason), response.text
+
+
+def test_api_refuses_a_password_containing_the_name(client, world):
+    response = create_user(client, world["admin"].headers, "Quinn Harlow, 1984!", name="Quinn Harlow")
+    assert response.status_code == 400
+    assert field_messages(response)["password"] == "must not contain your name"
+
+
+def test_api_accepts_strong_and_long_passwords_up_to_the_maximum(client, world):
+    admin = world["admin"].headers
+    assert create_user(client, admin, STRONG).status_code == 201
+    long_one = ("pebble orchid lantern " * 12)[:256]  # ASVS: at least 64 must be allowed
+    created = create_user(client, admin, long_one, email="long@one.example")
+    assert created.status_code == 201, created.text
+    login = client.post(f"{API}/auth/login", json={"email": "long@one.example", "password": long_one})
+    assert login.status_code == 200
+    too_long = create_user(client, admin, long_one + "x", email="longer@one.example")
+    assert too_long.status_code == 400 and "password" in field_messages(too_long)
+
+
+def test_password_change_is_checked_against_the_stored_user(client, world):
+    target = f"{API}/users/{world['auditor'].user_id}"
+    admin = world["admin"].headers
+    common = client.patch(target, headers=admin, json={"password": "password1234"})
+    assert common.status_code == 400 and field_messages(common)["password"].startswith("too common")
+    # The e-mail is not in the request: the stored one counts.
+    own = client.patch(target, headers=admin, json={"password": "Auditor-at-work-2024!"})
+    assert own.status_code == 400
+    assert field_messages(own)["password"].startswith("must not contain your e-mail address")
+    renamed = client.patch(target, headers=admin, json={"name": "Zephyrine Quist",
+                                                        "password": "zephyrine quist rocks"})
+    assert renamed.status_code == 400
+    assert field_messages(renamed)["password"].startswith("must not contain your name")
+    assert client.patch(target, headers=admin, json={"password": STRONG}).status_code == 200
+
+
+def test_web_user_form_refuses_a_weak_password(app, world):
+    browser = web_client(app)
+    assert web_login(browser, world["admin"].email).status_code == 303
+    page = browser.get("/users")
+    response = browser.post("/users", data={"csrf": csrf_of(page.text), "name": "Web Person",
+                                            "email": "web.person@one.example", "role": "viewer",
+                                            "password": "            "})
+    assert response.status_code == 400
+    assert "too predictable" in response.text
+    assert 'value="Web Person"' in response.text
+    browser.close()
+
+
+def test_cli_user_create_refuses_a_weak_password(tmp_path, database_url):
+    env = {
+        "STUDIO_DATA_DIR": str(tmp_path / "data"),
+        "STUDIO_DATABASE_URL": database_url,
+        "STUDIO_ARGON2_MEMORY_KIB": "1024",
+        "STUDIO_ARGON2_TIME_COST": "1",
+        "STUDIO_LOG_LEVEL": "WARNING",
+    }
+    try:
+        runner = CliRunner()
+        args = ["user", "create", "--email", "root@example.org", "--name", "Root", "--role", "admin"]
+        weak = runner.invoke(cli_app, [*args, "--password", "password1234"], env=env)
+        assert weak.exit_code == 2, weak.output
+        assert "too common" in weak.output
+        mine = runner.invoke(cli_app, [*args, "--password", "root@example.org!"], env=env)
+        assert mine.exit_code == 2 and "e-mail" in mine.output
+        strong = runner.invoke(cli_app, [*args, "--password", STRONG], env=env)
+        assert strong.exit_code == 0, strong.output
+    finally:
+        structlog.reset_defaults()
+
+
+def test_schemas_check_the_password_in_context():
+    with pytest.raises(ValidationError) as refused:
+        UserCreate.model_validate({"email": "kim@one.example", "name": "Kim Lee", "role": "viewer",
+                                   "password": "kim@one.example 2024"})
+    assert [e["loc"] for e in refused.value.errors()] == [("password",)]
+    with pytest.raises(ValidationError):
+        UserUpdate.model_validate({"password": "password1234"})
+    assert UserUpdate.model_validate({"password": STRONG}).password == STRONG
+
+
+def test_demo_passwords_pass_the_policy():
+    # `studio demo` makes secrets.token_urlsafe(12) passwords; every one must be acceptable.
+    from studio.domains.auth.passwords import password_problem
+
+    for _ in range(200):
+        password = secrets.token_urlsafe(12)
+        assert password_problem(password, email="viewer@demo.example", name="Demo Viewer") is None
 
 
 # == 7. Names made only of invisible characters ================================================
