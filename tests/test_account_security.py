@@ -182,6 +182,57 @@ def test_demo_passwords_pass_the_policy():
         assert password_problem(password, email="viewer@demo.example", name="Demo Viewer") is None
 
 
+# == 5. CSRF tokens bound to the session =======================================================
+def test_api_refuses_a_csrf_token_from_another_session(app, world):
+    customer, manager = web_client(app), web_client(app)
+    assert web_login(customer, world["customer"].email).status_code == 303
+    assert web_login(manager, world["manager"].email).status_code == 303
+    url = f"{API}/projects/{world.project_a}/evidence"
+    foreign = manager.cookies.get("studio_csrf")
+    assert foreign
+    # A token planted as the cookie and sent as the header: the double submit matches,
+    # but the token belongs to the manager's session.
+    replace_cookie(customer, "studio_csrf", foreign)
+    planted = customer.post(url, json={"title": "Forged"}, headers={"X-CSRF-Token": foreign})
+    assert planted.status_code == 403 and error_of(planted)["code"] == "csrf_failed"
+    # Any value the attacker chooses for both is refused too.
+    replace_cookie(customer, "studio_csrf", "attacker-chosen")
+    chosen = customer.post(url, json={"title": "Forged"}, headers={"X-CSRF-Token": "attacker-chosen"})
+    assert chosen.status_code == 403 and error_of(chosen)["code"] == "csrf_failed"
+    # The manager's own token still works for the manager.
+    own = manager.post(url, json={"title": "Real"}, headers={"X-CSRF-Token": foreign})
+    assert own.status_code == 201, own.text
+    customer.close()
+    manager.close()
+
+
+def test_api_refuses_the_token_of_an_ended_session(app, world):
+    browser = web_client(app)
+    assert web_login(browser, world["customer"].email).status_code == 303
+    old = browser.cookies.get("studio_csrf")
+    assert old
+    browser.post("/logout", data={"csrf": old})
+    assert web_login(browser, world["customer"].email).status_code == 303
+    replace_cookie(browser, "studio_csrf", old)
+    url = f"{API}/projects/{world.project_a}/evidence"
+    refused = browser.post(url, json={"title": "Stale"}, headers={"X-CSRF-Token": old})
+    assert refused.status_code == 403 and error_of(refused)["code"] == "csrf_failed"
+    browser.close()
+
+
+def test_web_form_refuses_a_csrf_token_from_another_session(app, world):
+    customer, manager = web_client(app), web_client(app)
+    assert web_login(customer, world["customer"].email).status_code == 303
+    assert web_login(manager, world["manager"].email).status_code == 303
+    foreign = csrf_of(manager.get("/dashboard").text)
+    replace_cookie(customer, "studio_csrf", foreign)
+    refused = customer.post(f"/projects/{world.project_a}/evidence",
+                            data={"title": "Forged", "csrf": foreign})
+    assert refused.status_code == 403
+    customer.close()
+    manager.close()
+
+
 # == 7. Names made only of invisible characters ================================================
 INVISIBLE = {
     "zero-width space": "\u200b",

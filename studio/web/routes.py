@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from studio import __version__
 from studio.domains.auth.schemas import LoginRequest
+from studio.domains.auth.security import csrf_token
 from studio.domains.evidence import workflow
 from studio.domains.evidence.schemas import EvidenceCreate, ReviewCreate
 from studio.domains.users.schemas import UserCreate, UserUpdate
@@ -339,7 +340,7 @@ async def login_submit(request: Request) -> Response:
     response = _redirect(target)
     web_session.set_session_cookie(response, request, token)
     web_session.set_csrf_cookie(response, request,
-                                web_session.csrf_token(c.settings.signing_key, claims.session_id))
+                                csrf_token(c.settings.signing_key, claims.session_id))
     return response
 
 
