@@ -7,6 +7,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from studio.app import create_app
+from studio.bootstrap import bootstrap
 from studio.cli.main import app as cli_app
 from studio.domains.auth.schemas import ApiTokenCreate
 from studio.domains.evidence.schemas import EvidenceCreate, EvidenceUpdate
@@ -22,7 +28,7 @@ from studio.domains.frameworks.schemas import FrameworkDocument
 from studio.domains.projects.schemas import ProjectCreate, ProjectUpdate
 from studio.domains.users.schemas import UserCreate, UserUpdate
 from studio.validation import Name
-from tests.conftest import TEST_PASSWORD
+from tests.conftest import TEST_PASSWORD, make_settings, seed_world, service_url
 
 API = "/api/v1"
 STRONG = "granite walrus mandolin 71"
@@ -231,6 +237,185 @@ def test_web_form_refuses_a_csrf_token_from_another_session(app, world):
     assert refused.status_code == 403
     customer.close()
     manager.close()
+
+
+# == 6. Login throttling without lockout =======================================================
+def _with_client_ip(app: Any) -> Any:
+    """Let a test choose the client address of each request (X-Test-Client-IP)."""
+
+    async def shim(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            sent = next((v for k, v in scope["headers"] if k == b"x-test-client-ip"), None)
+            if sent is not None:
+                scope = {**scope, "client": (sent.decode(), 40000)}
+        await app(scope, receive, send)
+
+    return shim
+
+
+def from_ip(address: str) -> dict[str, str]:
+    return {"X-Test-Client-IP": address}
+
+
+@contextmanager
+def throttled_app(tmp_path: Path, database_url: str, **limits: Any) -> Iterator[tuple[Any, Any]]:
+    settings = make_settings(tmp_path, database_url, rate_limit_enabled=True,
+                             rate_limit_ip="1000/minute", rate_limit_user="1000/minute", **limits)
+    container = bootstrap(settings)
+    try:
+        seed_world(container)
+        yield container, _with_client_ip(create_app(container))
+    finally:
+        container.close()
+
+
+def api_login(client: TestClient, email: str, password: str, address: str) -> Any:
+    return client.post(f"{API}/auth/login", json={"email": email, "password": password},
+                       headers=from_ip(address))
+
+
+def test_strangers_guessing_an_email_do_not_lock_out_its_users_device(tmp_path, database_url):
+    # Only the settings that exist today: the old per-e-mail budget let three wrong guesses
+    # from anywhere keep the right password out, from every device.
+    with throttled_app(tmp_path, database_url, rate_limit_login="3/minute") as (_, app):
+        device = web_client(app)
+        assert api_login(device, "viewer@one.example", TEST_PASSWORD, "10.9.0.1").status_code == 200
+        stranger = web_client(app)
+        for n in range(3):
+            wrong = api_login(stranger, "viewer@one.example", "guess guess guess", f"10.9.1.{n}")
+            assert wrong.status_code == 401
+        again = api_login(device, "viewer@one.example", TEST_PASSWORD, "10.9.0.1")
+        assert again.status_code == 200, again.text
+        device.close()
+        stranger.close()
+
+
+def test_per_account_limit_spares_known_devices_only(tmp_path, database_url):
+    with throttled_app(tmp_path, database_url, rate_limit_login="100/minute",
+                       rate_limit_login_account="3/hour",
+                       rate_limit_login_account_ip="2/minute") as (_, app):
+        device, other_account, stranger = web_client(app), web_client(app), web_client(app)
+        signed_in = api_login(device, "viewer@one.example", TEST_PASSWORD, "10.8.0.1")
+        assert signed_in.status_code == 200
+        cookie = next(h for h in signed_in.headers.get_list("set-cookie")
+                      if h.startswith("studio_device="))
+        assert "httponly" in cookie.lower() and "max-age" in cookie.lower()
+        assert api_login(other_account, "auditor@one.example", TEST_PASSWORD, "10.8.0.2").status_code == 200
+        # Strangers spend the account's budget for unknown devices, one address each.
+        for n in range(3):
+            assert api_login(stranger, "viewer@one.example", "guess guess guess",
+                             f"10.8.1.{n}").status_code == 401
+        locked = api_login(stranger, "viewer@one.example", TEST_PASSWORD, "10.8.1.9")
+        assert locked.status_code == 429 and error_of(locked)["code"] == "rate_limited"
+        assert int(locked.headers["retry-after"]) >= 1
+        # ... which neither a device cookie of another account nor a forged one gets around.
+        assert api_login(other_account, "viewer@one.example", TEST_PASSWORD,
+                         "10.8.0.2").status_code == 429
+        replace_cookie(stranger, "studio_device", "forged.0123456789abcdef0123456789abcdef")
+        assert api_login(stranger, "viewer@one.example", TEST_PASSWORD, "10.8.1.9").status_code == 429
+        # The device the user signed in from before still gets in with the right password.
+        assert api_login(device, "viewer@one.example", TEST_PASSWORD, "10.8.0.1").status_code == 200
+        # It is no free pass: wrong guesses from it are throttled on their own budget.
+        statuses = [api_login(device, "viewer@one.example", "guess guess guess", "10.8.0.1").status_code
+                    for _ in range(3)]
+        assert statuses == [401, 401, 429]
+        for client in (device, other_account, stranger):
+            client.close()
+
+
+def test_throttle_per_account_and_address(tmp_path, database_url):
+    with throttled_app(tmp_path, database_url, rate_limit_login="100/minute",
+                       rate_limit_login_account="100/hour",
+                       rate_limit_login_account_ip="2/minute;3/hour") as (_, app):
+        client = web_client(app)
+        statuses = [api_login(client, "viewer@one.example", "guess guess guess", "10.7.0.1").status_code
+                    for _ in range(3)]
+        assert statuses == [401, 401, 429]
+        blocked = api_login(client, "viewer@one.example", TEST_PASSWORD, "10.7.0.1")
+        assert blocked.status_code == 429 and "login" in error_of(blocked)["message"]
+        # Another account from the same address, and the same account from another address,
+        # are not slowed by it.
+        assert api_login(client, "auditor@one.example", TEST_PASSWORD, "10.7.0.1").status_code == 200
+        assert api_login(client, "viewer@one.example", TEST_PASSWORD, "10.7.0.2").status_code == 200
+        # Successful logins spend nothing.
+        assert {api_login(client, "auditor@one.example", TEST_PASSWORD, "10.7.0.1").status_code
+                for _ in range(4)} == {200}
+        client.close()
+
+
+def test_per_address_limit_still_counts_every_attempt(tmp_path, database_url):
+    with throttled_app(tmp_path, database_url, rate_limit_login="3/minute") as (_, app):
+        client = web_client(app)
+        statuses = [api_login(client, f"u{n}@one.example", "guess guess guess", "10.6.0.1").status_code
+                    for n in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        client.close()
+
+
+def test_web_login_from_a_known_browser_works_while_strangers_are_locked_out(tmp_path, database_url):
+    with throttled_app(tmp_path, database_url, rate_limit_login="100/minute",
+                       rate_limit_login_account="2/hour") as (_, app):
+        browser = web_client(app)
+        signed_in = web_login(browser, "viewer@one.example", headers=from_ip("10.5.0.1"))
+        assert signed_in.status_code == 303
+        assert browser.cookies.get("studio_device")
+        browser.post("/logout", data={"csrf": browser.cookies.get("studio_csrf")},
+                     headers=from_ip("10.5.0.1"))
+        stranger = web_client(app)
+        for n in range(2):
+            assert web_login(stranger, "viewer@one.example", "guess guess guess",
+                             headers=from_ip(f"10.5.1.{n}")).status_code == 401
+        locked = web_login(stranger, "viewer@one.example", headers=from_ip("10.5.1.9"))
+        assert locked.status_code == 429 and "Too many" in locked.text
+        again = web_login(browser, "viewer@one.example", headers=from_ip("10.5.0.1"))
+        assert again.status_code == 303, again.text
+        browser.close()
+        stranger.close()
+
+
+def test_device_cookie_is_httponly_strict_and_secure_over_https(app, world):
+    browser = TestClient(app, base_url="https://testserver", raise_server_exceptions=False,
+                         follow_redirects=False)
+    signed_in = web_login(browser, world["viewer"].email)
+    assert signed_in.status_code == 303
+    cookie = next(h for h in signed_in.headers.get_list("set-cookie")
+                  if h.startswith("studio_device=")).lower()
+    assert all(flag in cookie for flag in ("httponly", "secure", "samesite=strict", "path=/"))
+    browser.close()
+
+
+@pytest.mark.redis
+def test_login_throttle_shared_through_redis(tmp_path, database_url):
+    import redis
+
+    url = service_url("redis")
+    prefix = f"test-acct-{uuid.uuid4().hex[:8]}"
+    try:
+        with throttled_app(tmp_path, database_url, redis_url=url, redis_key_prefix=prefix,
+                           rate_limit_login="100/minute", rate_limit_login_account="2/hour") as (c, app):
+            # Two processes sharing one Redis (one event loop each, as in production).
+            second = bootstrap(c.settings)
+            try:
+                with TestClient(app, raise_server_exceptions=False) as device, \
+                        TestClient(_with_client_ip(create_app(second)),
+                                   raise_server_exceptions=False) as stranger:
+                    assert api_login(device, "viewer@one.example", TEST_PASSWORD,
+                                     "10.4.0.1").status_code == 200
+                    for n in range(2):
+                        assert api_login(stranger, "viewer@one.example", "guess guess guess",
+                                         f"10.4.1.{n}").status_code == 401
+                    assert api_login(stranger, "viewer@one.example", TEST_PASSWORD,
+                                     "10.4.1.9").status_code == 429
+                    assert api_login(device, "viewer@one.example", TEST_PASSWORD,
+                                     "10.4.0.1").status_code == 200
+            finally:
+                second.close()
+    finally:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 # == 7. Names made only of invisible characters ================================================

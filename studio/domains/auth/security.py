@@ -189,3 +189,25 @@ def csrf_token_valid(key: str, session_id: uuid.UUID | None, token: str) -> bool
     nonce, dot, mac = token.partition(".")
     return bool(nonce and dot) and constant_time_equal(mac, _csrf_mac(key, session_id, nonce))
 
+
+def _device_mac(key: str, email: str, nonce: str) -> str:
+    message = f"{email.lower()}\n{nonce}".encode()
+    return hmac.new(purpose_key(key, "known-device"), message, hashlib.sha256).hexdigest()[:32]
+
+
+def device_token(key: str, email: str) -> str:
+    """A "known device" token, given to a browser or client when it logs in as `email`: a
+    random device id and the MAC of it with the e-mail. It carries no e-mail and grants
+    nothing by itself; it only lets the login throttle tell this device from strangers."""
+    nonce = secrets.token_urlsafe(12)
+    return f"{nonce}.{_device_mac(key, email, nonce)}"
+
+
+def known_device(key: str, email: str, token: str | None) -> str | None:
+    """The device id if `token` was given on a successful login as `email`, else None."""
+    if not token:
+        return None
+    nonce, dot, mac = token.partition(".")
+    if not (nonce and dot) or not constant_time_equal(mac, _device_mac(key, email, nonce)):
+        return None
+    return nonce
