@@ -145,6 +145,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         app,
         verify_jwt=c.auth.verify_access,
         resolve_api_token=c.auth.resolve_api_token,
+        csrf_key=s.signing_key,
         protected_prefix=f"{API_PREFIX}/",
         public_paths=PUBLIC_API_PATHS,
     )

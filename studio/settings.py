@@ -97,6 +97,21 @@ class Settings(BaseSettings):
     ai_tfidf_dim: int = Field(default=2048, ge=64, le=65536)
     ai_suggestions: int = Field(default=5, ge=1, le=20)
 
+    # Login throttling (docs/gateway.md), in limits' notation; several limits separated by
+    # ";" make a progressive slowdown. Failed logins per account from one address (or from one
+    # known device), and per account from devices that never logged in to it; the per-address
+    # budget of every attempt is rate_limit_login.
+    rate_limit_login_account_ip: str = "5/minute;20/hour;50/day"
+    rate_limit_login_account: str = "20/hour;100/day"
+
+    @field_validator("rate_limit_login_account_ip", "rate_limit_login_account")
+    @classmethod
+    def _limits_notation(cls, value: str) -> str:
+        from limits import parse_many
+
+        parse_many(value)  # ValueError on a typo, at start-up rather than at the first login
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:

@@ -22,7 +22,23 @@ from pydantic import (
 )
 
 # C0/C1 control characters and the bidirectional overrides that let text lie about itself.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_CHARS = "\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+# Characters that draw nothing: Unicode's default-ignorable code points (soft hyphen, zero-width
+# space, joiners, word joiner, bidi marks, invisible operators, BOM, variation selectors,
+# Hangul fillers, tags) plus the blank Braille pattern and the interlinear annotation marks.
+# A name made only of these looks empty, so it is refused like an empty one.
+_INVISIBLE_CHARS = (
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff"
+)
+# Trimmed from the ends of names, like spaces, so "\u200bAdmin" cannot pose as "Admin". At the
+# end only those that modify nothing before them: a variation selector, joiner or tag there
+# belongs to an emoji ("\u2764\ufe0f", flags).
+_LEADING_BLANK = re.compile(f"^[\\s{_INVISIBLE_CHARS}]+")
+_TRAILING_BLANK = re.compile(
+    "[\\s\u00ad\u061c\u115f\u180e\u200b\u200e\u200f\u2060-\u2064\u2800\u3164\ufeff\uffa0]+$")
 _CONTROL_KEEP_NEWLINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 RICH_TEXT_TAGS = {
@@ -32,8 +48,10 @@ RICH_TEXT_TAGS = {
 
 
 def clean_plain(value: str) -> str:
-    """NFC-normalize, drop control characters, trim: for names and titles."""
-    return _CONTROL.sub("", unicodedata.normalize("NFC", value)).strip()
+    """NFC-normalize, drop control characters, trim spaces and invisible characters: for names
+    and titles."""
+    text = _CONTROL.sub("", unicodedata.normalize("NFC", value))
+    return _TRAILING_BLANK.sub("", _LEADING_BLANK.sub("", text))
 
 
 def clean_rich(value: str) -> str:
@@ -56,7 +74,7 @@ def _nonempty(value: str) -> str:
 
 # At least one character that survives clean_plain, so the OpenAPI document tells clients
 # the same rule the validator applies (literal characters: every regex dialect reads them).
-VISIBLE = "[^\\s\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+VISIBLE = f"[^\\s{_CONTROL_CHARS}{_INVISIBLE_CHARS}]"
 
 # A query or path text: anything but NUL, which no identifier holds and PostgreSQL text refuses.
 NO_NUL = "^[^\x00]*$"

@@ -1,4 +1,4 @@
-"""Rate limits: per client IP, per principal, login per IP and per e-mail; shared via Redis."""
+"""Rate limits: per client IP, per principal, login per IP and per account; shared via Redis."""
 
 from __future__ import annotations
 
@@ -78,8 +78,10 @@ def test_per_principal_budget(tmp_path, database_url):
         assert statuses == [200, 200, 429]
 
 
-def test_login_limited_per_ip_and_per_email(tmp_path, database_url):
-    with served(tmp_path, database_url, rate_limit_enabled=True, rate_limit_login="3/minute") as (
+def test_login_limited_per_ip_and_per_account(tmp_path, database_url):
+    # Known devices and the per-account-and-address tiers: tests/test_account_security.py.
+    with served(tmp_path, database_url, rate_limit_enabled=True, rate_limit_login="3/minute",
+                rate_limit_login_account="3/minute") as (
         container,
         _,
         client,
@@ -92,7 +94,8 @@ def test_login_limited_per_ip_and_per_email(tmp_path, database_url):
             client.post("/api/v1/auth/login", json=wrong, headers=first).status_code
             for _ in range(3)
         ] == [401] * 3
-        # The e-mail's budget is spent: even the right password from a new address waits.
+        # The account's budget for unknown devices is spent: even the right password from a
+        # new address waits (a device that logged in before would not).
         blocked = client.post("/api/v1/auth/login", json=right, headers=ip("10.2.0.2"))
         _assert_429(blocked, 3)
         assert "login" in blocked.json()["error"]["message"]

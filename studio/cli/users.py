@@ -31,7 +31,7 @@ def user_create(
     from studio.domains.users.schemas import UserCreate
     from studio.domains.users.service import create_organization, create_user
     from studio.errors import AppError
-    from studio.validation import clean_plain
+    from studio.validation import Name
 
     password = password or os.environ.get("STUDIO_PASSWORD") or getpass.getpass("Password: ")
     try:
@@ -41,10 +41,12 @@ def user_create(
         for err in exc.errors():
             console.print(f"[red]{'.'.join(map(str, err['loc']))}: {err['msg']}[/]")
         raise typer.Exit(2) from exc
-    organization = clean_plain(organization)
-    if not 1 <= len(organization) <= 255:
-        console.print("[red]organization: must be 1-255 visible characters[/]")
-        raise typer.Exit(2)
+    try:
+        # The same rule as every name: 1-255 characters, at least one of them visible.
+        organization = TypeAdapter(Name).validate_python(organization)
+    except ValidationError as exc:
+        console.print("[red]organization: must be 1-255 characters, at least one visible[/]")
+        raise typer.Exit(2) from exc
     with open_container() as c:
         password_hash = c.passwords.hash(body.password)
         try:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from studio.domains.auth.security import API_TOKEN_PREFIX, constant_time_equal
+from studio.domains.auth.security import API_TOKEN_PREFIX, constant_time_equal, csrf_token_valid
 from studio.errors import AppError
 from studio.gateway.envelope import send_error
 from studio.principal import AuthInfo
@@ -38,10 +38,12 @@ class AuthenticationMiddleware:
     """Resolves credentials; rejects requests to protected paths that carry none (401).
 
     `verify_jwt` is CPU-only; `resolve_api_token` touches the database and so runs in a
-    worker thread. A cookie session calling a protected path must also present the CSRF
-    double-submit token in the X-CSRF-Token header on unsafe methods. HTML form posts to
-    pages outside the API cannot send headers; the web routes check the token they carry
-    in a form field instead (studio/web/session.py).
+    worker thread. A cookie session calling a protected path with an unsafe method must
+    also send its CSRF token in the X-CSRF-Token header: equal to the studio_csrf cookie
+    (double submit) and made for this very session (a MAC of the session id under
+    `csrf_key`), so a token copied from or planted by another session fails. HTML form posts
+    to pages outside the API cannot send headers; the web routes check the same token in a
+    form field instead (studio/web/session.py).
     """
 
     def __init__(
@@ -49,12 +51,14 @@ class AuthenticationMiddleware:
         app: ASGIApp,
         verify_jwt: Callable[[str, str], AuthInfo],
         resolve_api_token: Callable[[str], AuthInfo | None],
+        csrf_key: str,
         protected_prefix: str = "/api/",
         public_paths: frozenset[str] = frozenset(),
     ):
         self.app = app
         self.verify_jwt = verify_jwt
         self.resolve_api_token = resolve_api_token
+        self.csrf_key = csrf_key
         self.protected_prefix = protected_prefix
         self.public_paths = public_paths
 
@@ -112,8 +116,11 @@ class AuthenticationMiddleware:
                 (v for k, v in scope["headers"] if k == CSRF_HEADER), b""
             ).decode("latin-1")
             expected = cookies.get(CSRF_COOKIE, "")
-            if not expected or not csrf_sent or not constant_time_equal(csrf_sent, expected):
-                raise AppError("csrf_failed")
+            if (not expected or not csrf_sent or not constant_time_equal(csrf_sent, expected)
+                    or info.session_id is None
+                    or not csrf_token_valid(self.csrf_key, info.session_id, csrf_sent)):
+                raise AppError("csrf_failed", "send this session's studio_csrf cookie value "
+                                              "in the X-CSRF-Token header")
         return info
 
 

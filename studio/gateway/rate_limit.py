@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import heapq
+import hmac
 import math
 import time
 from collections.abc import Callable
@@ -10,14 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, parse, parse_many
 from limits.aio.storage import RedisStorage, SlidingWindowCounterSupport, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage.base import TimestampedSlidingWindow
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from studio.domains.auth.security import known_device, purpose_key
 from studio.errors import AppError
 from studio.gateway.envelope import send_error
+from studio.settings import Settings
 
 log = structlog.get_logger("studio.ratelimit")
 
@@ -154,6 +161,18 @@ class RateLimiter:
         reset_after = max(1, math.ceil(stats.reset_time - time.time()))
         return Decision(allowed, item.amount, max(0, stats.remaining), reset_after)
 
+    async def test(self, item: RateLimitItem, *keys: str) -> Decision:
+        """Whether one more hit would be allowed, without counting it."""
+        try:
+            if await self.strategy.test(item, *keys):
+                return Decision(True, item.amount, item.amount, 0)
+            stats = await self.strategy.get_window_stats(item, *keys)
+        except Exception as exc:  # as in hit(): the store is down, let the request through
+            log.warning("rate_limit_store_unavailable", error=str(exc))
+            return Decision(True, item.amount, item.amount, 0)
+        reset_after = max(1, math.ceil(stats.reset_time - time.time()))
+        return Decision(False, item.amount, 0, reset_after)
+
     async def aclose(self) -> None:
         """Close the Redis connections opened on the running event loop."""
         client = getattr(getattr(self.storage, "bridge", None), "storage", None)
@@ -235,3 +254,127 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+# -- login ------------------------------------------------------------------------------
+DEVICE_COOKIE = "studio_device"
+DEVICE_COOKIE_MAX_AGE = 180 * 24 * 3600
+
+
+@functools.lru_cache(maxsize=32)
+def _limits(spec: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(spec))
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    """The budgets a failure of this attempt spends: (limit, keys) pairs."""
+
+    failure_budgets: tuple[tuple[RateLimitItem, tuple[str, ...]], ...]
+
+
+class LoginThrottle:
+    """Slows password guessing without letting a stranger lock a user out.
+
+    Three budgets, all in the shared limiter (memory or Redis):
+
+    - per client address, every attempt (`per_ip`): one address cannot try many accounts;
+    - per account and address, failures only (`per_account_ip`, tiers such as
+      "5/minute;20/hour;50/day"): a guesser aiming at one account slows down step by step,
+      while the same account from other addresses and other accounts from this address do
+      not;
+    - per account, failures from devices that never logged in to it (`per_account`): many
+      addresses together cannot guess on without end. When it is spent, only devices that
+      carry a "known device" token for the account (set on each successful login,
+      security.device_token) may still try; a known device has a budget of its own
+      (`per_account_ip`, keyed by the device), so the token is no free pass either.
+
+    Failures are counted after the fact: each budget is tested before the password is
+    checked and spent only when the check fails, so a user's successful logins cost nothing.
+    Concurrent guesses from one address are bounded by the per-address budget, which counts
+    every attempt up front. Accounts are keyed by a MAC of the e-mail address, so the store
+    holds no addresses, and unknown e-mails are counted exactly like real ones (nothing
+    tells them apart).
+    """
+
+    def __init__(self, limiter: RateLimiter, key: str, *, per_ip: str, per_account_ip: str,
+                 per_account: str, enabled: bool = True):
+        self.limiter = limiter
+        self.key = key
+        self.enabled = enabled
+        self.per_ip = _limits(per_ip)
+        self.per_account_ip = _limits(per_account_ip)
+        self.per_account = _limits(per_account)
+
+    @classmethod
+    def from_settings(cls, limiter: RateLimiter, settings: Settings) -> LoginThrottle:
+        return cls(limiter, settings.signing_key, per_ip=settings.rate_limit_login,
+                   per_account_ip=settings.rate_limit_login_account_ip,
+                   per_account=settings.rate_limit_login_account,
+                   enabled=settings.rate_limit_enabled)
+
+    def _account(self, email: str) -> str:
+        return hmac.new(purpose_key(self.key, "login-account"), email.lower().encode(),
+                        hashlib.sha256).hexdigest()[:32]
+
+    async def admit(self, client: str, email: str, device_cookie: str | None) -> LoginAttempt:
+        """Count the attempt against the address and refuse it (429) while a budget that
+        applies to it is spent."""
+        for item in self.per_ip:
+            decision = await self.limiter.hit(item, "login", f"ip:{client}")
+            if not decision.allowed:
+                raise _refused(decision, "ip")
+        device = known_device(self.key, email, device_cookie)
+        budgets: list[tuple[RateLimitItem, tuple[str, ...], str]]
+        if device is not None:
+            budgets = [(item, ("login-device", device), "device") for item in self.per_account_ip]
+        else:
+            account = self._account(email)
+            budgets = [(item, ("login-account-ip", account, client), "account_ip")
+                       for item in self.per_account_ip]
+            budgets += [(item, ("login-account", account), "account") for item in self.per_account]
+        for item, keys, budget in budgets:
+            decision = await self.limiter.test(item, *keys)
+            if not decision.allowed:
+                raise _refused(decision, budget)
+        return LoginAttempt(tuple((item, keys) for item, keys, _ in budgets))
+
+    async def failed(self, attempt: LoginAttempt) -> None:
+        for item, keys in attempt.failure_budgets:
+            await self.limiter.hit(item, *keys)
+
+    async def login(self, check: Callable[[], dict[str, Any]], *, client: str, email: str,
+                    device_cookie: str | None) -> dict[str, Any]:
+        """Run `check` (the password check, in a worker thread) under the throttle."""
+        if not self.enabled:
+            return await run_in_threadpool(check)
+        attempt = await self.admit(client, email, device_cookie)
+        try:
+            return await run_in_threadpool(check)
+        except AppError as err:
+            if err.code == "invalid_credentials":
+                await self.failed(attempt)
+            raise
+
+
+_MESSAGES = {
+    "ip": "too many login attempts from your address; retry in {retry}s",
+    "device": "too many failed logins from this device; retry in {retry}s",
+    "account_ip": "too many failed logins for this account from your address; retry in {retry}s",
+    "account": "too many failed logins for this account from unrecognized devices; retry in "
+               "{retry}s, or log in from a device you have logged in from before",
+}
+
+
+def _refused(decision: Decision, budget: str) -> AppError:
+    retry = str(decision.reset_after)
+    log.info("login_throttled", budget=budget, retry_after=decision.reset_after)
+    return AppError("rate_limited", _MESSAGES[budget].format(retry=retry),
+                    headers={"Retry-After": retry, "RateLimit-Limit": str(decision.limit),
+                             "RateLimit-Remaining": "0", "RateLimit-Reset": retry})
+
+
+def set_device_cookie(response: Response, token: str, *, secure: bool) -> None:
+    """Remember this device for the login throttle: HttpOnly, sent only to this site."""
+    response.set_cookie(DEVICE_COOKIE, token, max_age=DEVICE_COOKIE_MAX_AGE, httponly=True,
+                        samesite="strict", secure=secure, path="/")

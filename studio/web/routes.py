@@ -20,7 +20,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from limits import parse
 from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -30,12 +29,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from studio import __version__
 from studio.domains.auth.schemas import LoginRequest
+from studio.domains.auth.security import csrf_token, device_token
 from studio.domains.evidence import workflow
 from studio.domains.evidence.schemas import EvidenceCreate, ReviewCreate
 from studio.domains.users.schemas import UserCreate, UserUpdate
 from studio.errors import AppError, DatabaseUnavailable
 from studio.gateway.authentication import CSRF_COOKIE, SESSION_COOKIE
 from studio.gateway.envelope import request_id_of
+from studio.gateway.rate_limit import DEVICE_COOKIE, LoginThrottle, set_device_cookie
 from studio.permissions import Role, allowed
 from studio.principal import AuthInfo, Principal
 from studio.validation import clean_rich
@@ -315,18 +316,17 @@ async def login_submit(request: Request) -> Response:
     except ValidationError:
         return await run_in_threadpool(again, AppError("invalid_credentials"))
     client = request.client.host if request.client else "unknown"
-    if c.settings.rate_limit_enabled:
-        # Same keys as POST /api/v1/auth/login: the page is not a way around the budget.
-        limit = parse(c.settings.rate_limit_login)
-        for key in (f"ip:{client}", f"email:{str(body.email).lower()}"):
-            decision = await c.limiter.hit(limit, "login", key)
-            if not decision.allowed:
-                return await run_in_threadpool(again, AppError(
-                    "rate_limited",
-                    f"too many login attempts; wait {decision.reset_after} seconds"))
+    account = str(body.email).lower()
+
+    def check() -> dict[str, Any]:
+        return c.auth.login(str(body.email), body.password,
+                            request_id=request_id_of(request.scope), client_ip=client)
+
+    # The same throttle and budgets as POST /api/v1/auth/login: the page is no way around them.
+    throttle = LoginThrottle.from_settings(c.limiter, c.settings)
     try:
-        pair = await run_in_threadpool(c.auth.login, str(body.email), body.password,
-                                       request_id=request_id_of(request.scope), client_ip=client)
+        pair = await throttle.login(check, client=client, email=account,
+                                    device_cookie=request.cookies.get(DEVICE_COOKIE))
     except AppError as err:
         return await run_in_threadpool(again, err)
     claims = c.tokens.verify(pair["accessToken"])
@@ -339,7 +339,9 @@ async def login_submit(request: Request) -> Response:
     response = _redirect(target)
     web_session.set_session_cookie(response, request, token)
     web_session.set_csrf_cookie(response, request,
-                                web_session.csrf_token(c.settings.signing_key, claims.session_id))
+                                csrf_token(c.settings.signing_key, claims.session_id))
+    set_device_cookie(response, device_token(c.settings.signing_key, account),
+                      secure=request.url.scheme == "https")
     return response
 
 

@@ -1,5 +1,6 @@
 """Web sessions: a session-length access token in an HttpOnly cookie, renewed while used,
-and a signed double-submit CSRF token.
+and a CSRF token bound to the session (studio/domains/auth/security.py, shared with the
+gateway's check of cookie-authenticated API calls).
 
 Why not the 15-minute access token plus the refresh token in a second cookie? Refresh
 tokens rotate with reuse detection: two tabs that wake up together after the access token
@@ -16,16 +17,18 @@ views, never beyond the family's own expiry.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import secrets
 import uuid
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from studio.domains.auth.security import AccessTokens, constant_time_equal
+from studio.domains.auth.security import (
+    AccessTokens,
+    constant_time_equal,
+    csrf_token,
+    csrf_token_valid,
+)
 from studio.errors import AppError
 from studio.gateway.authentication import CSRF_COOKIE, SESSION_COOKIE
 
@@ -46,27 +49,12 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def csrf_token(key: str, session_id: uuid.UUID | None) -> str:
-    """A random nonce signed together with the session it belongs to ("anon" before login).
-
-    Signing binds the double-submit cookie to one session, so a cookie planted by a
-    sibling subdomain (the classic weakness of plain double submit) does not verify.
-    """
-    nonce = secrets.token_urlsafe(18)
-    return f"{nonce}.{_mac(key, session_id, nonce)}"
-
-
-def _mac(key: str, session_id: uuid.UUID | None, nonce: str) -> str:
-    message = f"{session_id or 'anon'}.{nonce}".encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:32]
-
-
 def csrf_valid(key: str, session_id: uuid.UUID | None, cookie: str | None,
                field: str | None) -> bool:
+    """The form's token equals the cookie's (double submit) and was made for this session."""
     if not cookie or not field or not constant_time_equal(cookie, field):
         return False
-    nonce, _, mac = cookie.partition(".")
-    return bool(nonce) and constant_time_equal(mac, _mac(key, session_id, nonce))
+    return csrf_token_valid(key, session_id, cookie)
 
 
 def check_csrf(request: Request, key: str, session_id: uuid.UUID | None, field: str | None) -> None:
@@ -78,10 +66,8 @@ def check_csrf(request: Request, key: str, session_id: uuid.UUID | None, field: 
 def current_csrf(request: Request, key: str, session_id: uuid.UUID | None) -> tuple[str, bool]:
     """The CSRF token to embed in forms, and whether the cookie must be (re)set."""
     cookie = request.cookies.get(CSRF_COOKIE)
-    if cookie:
-        nonce, _, mac = cookie.partition(".")
-        if nonce and constant_time_equal(mac, _mac(key, session_id, nonce)):
-            return cookie, False
+    if cookie and csrf_token_valid(key, session_id, cookie):
+        return cookie, False
     return csrf_token(key, session_id), True
 
 

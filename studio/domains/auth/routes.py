@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Request
-from limits import parse
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from studio.domains.auth.schemas import (
@@ -18,8 +17,9 @@ from studio.domains.auth.schemas import (
     RefreshRequest,
     TokenPair,
 )
+from studio.domains.auth.security import device_token
 from studio.domains.auth.service import API_TOKEN_FIELDS
-from studio.errors import AppError
+from studio.gateway.rate_limit import DEVICE_COOKIE, LoginThrottle, set_device_cookie
 from studio.http.api import CurrentPrincipal, PageParams, container, ok, page, request_id
 from studio.http.schemas import Envelope, PageOut
 from studio.records import record
@@ -29,22 +29,26 @@ router = APIRouter(tags=["auth"])
 
 @router.post("/auth/login", response_model=Envelope[TokenPair])
 async def login(request: Request, body: LoginRequest) -> Response:
-    """Exchange e-mail and password for an access token and a refresh token."""
+    """Exchange e-mail and password for an access token and a refresh token.
+
+    Failed logins are throttled per address, per account and address, and per account for
+    devices that never logged in to it; a client that keeps cookies gets a "known device"
+    cookie here, which lets it log in while strangers have spent the account's budget."""
     c = container(request)
     client = request.client.host if request.client else "unknown"
-    if c.settings.rate_limit_enabled:
-        limit = parse(c.settings.rate_limit_login)
-        for key in (f"ip:{client}", f"email:{str(body.email).lower()}"):
-            decision = await c.limiter.hit(limit, "login", key)
-            if not decision.allowed:
-                retry = str(decision.reset_after)
-                raise AppError("rate_limited", f"too many login attempts; retry in {retry}s",
-                               headers={"Retry-After": retry, "RateLimit-Limit": str(decision.limit),
-                                        "RateLimit-Remaining": "0", "RateLimit-Reset": retry})
-    pair = await run_in_threadpool(
-        c.auth.login, str(body.email), body.password, request_id=request_id(request), client_ip=client
-    )
-    return ok(request, pair)
+    email = str(body.email).lower()
+
+    def check() -> dict[str, Any]:
+        return c.auth.login(str(body.email), body.password, request_id=request_id(request),
+                            client_ip=client)
+
+    throttle = LoginThrottle.from_settings(c.limiter, c.settings)
+    pair = await throttle.login(check, client=client, email=email,
+                                device_cookie=request.cookies.get(DEVICE_COOKIE))
+    response = ok(request, pair)
+    set_device_cookie(response, device_token(c.settings.signing_key, email),
+                      secure=request.url.scheme == "https")
+    return response
 
 
 @router.post("/auth/refresh", response_model=Envelope[TokenPair])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
@@ -160,3 +161,53 @@ def token_digest(token: str) -> str:
 
 def constant_time_equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+@functools.lru_cache(maxsize=16)
+def purpose_key(key: str, purpose: str) -> bytes:
+    """A key for one purpose, derived from the signing key: a MAC made for one use (a CSRF
+    token, a device cookie) never verifies as another, nor as a JWT signature."""
+    return hmac.new(key.encode(), f"studio-platform/{purpose}".encode(), hashlib.sha256).digest()
+
+
+def _csrf_mac(key: str, session_id: uuid.UUID | None, nonce: str) -> str:
+    message = f"{session_id or 'anon'}.{nonce}".encode()
+    return hmac.new(purpose_key(key, "csrf"), message, hashlib.sha256).hexdigest()[:32]
+
+
+def csrf_token(key: str, session_id: uuid.UUID | None) -> str:
+    """A CSRF token bound to one session ("anon" before login): a random nonce and the MAC
+    of the session id with it. Only this server can make one, and only for that session, so
+    a token planted by a sibling subdomain or copied from another session does not verify
+    (the known weakness of a plain double-submit cookie)."""
+    nonce = secrets.token_urlsafe(18)
+    return f"{nonce}.{_csrf_mac(key, session_id, nonce)}"
+
+
+def csrf_token_valid(key: str, session_id: uuid.UUID | None, token: str) -> bool:
+    """Whether `token` was made by csrf_token for this session (compared in constant time)."""
+    nonce, dot, mac = token.partition(".")
+    return bool(nonce and dot) and constant_time_equal(mac, _csrf_mac(key, session_id, nonce))
+
+
+def _device_mac(key: str, email: str, nonce: str) -> str:
+    message = f"{email.lower()}\n{nonce}".encode()
+    return hmac.new(purpose_key(key, "known-device"), message, hashlib.sha256).hexdigest()[:32]
+
+
+def device_token(key: str, email: str) -> str:
+    """A "known device" token, given to a browser or client when it logs in as `email`: a
+    random device id and the MAC of it with the e-mail. It carries no e-mail and grants
+    nothing by itself; it only lets the login throttle tell this device from strangers."""
+    nonce = secrets.token_urlsafe(12)
+    return f"{nonce}.{_device_mac(key, email, nonce)}"
+
+
+def known_device(key: str, email: str, token: str | None) -> str | None:
+    """The device id if `token` was given on a successful login as `email`, else None."""
+    if not token:
+        return None
+    nonce, dot, mac = token.partition(".")
+    if not (nonce and dot) or not constant_time_equal(mac, _device_mac(key, email, nonce)):
+        return None
+    return nonce

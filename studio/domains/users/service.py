@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from studio.db.engine import Database, utcnow
+from studio.domains.auth.passwords import password_problem
 from studio.domains.auth.repository import TokenRepository
 from studio.domains.auth.security import Passwords
 from studio.domains.users.repository import OrganizationRepository, UserRepository
@@ -112,6 +113,7 @@ class UserService:
                 raise AppError("conflict", "you cannot deactivate yourself")
             values["is_active"] = changes["isActive"]
         if changes.get("password"):
+            self._check_password_for(principal, user_id, changes["password"], changes.get("name"))
             values["password_hash"] = self.passwords.hash(changes["password"])
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
             repo = UserRepository(uow.conn)
@@ -133,6 +135,21 @@ class UserService:
             uow.emit("user.updated", f"user:{user_id}", {"userId": str(user_id), "changed": changed,
                      **({"role": values["role"]} if "role" in values else {})})
             return user_wire(row)
+
+    def _check_password_for(self, principal: Principal, user_id: uuid.UUID, password: str,
+                            new_name: str | None) -> None:
+        """Refuse a new password that contains the user's stored e-mail address or name (the
+        schema checked what the request itself carried)."""
+        with self.db.read() as conn:
+            repo = UserRepository(conn)
+            current = repo.get(user_id, where=repo.scope(principal))
+        if current is None:
+            raise not_found("user")
+        problem = password_problem(password, email=current["email"],
+                                   name=new_name or current["name"])
+        if problem:
+            raise AppError("validation_error", f"password: {problem}",
+                           details=[{"field": "password", "message": problem}])
 
     def delete(self, principal: Principal, user_id: uuid.UUID, *, request_id: str | None = None) -> None:
         """Deactivate a user and end their sessions; the record stays for the audit trail."""
