@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 from studio.errors import AppError
 from studio.gateway.cache import NO_STORE
@@ -19,6 +20,7 @@ from studio.gateway.envelope import (
     log_unexpected,
     request_id_of,
 )
+from studio.http.methods import MethodGuard, MethodTable, allow_header, route_path
 from studio.principal import AuthInfo, Principal
 from studio.validation import VISIBLE
 
@@ -173,7 +175,15 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> Respon
         code, message = "invalid_json", "malformed JSON: the body could not be parsed"
     if exc.status_code == 404:
         message = f"no route for {request.method} {request.url.path}"
-    err = AppError(code, message, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette lists the methods of one route; the path may have more.
+        table: MethodTable = request.app.state.methods
+        allowed = table.allowed(request.app.router.routes, route_path(request.scope))
+        if allowed is not None:
+            headers["Allow"] = allow_header(allowed)
+        message = f"{request.method} is not allowed here; use {headers.get('Allow', 'another method')}"
+    err = AppError(code, message, headers=headers)
     err.status = exc.status_code
     return _error_response(request, err)
 
@@ -194,7 +204,18 @@ async def _unexpected_handler(request: Request, exc: Exception) -> Response:
     return _error_response(request, as_app_error(exc))
 
 
+def _options(scope: Scope, allowed: frozenset[str]) -> Response:
+    """OPTIONS on a routed path: its methods, in `Allow` and in the envelope."""
+    methods = sorted(allowed)
+    return Response(envelope_bytes(request_id_of(scope), {"methods": methods}),
+                    media_type="application/json", headers={"Allow": allow_header(allowed)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Every error inside the envelope; and the answers about methods: `OPTIONS` with `Allow`,
+    `405` with `Allow` listing every method of the path (studio/http/methods.py)."""
+    app.state.methods = MethodTable()
+    app.router.routes.insert(0, MethodGuard(app.state.methods, _options))
     # Starlette types every handler as taking Exception, though it calls each one only
     # with the class it is registered for.
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
