@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,15 @@ from studio.documents.service import DocumentService, check_head
 from studio.documents.storage import ObjectNotFound, ObjectTooLarge, Storage, Writer
 from studio.documents.upload import bad_name, parse_effective_date, stream_multipart, stream_raw
 from studio.errors import AppError
-from studio.http.api import CurrentPrincipal, PageParams, container, ok, page, request_id
+from studio.http.api import (
+    CurrentPrincipal,
+    DateQuery,
+    PageParams,
+    container,
+    ok,
+    page,
+    request_id,
+)
 
 # What the schema can say of clean_file_name's rule (it also refuses the rarer Unicode
 # format characters outside this list, and names longer than 255 characters after NFC).
@@ -146,7 +153,7 @@ async def upload_raw(
             "invisible formatting characters, at most 255 characters",
         ),
     ],
-    effective_date: Annotated[dt.date | None, Query(alias="effectiveDate")] = None,
+    effective_date: Annotated[DateQuery | None, Query(alias="effectiveDate")] = None,
 ) -> Response:
     """Upload a file as the raw request body (for scripts with an API token)."""
     try:

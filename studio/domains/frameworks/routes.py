@@ -22,7 +22,16 @@ from studio.domains.frameworks.schemas import (
 )
 from studio.domains.users.service import require
 from studio.errors import AppError
-from studio.http.api import CurrentPrincipal, PageParams, container, errors, ok, page, request_id
+from studio.http.api import (
+    CurrentPrincipal,
+    PositionPageParams,
+    UuidPageParams,
+    container,
+    errors,
+    ok,
+    page,
+    request_id,
+)
 from studio.validation import NO_NUL, VISIBLE, Input, Name
 
 router = APIRouter(tags=["frameworks"])
@@ -192,7 +201,7 @@ def show_framework(request: Request, principal: CurrentPrincipal, framework: Fra
 
 @router.get("/frameworks/{framework}/controls")
 def list_controls(
-    request: Request, principal: CurrentPrincipal, framework: FrameworkPath, paging: PageParams,
+    request: Request, principal: CurrentPrincipal, framework: FrameworkPath, paging: PositionPageParams,
     version_id: Annotated[uuid.UUID | None, Query(alias="versionId")] = None,
     q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="words that must all appear in the control text")] = None,
     parent_id: Annotated[uuid.UUID | None, Query(alias="parentId")] = None,
@@ -217,7 +226,7 @@ def control_neighbourhood(request: Request, principal: CurrentPrincipal, control
 
 
 @router.get("/mappings")
-def list_mappings(request: Request, principal: CurrentPrincipal, paging: PageParams,
+def list_mappings(request: Request, principal: CurrentPrincipal, paging: UuidPageParams,
                   control_id: Annotated[uuid.UUID | None, Query(alias="controlId")] = None,
                   version_id: Annotated[uuid.UUID | None, Query(alias="versionId")] = None) -> Response:
     items, cursor = container(request).frameworks.list_mappings(
