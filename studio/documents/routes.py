@@ -27,10 +27,27 @@ from studio.http.api import (
     request_id,
 )
 
-# What the schema can say of clean_file_name's rule (it also refuses the rarer Unicode
-# format characters outside this list, and names longer than 255 characters after NFC).
-_NOT_IN_NAME = r'/\\"\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb'
-FILE_NAME_PATTERN = rf"^\s*[^.\s{_NOT_IN_NAME}][^{_NOT_IN_NAME}]*$"
+# clean_file_name's rule as a pattern, so the OpenAPI document refuses what the API refuses:
+# surrounding white space (str.strip's) is dropped; then no leading '.', no path, no quotes,
+# no control, format or line/paragraph separator character (Unicode categories Cc, Cf, Zl, Zp,
+# which include the bidirectional controls). Literal characters: every regex dialect reads them.
+# tests/test_schemathesis.py checks these lists against the running Python's Unicode database.
+FILE_NAME_SPACE = (0x09, 0x0D), (0x1C, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680), \
+    (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000)
+FILE_NAME_FORBIDDEN = (0x00, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), \
+    (0x6DD, 0x6DD), (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), \
+    (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), \
+    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438), \
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F)
+
+
+def _class(ranges: tuple[tuple[int, int], ...]) -> str:
+    return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges)
+
+
+_SPACE = _class(FILE_NAME_SPACE)
+_NOT_IN_NAME = '/\\\\"' + _class(FILE_NAME_FORBIDDEN)
+FILE_NAME_PATTERN = f"^[{_SPACE}]*[^.{_SPACE}{_NOT_IN_NAME}]([^{_NOT_IN_NAME}]*[^{_SPACE}{_NOT_IN_NAME}])?[{_SPACE}]*$"
 
 router = APIRouter(tags=["evidence files"])
 
@@ -146,11 +163,12 @@ async def upload_raw(
     filename: Annotated[
         str,
         Query(
-            max_length=4096,
+            max_length=255,
             # Documented, not enforced here: clean_file_name refuses with a clearer message.
             json_schema_extra={"pattern": FILE_NAME_PATTERN},
             description="The file's name: no path, no leading '.', no quotes, control or "
-            "invisible formatting characters, at most 255 characters",
+            "invisible formatting characters, at most 255 characters (also after Unicode "
+            "NFC normalisation, which lengthens a few rare characters)",
         ),
     ],
     effective_date: Annotated[DateQuery | None, Query(alias="effectiveDate")] = None,
