@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from studio.documents.storage import ObjectNotFound, ObjectTooLarge, Storage, Wr
 from studio.documents.upload import bad_name, parse_effective_date, stream_multipart, stream_raw
 from studio.errors import AppError
 from studio.http.api import (
+    DATE_SCHEMA,
     CurrentPrincipal,
     DateQuery,
     PageParams,
@@ -25,6 +27,7 @@ from studio.http.api import (
     ok,
     page,
     request_id,
+    strict_date,
 )
 
 # clean_file_name's rule as a pattern, so the OpenAPI document refuses what the API refuses:
@@ -92,6 +95,21 @@ async def _receive_file(
     return checked, stored
 
 
+def _effective_date(raw: str | None) -> dt.date | None:
+    """The multipart field as the document states it: empty for none, or exactly YYYY-MM-DD
+    (a date parser alone would also take 20260131 or padding)."""
+    if raw:
+        try:
+            strict_date(raw)
+        except ValueError as exc:
+            raise AppError(
+                "validation_error",
+                "effectiveDate must be a date (YYYY-MM-DD)",
+                details=[{"field": "effectiveDate", "message": "expected YYYY-MM-DD"}],
+            ) from exc
+    return parse_effective_date(raw)
+
+
 @router.post(
     "/evidence/{evidence_id}/files",
     status_code=201,
@@ -106,7 +124,10 @@ async def _receive_file(
                         "required": ["file"],
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
-                            "effectiveDate": {"type": "string", "format": "date"},
+                            "effectiveDate": {
+                                "description": "YYYY-MM-DD, or empty for none",
+                                "anyOf": [DATE_SCHEMA, {"type": "string", "maxLength": 0}],
+                            },
                         },
                     }
                 }
@@ -127,7 +148,7 @@ async def upload_file(
         lambda: stream_multipart(
             request.headers.get("content-type"), request.stream(), writer, check_head
         ),
-        lambda form: (form, parse_effective_date(form.fields.get("effectiveDate"))),
+        lambda form: (form, _effective_date(form.fields.get("effectiveDate"))),
     )
     body = await run_in_threadpool(
         lambda: svc.record(

@@ -124,12 +124,18 @@ _UTC_MAX = dt.datetime.max.replace(tzinfo=dt.UTC)
 _NOT_YEAR_ZERO = "^(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-"
 
 
+DATE_SCHEMA: dict[str, Any] = {"type": "string", "format": "date", "pattern": _NOT_YEAR_ZERO}
+
+
+def strict_date(value: str) -> dt.date:
+    """Exactly what DATE_SCHEMA allows, or ValueError."""
+    if _DATE.fullmatch(value) is None:
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return dt.date.fromisoformat(value)  # ValueError for a month 13 or a 30 February
+
+
 def _date(value: Any) -> Any:
-    if isinstance(value, str):
-        if _DATE.fullmatch(value) is None:
-            raise ValueError("expected a date as YYYY-MM-DD")
-        return dt.date.fromisoformat(value)  # ValueError for a month 13 or a 30 February
-    return value
+    return strict_date(value) if isinstance(value, str) else value
 
 
 def _date_time(value: Any) -> Any:
@@ -169,7 +175,7 @@ def _date_time(value: Any) -> Any:
 
 DateQuery = Annotated[
     dt.date, BeforeValidator(_date),
-    WithJsonSchema({"type": "string", "format": "date", "pattern": _NOT_YEAR_ZERO}),
+    WithJsonSchema(DATE_SCHEMA),
 ]
 DateTimeQuery = Annotated[
     dt.datetime, BeforeValidator(_date_time),
