@@ -164,7 +164,8 @@ _IMPORT_BODY = _file_upload_body(
     FrameworkDocument.model_json_schema(),
     "The framework file. Shown here: the custom format as JSON (Content-Type "
     "application/json). Also accepted, by file name or Content-Type: OSCAL catalogs "
-    "as .json, .yaml or .xml, the custom format as .yaml or .csv (docs/frameworks.md).",
+    "as .json, .yaml or .xml, the custom format as .yaml or .csv (docs/frameworks.md). "
+    "Control refs are unique across the whole file, children included.",
     key={**_TEXT_FIELD, "description": "Framework key (default: from the name)"},
     name={**_TEXT_FIELD, "description": "Overrides the file's framework name"},
     version={**_TEXT_FIELD, "description": "Overrides the file's version"},
@@ -236,6 +237,7 @@ def list_mappings(request: Request, principal: CurrentPrincipal, paging: UuidPag
 
 @router.post("/mappings", status_code=201, responses=errors(404))
 def create_mapping(request: Request, principal: CurrentPrincipal, body: MappingCreate) -> Response:
+    """Map one control onto another (sourceId and targetId differ)."""
     result = container(request).frameworks.create_mapping(
         principal, body.sourceId, body.targetId, body.relation.value, body.strength, body.origin.value,
         body.note, request_id=request_id(request))
@@ -266,6 +268,7 @@ def import_mappings(request: Request, principal: CurrentPrincipal,
 
 @router.post("/mappings/derive", responses=errors(404))
 def derive_mappings(request: Request, principal: CurrentPrincipal, body: DeriveRequest) -> Response:
-    """Map controls with the same catalog id in two frameworks as equal (for example LOW -> MODERATE)."""
+    """Map controls with the same catalog id in two frameworks as equal (for example LOW -> MODERATE);
+    source and target differ."""
     return ok(request, container(request).frameworks.derive_equal(principal, body.source, body.target,
                                                                   request_id=request_id(request)))
