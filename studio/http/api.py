@@ -397,11 +397,37 @@ def _drop_null(schema: dict[str, Any]) -> None:
 
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An access token from POST /api/v1/auth/login, or a personal API token "
+                   "(stp_...) from POST /api/v1/tokens",
+}
+
+
+def _authenticated_operations(api: FastAPI) -> set[tuple[str, str]]:
+    """(path, method) of the operations whose handler needs the caller: exactly those the
+    authentication layer protects (every /api/v1 path but login and refresh)."""
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    def calls(dependant: Dependant) -> Any:
+        yield dependant.call
+        for sub in dependant.dependencies:
+            yield from calls(sub)
+
+    found = set()
+    for route in iter_route_contexts(api.routes):
+        original = route.original_route
+        if isinstance(original, APIRoute) and current_principal in set(calls(original.dependant)):
+            found |= {(str(route.path_format), m.lower()) for m in route.methods or ()}
+    return found
 
 
 def document_errors(api: FastAPI, api_prefix: str) -> None:
     """Document the error envelope on every operation, in place of FastAPI's 422 (never sent:
-    invalid input answers 400), so clients and contract tests see the real responses."""
+    invalid input answers 400), so clients and contract tests see the real responses; and the
+    bearer token on every operation that needs one."""
     from fastapi.openapi.utils import get_openapi
 
     from studio.errors import ERROR_CATALOGUE
@@ -418,8 +444,12 @@ def document_errors(api: FastAPI, api_prefix: str) -> None:
         components["ErrorEnvelope"] = error_schema
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)
+        schema["components"]["securitySchemes"] = {"bearer": BEARER}
+        authenticated = _authenticated_operations(api)
         for path, item in schema.get("paths", {}).items():
             for method, operation in item.items():
+                if (path, method) in authenticated:
+                    operation["security"] = [{"bearer": []}]
                 for parameter in operation.get("parameters", []):
                     _drop_null(parameter.get("schema", {}))
                 responses = operation.setdefault("responses", {})
