@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from studio.documents.detect import MIME
-from studio.documents.names import BadFileName, clean_file_name, content_disposition
+from studio.documents.names import MAX_NAME_CHARS, BadFileName, clean_file_name, content_disposition
 from studio.documents.service import DocumentService, check_head
 from studio.documents.storage import ObjectNotFound, ObjectTooLarge, Storage, Writer
 from studio.documents.upload import bad_name, parse_effective_date, stream_multipart, stream_raw
@@ -50,7 +50,8 @@ def _class(ranges: tuple[tuple[int, int], ...]) -> str:
 
 _SPACE = _class(FILE_NAME_SPACE)
 _NOT_IN_NAME = '/\\\\"' + _class(FILE_NAME_FORBIDDEN)
-FILE_NAME_PATTERN = f"^[{_SPACE}]*[^.{_SPACE}{_NOT_IN_NAME}]([^{_NOT_IN_NAME}]*[^{_SPACE}{_NOT_IN_NAME}])?[{_SPACE}]*$"
+_FIRST, _LAST = f"[^.{_SPACE}{_NOT_IN_NAME}]", f"[^{_SPACE}{_NOT_IN_NAME}]"
+FILE_NAME_PATTERN = f"^[{_SPACE}]*{_FIRST}([^{_NOT_IN_NAME}]*{_LAST})?[{_SPACE}]*$"
 
 router = APIRouter(tags=["evidence files"])
 
@@ -184,9 +185,8 @@ async def upload_raw(
     filename: Annotated[
         str,
         Query(
-            max_length=255,
-            # Documented, not enforced here: clean_file_name refuses with a clearer message.
-            json_schema_extra={"pattern": FILE_NAME_PATTERN},
+            # Documented, not enforced here: the handler refuses with a clearer message.
+            json_schema_extra={"pattern": FILE_NAME_PATTERN, "maxLength": MAX_NAME_CHARS},
             description="The file's name: no path, no leading '.', no quotes, control or "
             "invisible formatting characters, at most 255 characters (also after Unicode "
             "NFC normalisation, which lengthens a few rare characters)",
@@ -196,6 +196,8 @@ async def upload_raw(
 ) -> Response:
     """Upload a file as the raw request body (for scripts with an API token)."""
     try:
+        if len(filename) > MAX_NAME_CHARS:  # as sent, white space included, as documented
+            raise BadFileName(f"the file name is longer than {MAX_NAME_CHARS} characters")
         name = clean_file_name(filename)
     except BadFileName as exc:
         raise bad_name(exc) from exc
