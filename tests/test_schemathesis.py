@@ -5,9 +5,11 @@ check it has (no 5xx; documented status codes, content types and headers; respon
 matching their schemas; schema-violating input rejected and schema-valid input accepted;
 405 with `Allow` for undeclared methods and `Allow` on OPTIONS matching the document;
 authentication not ignored; deleted resources gone, created ones available; ...), in
-process against the ASGI app, as the organization's admin. Generation is deterministic and
-bounded, so the run is the same every time and takes about a minute. Any failed check, any
-error of the engine and any phase that did not run fails the test, listing every failure.
+process against the ASGI app, as the organization's admin, with path parameters that name
+existing objects. Generation is deterministic and bounded, so the run is the same every time
+and takes about a minute. Any failed check, any error of the engine and any phase that did
+not run fails the test, listing every failure. (The examples phase has nothing to send: the
+document gives no examples.)
 
 The app is meant to pass on its own: the document states every rule a JSON Schema can state
 (studio/http/api.py, docs/api.md). `_valid_case` only keeps schema-valid (positive) cases
@@ -115,7 +117,8 @@ def _valid_case(context: Any, case: Any) -> Any:
         controls = [c for c in document["controls"] if isinstance(c, dict)]
         for control in list(controls):
             children = control.get("controls")
-            controls += [c for c in children or [] if isinstance(c, dict)] if isinstance(children, list) else []
+            if isinstance(children, list):
+                controls += [c for c in children if isinstance(c, dict)]
         for number, control in enumerate(controls):
             if control.get("ref") in seen and isinstance(control["ref"], str):
                 control["ref"] = f"{control['ref'][:50]}_{number}"
@@ -162,8 +165,9 @@ def _run(app: Any, token: str, parameters: dict[str, str]) -> tuple[list[str], d
                     key = (node.name, str(failure.operation), failure.title)
                     if key not in seen:
                         seen.add(key)
-                        problems.append(f"[{phase}] {node.name}: {failure.operation}: {failure.title}\n"
-                                        f"{failure.message}\n{info.code_sample}")
+                        problems.append(
+                            f"[{phase}] {node.name}: {failure.operation}: {failure.title}\n"
+                            f"{failure.message}\n{info.code_sample}")
         elif isinstance(event, events.NonFatalError):
             problems.append(f"[{event.phase}] error in {event.label}: {event.value!r}")
         elif isinstance(event, events.FatalError):
@@ -209,4 +213,5 @@ def test_file_name_pattern_lists_every_character_clean_file_name_refuses():
     forbidden = [c for c in everything if unicodedata.category(chr(c)) in ("Cc", "Cf", "Zl", "Zp")
                  or unicodedata.bidirectional(chr(c)) in bidi]
     assert [tuple(r) for r in FILE_NAME_FORBIDDEN] == ranges(forbidden)
-    assert [tuple(r) for r in FILE_NAME_SPACE] == ranges([c for c in everything if chr(c).isspace()])
+    space = [c for c in everything if chr(c).isspace()]
+    assert [tuple(r) for r in FILE_NAME_SPACE] == ranges(space)

@@ -99,7 +99,8 @@ async def uuid_paging(
 async def position_paging(
     limit: Annotated[int, _LIMIT] = 50,
     cursor: Annotated[str | None, Query(
-        pattern=POSITION_CURSOR, description="nextCursor of the previous page: the last item's position",
+        pattern=POSITION_CURSOR,
+        description="nextCursor of the previous page: the last item's position",
     )] = None,
 ) -> Paging:
     return Paging(limit, cursor)
@@ -145,8 +146,9 @@ def _date_time(value: Any) -> Any:
         return value
     m = _DATE_TIME.fullmatch(value)
     if m is None:
-        raise ValueError("expected an RFC 3339 date-time with a time zone, e.g. "
-                         "2026-01-31T12:00:00Z or 2026-01-31T13:00:00%2B01:00 ('+' percent-encoded)")
+        raise ValueError(
+            "expected an RFC 3339 date-time with a time zone, e.g. 2026-01-31T12:00:00Z or "
+            "2026-01-31T13:00:00%2B01:00 ('+' percent-encoded)")
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     micro = int((m[7] or "0")[:6].ljust(6, "0"))
     offset = dt.timedelta(0)
@@ -296,7 +298,8 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> Respon
         allowed = table.allowed(request.app.router.routes, route_path(request.scope))
         if allowed is not None:
             headers["Allow"] = allow_header(allowed)
-        message = f"{request.method} is not allowed here; use {headers.get('Allow', 'another method')}"
+        use = headers.get("Allow", "another method")
+        message = f"{request.method} is not allowed here; use {use}"
     err = AppError(code, message, headers=headers)
     err.status = exc.status_code
     return _error_response(request, err)

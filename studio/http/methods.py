@@ -48,12 +48,14 @@ class MethodTable:
         for route in iter_route_contexts(routes):
             methods, path = route.methods, route.path_format
             regex = getattr(route, "path_regex", None)
-            if not isinstance(route.original_route, Route) or not methods or not path or regex is None:
+            if not isinstance(route.original_route, Route) or not (methods and path and regex):
                 continue  # mounts and the method guard itself
             params = len(getattr(route, "param_convertors", None) or {})
             entry = grouped.setdefault(path, (regex, set(), params))
             entry[1].update(m.upper() for m in methods)
-        self._paths = {p: _Path(r, frozenset(m | {"OPTIONS"}), n) for p, (r, m, n) in grouped.items()}
+        self._paths = {
+            p: _Path(r, frozenset(m | {"OPTIONS"}), n) for p, (r, m, n) in grouped.items()
+        }
         self._literals = {p: e.methods for p, e in self._paths.items() if e.params == 0}
         # Literal paths that a templated path matches too: there the templated routes must
         # not answer the literal path's missing methods.
