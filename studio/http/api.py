@@ -411,10 +411,9 @@ BEARER = {
 def _authenticated_operations(api: FastAPI) -> set[tuple[str, str]]:
     """(path, method) of the operations whose handler needs the caller: exactly those the
     authentication layer protects (every /api/v1 path but login and refresh)."""
-    from fastapi.dependencies.models import Dependant
     from fastapi.routing import APIRoute, iter_route_contexts
 
-    def calls(dependant: Dependant) -> Any:
+    def calls(dependant: Any) -> Any:  # a FastAPI Dependant and the ones it depends on
         yield dependant.call
         for sub in dependant.dependencies:
             yield from calls(sub)
