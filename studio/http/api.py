@@ -69,10 +69,11 @@ class Paging:
 # can be cursors at all. A keyset cursor (base64url, unpadded) also names its listing's
 # ordering, which no schema can check against `sort` and `order`: only a nextCursor the
 # server issued for the same ordering is valid. A cursor naming a row (a UUID) or a position
-# (digits) is valid whatever its value.
+# (digits, within the range of the column it is compared with) is valid whatever its value.
 KEYSET_CURSOR = r"^[A-Za-z0-9_-]+$"
 UUID_CURSOR = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-POSITION_CURSOR = r"^[0-9]{1,18}$"
+POSITION_CURSOR = r"^[0-9]{1,18}$"  # an event's position: a 64-bit integer
+ORDINAL_CURSOR = r"^[0-9]{1,9}$"  # a control's place in its catalog: a 32-bit integer
 _LIMIT = Query(ge=1, le=200, description="Items per page")
 
 
@@ -99,7 +100,7 @@ async def uuid_paging(
 async def position_paging(
     limit: Annotated[int, _LIMIT] = 50,
     cursor: Annotated[str | None, Query(
-        pattern=POSITION_CURSOR,
+        pattern=ORDINAL_CURSOR,
         description="nextCursor of the previous page: the last item's position",
     )] = None,
 ) -> Paging:
@@ -191,8 +192,9 @@ async def if_match(
         Header(
             description="Expected version (from `version`); a mismatch answers 409",
             max_length=40,
-            # No surrounding spaces: HTTP strips them from every header value.
-            pattern=r'^(W/)?"?[0-9]{1,18}"?$',
+            # No surrounding spaces: HTTP strips them from every header value. Versions are
+            # 32-bit integers in the database: nine digits always fit.
+            pattern=r'^(W/)?"?[0-9]{1,9}"?$',
         ),
     ] = None,
 ) -> int | None:
