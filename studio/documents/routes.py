@@ -13,17 +13,45 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from studio.documents.detect import MIME
-from studio.documents.names import BadFileName, clean_file_name, content_disposition
+from studio.documents.names import MAX_NAME_CHARS, BadFileName, clean_file_name, content_disposition
 from studio.documents.service import DocumentService, check_head
 from studio.documents.storage import ObjectNotFound, ObjectTooLarge, Storage, Writer
 from studio.documents.upload import bad_name, parse_effective_date, stream_multipart, stream_raw
 from studio.errors import AppError
-from studio.http.api import CurrentPrincipal, PageParams, container, ok, page, request_id
+from studio.http.api import (
+    DATE_SCHEMA,
+    CurrentPrincipal,
+    DateQuery,
+    PageParams,
+    container,
+    ok,
+    page,
+    request_id,
+    strict_date,
+)
 
-# What the schema can say of clean_file_name's rule (it also refuses the rarer Unicode
-# format characters outside this list, and names longer than 255 characters after NFC).
-_NOT_IN_NAME = r'/\\"\x00-\x1f\x7f-\x9f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb'
-FILE_NAME_PATTERN = rf"^\s*[^.\s{_NOT_IN_NAME}][^{_NOT_IN_NAME}]*$"
+# clean_file_name's rule as a pattern, so the OpenAPI document refuses what the API refuses:
+# surrounding white space (str.strip's) is dropped; then no leading '.', no path, no quotes,
+# no control, format or line/paragraph separator character (Unicode categories Cc, Cf, Zl, Zp,
+# which include the bidirectional controls). Literal characters: every regex dialect reads them.
+# tests/test_schemathesis.py checks these lists against the running Python's Unicode database.
+FILE_NAME_SPACE = (0x09, 0x0D), (0x1C, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680), \
+    (0x2000, 0x200A), (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000)
+FILE_NAME_FORBIDDEN = (0x00, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), \
+    (0x6DD, 0x6DD), (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), \
+    (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xFEFF, 0xFEFF), \
+    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x13438), \
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F)
+
+
+def _class(ranges: tuple[tuple[int, int], ...]) -> str:
+    return "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges)
+
+
+_SPACE = _class(FILE_NAME_SPACE)
+_NOT_IN_NAME = '/\\\\"' + _class(FILE_NAME_FORBIDDEN)
+_FIRST, _LAST = f"[^.{_SPACE}{_NOT_IN_NAME}]", f"[^{_SPACE}{_NOT_IN_NAME}]"
+FILE_NAME_PATTERN = f"^[{_SPACE}]*{_FIRST}([^{_NOT_IN_NAME}]*{_LAST})?[{_SPACE}]*$"
 
 router = APIRouter(tags=["evidence files"])
 
@@ -68,6 +96,21 @@ async def _receive_file(
     return checked, stored
 
 
+def _effective_date(raw: str | None) -> dt.date | None:
+    """The multipart field as the document states it: empty for none, or exactly YYYY-MM-DD
+    (a date parser alone would also take 20260131 or padding)."""
+    if raw:
+        try:
+            strict_date(raw)
+        except ValueError as exc:
+            raise AppError(
+                "validation_error",
+                "effectiveDate must be a date (YYYY-MM-DD)",
+                details=[{"field": "effectiveDate", "message": "expected YYYY-MM-DD"}],
+            ) from exc
+    return parse_effective_date(raw)
+
+
 @router.post(
     "/evidence/{evidence_id}/files",
     status_code=201,
@@ -82,7 +125,10 @@ async def _receive_file(
                         "required": ["file"],
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
-                            "effectiveDate": {"type": "string", "format": "date"},
+                            "effectiveDate": {
+                                "description": "YYYY-MM-DD, or empty for none",
+                                "anyOf": [DATE_SCHEMA, {"type": "string", "maxLength": 0}],
+                            },
                         },
                     }
                 }
@@ -103,7 +149,7 @@ async def upload_file(
         lambda: stream_multipart(
             request.headers.get("content-type"), request.stream(), writer, check_head
         ),
-        lambda form: (form, parse_effective_date(form.fields.get("effectiveDate"))),
+        lambda form: (form, _effective_date(form.fields.get("effectiveDate"))),
     )
     body = await run_in_threadpool(
         lambda: svc.record(
@@ -139,17 +185,19 @@ async def upload_raw(
     filename: Annotated[
         str,
         Query(
-            max_length=4096,
-            # Documented, not enforced here: clean_file_name refuses with a clearer message.
-            json_schema_extra={"pattern": FILE_NAME_PATTERN},
+            # Documented, not enforced here: the handler refuses with a clearer message.
+            json_schema_extra={"pattern": FILE_NAME_PATTERN, "maxLength": MAX_NAME_CHARS},
             description="The file's name: no path, no leading '.', no quotes, control or "
-            "invisible formatting characters, at most 255 characters",
+            "invisible formatting characters, at most 255 characters (also after Unicode "
+            "NFC normalisation, which lengthens a few rare characters)",
         ),
     ],
-    effective_date: Annotated[dt.date | None, Query(alias="effectiveDate")] = None,
+    effective_date: Annotated[DateQuery | None, Query(alias="effectiveDate")] = None,
 ) -> Response:
     """Upload a file as the raw request body (for scripts with an API token)."""
     try:
+        if len(filename) > MAX_NAME_CHARS:  # as sent, white space included, as documented
+            raise BadFileName(f"the file name is longer than {MAX_NAME_CHARS} characters")
         name = clean_file_name(filename)
     except BadFileName as exc:
         raise bad_name(exc) from exc

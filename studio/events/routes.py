@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated
 
@@ -12,7 +11,7 @@ from starlette.responses import Response
 
 from studio.errors import AppError
 from studio.events.service import MAX_WAIT_SECONDS
-from studio.http.api import CurrentPrincipal, container, ok, page
+from studio.http.api import POSITION_CURSOR, CurrentPrincipal, DateTimeQuery, container, ok, page
 from studio.validation import NO_NUL
 
 EventType = Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)]
@@ -32,14 +31,18 @@ def list_events(
     actor: Annotated[
         str | None, Query(max_length=64, pattern=NO_NUL, description="user id in metadata.actor")
     ] = None,
-    since: Annotated[dt.datetime | None, Query(description="timestamp >= since (ISO-8601)")] = None,
-    until: Annotated[dt.datetime | None, Query(description="timestamp < until (ISO-8601)")] = None,
+    since: Annotated[
+        DateTimeQuery | None, Query(description="timestamp >= since (RFC 3339, with a time zone)")
+    ] = None,
+    until: Annotated[
+        DateTimeQuery | None, Query(description="timestamp < until (RFC 3339, with a time zone)")
+    ] = None,
     after: Annotated[
         int, Query(ge=0, le=2**63 - 1, description="only positions greater than this")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[
-        str | None, Query(max_length=20, description="nextCursor of the previous page")
+        str | None, Query(pattern=POSITION_CURSOR, description="nextCursor of the previous page")
     ] = None,
 ) -> Response:
     """Events in position order, filtered; keyset pagination on the global position."""

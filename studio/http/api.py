@@ -3,12 +3,16 @@ and the exception handlers that keep every error inside the envelope."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BeforeValidator, WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import Scope
 
 from studio.errors import AppError
 from studio.gateway.cache import NO_STORE
@@ -19,6 +23,7 @@ from studio.gateway.envelope import (
     log_unexpected,
     request_id_of,
 )
+from studio.http.methods import MethodGuard, MethodTable, allow_header, route_path
 from studio.principal import AuthInfo, Principal
 from studio.validation import VISIBLE
 
@@ -60,14 +65,125 @@ class Paging:
         self.cursor = cursor
 
 
+# What each kind of listing's cursor looks like, so the OpenAPI document says which strings
+# can be cursors at all. A keyset cursor (base64url, unpadded) also names its listing's
+# ordering, which no schema can check against `sort` and `order`: only a nextCursor the
+# server issued for the same ordering is valid. A cursor naming a row (a UUID) or a position
+# (digits, within the range of the column it is compared with) is valid whatever its value.
+KEYSET_CURSOR = r"^[A-Za-z0-9_-]+$"
+UUID_CURSOR = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+POSITION_CURSOR = r"^[0-9]{1,18}$"  # an event's position: a 64-bit integer
+ORDINAL_CURSOR = r"^[0-9]{1,9}$"  # a control's place in its catalog: a 32-bit integer
+_LIMIT = Query(ge=1, le=200, description="Items per page")
+
+
 async def paging(
-    limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
-    cursor: Annotated[str | None, Query(max_length=512, description="nextCursor of the previous page")] = None,
+    limit: Annotated[int, _LIMIT] = 50,
+    cursor: Annotated[str | None, Query(
+        min_length=1, max_length=2048, pattern=KEYSET_CURSOR,
+        description="nextCursor of the previous page, for the same sort and order",
+    )] = None,
+) -> Paging:
+    return Paging(limit, cursor)
+
+
+async def uuid_paging(
+    limit: Annotated[int, _LIMIT] = 50,
+    cursor: Annotated[str | None, Query(
+        pattern=UUID_CURSOR, description="nextCursor of the previous page: the last item's id",
+        json_schema_extra={"format": "uuid"},
+    )] = None,
+) -> Paging:
+    return Paging(limit, cursor)
+
+
+async def position_paging(
+    limit: Annotated[int, _LIMIT] = 50,
+    cursor: Annotated[str | None, Query(
+        pattern=ORDINAL_CURSOR,
+        description="nextCursor of the previous page: the last item's position",
+    )] = None,
 ) -> Paging:
     return Paging(limit, cursor)
 
 
 PageParams = Annotated[Paging, Depends(paging)]
+UuidPageParams = Annotated[Paging, Depends(uuid_paging)]
+PositionPageParams = Annotated[Paging, Depends(position_paging)]
+
+
+# -- dates and timestamps in query parameters ------------------------------------------
+# Exactly what the OpenAPI formats `date` and `date-time` (RFC 3339) allow; pydantic alone
+# would also take numbers as Unix times (`until=0.5`) and timestamps without a time zone.
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_DATE_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
+)
+_UTC_MIN = dt.datetime.min.replace(tzinfo=dt.UTC)
+_UTC_MAX = dt.datetime.max.replace(tzinfo=dt.UTC)
+# A year 0000 is a valid RFC 3339 date, but no date Python or the database holds.
+_NOT_YEAR_ZERO = "^(?:[0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-"
+
+
+DATE_SCHEMA: dict[str, Any] = {"type": "string", "format": "date", "pattern": _NOT_YEAR_ZERO}
+
+
+def strict_date(value: str) -> dt.date:
+    """Exactly what DATE_SCHEMA allows, or ValueError."""
+    if _DATE.fullmatch(value) is None:
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return dt.date.fromisoformat(value)  # ValueError for a month 13 or a 30 February
+
+
+def _date(value: Any) -> Any:
+    return strict_date(value) if isinstance(value, str) else value
+
+
+def _date_time(value: Any) -> Any:
+    """RFC 3339 date-time with a time zone, in UTC. A filter bound before the year 1 or after
+    9999 (possible with an offset, or year 0000) is clamped: it selects the same rows."""
+    if not isinstance(value, str):
+        return value
+    m = _DATE_TIME.fullmatch(value)
+    if m is None:
+        raise ValueError(
+            "expected an RFC 3339 date-time with a time zone, e.g. 2026-01-31T12:00:00Z or "
+            "2026-01-31T13:00:00%2B01:00 ('+' percent-encoded)")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    micro = int((m[7] or "0")[:6].ljust(6, "0"))
+    offset = dt.timedelta(0)
+    if m[9]:
+        hours, minutes = int(m[10]), int(m[11])
+        if hours > 23 or minutes > 59:
+            raise ValueError("the time zone offset is out of range")
+        offset = (1 if m[9] == "+" else -1) * dt.timedelta(hours=hours, minutes=minutes)
+    leap = second == 60
+    if leap:
+        second, micro = 59, 999_999  # the leap second itself: the last instant before it
+    try:  # year 0000 is checked as a leap year, like 2000
+        naive = dt.datetime(year or 2000, month, day, hour, minute, second, micro)
+    except ValueError as exc:
+        raise ValueError(f"not a valid date-time: {exc}") from None
+    if year == 0:
+        return _UTC_MIN
+    try:
+        moment = naive.replace(tzinfo=dt.timezone(offset)).astimezone(dt.UTC)
+    except OverflowError:
+        return _UTC_MIN if year == 1 else _UTC_MAX
+    if leap and (moment.hour, moment.minute) != (23, 59):
+        raise ValueError("a leap second (:60) falls at 23:59 UTC")
+    return moment
+
+
+DateQuery = Annotated[
+    dt.date, BeforeValidator(_date),
+    WithJsonSchema(DATE_SCHEMA),
+]
+DateTimeQuery = Annotated[
+    dt.datetime, BeforeValidator(_date_time),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 
 async def if_match(
@@ -76,7 +192,9 @@ async def if_match(
         Header(
             description="Expected version (from `version`); a mismatch answers 409",
             max_length=40,
-            pattern=r'^\s*(W/)?"?[0-9]{1,18}"?\s*$',
+            # No surrounding spaces: HTTP strips them from every header value. Versions are
+            # 32-bit integers in the database: nine digits always fit.
+            pattern=r'^(W/)?"?[0-9]{1,9}"?$',
         ),
     ] = None,
 ) -> int | None:
@@ -155,6 +273,8 @@ async def _validation_handler(request: Request, exc: RequestValidationError) -> 
     outside_body = all(tuple(e.get("loc", ("",)))[:1] in (("path",), ("query",), ("header",))
                        for e in errors)
     code = "invalid_parameter" if outside_body else "validation_error"
+    if all(tuple(e.get("loc", ())) == ("query", "cursor") for e in errors):
+        code = "invalid_cursor"  # what a cursor that is no cursor at all answered before
     return _error_response(request, AppError(code, "invalid request: " + "; ".join(
         f"{d['field']}: {d['message']}" for d in details[:5]), details=details))
 
@@ -173,7 +293,16 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> Respon
         code, message = "invalid_json", "malformed JSON: the body could not be parsed"
     if exc.status_code == 404:
         message = f"no route for {request.method} {request.url.path}"
-    err = AppError(code, message, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette lists the methods of one route; the path may have more.
+        table: MethodTable = request.app.state.methods
+        allowed = table.allowed(request.app.router.routes, route_path(request.scope))
+        if allowed is not None:
+            headers["Allow"] = allow_header(allowed)
+        use = headers.get("Allow", "another method")
+        message = f"{request.method} is not allowed here; use {use}"
+    err = AppError(code, message, headers=headers)
     err.status = exc.status_code
     return _error_response(request, err)
 
@@ -194,7 +323,18 @@ async def _unexpected_handler(request: Request, exc: Exception) -> Response:
     return _error_response(request, as_app_error(exc))
 
 
+def _options(scope: Scope, allowed: frozenset[str]) -> Response:
+    """OPTIONS on a routed path: its methods, in `Allow` and in the envelope."""
+    methods = sorted(allowed)
+    return Response(envelope_bytes(request_id_of(scope), {"methods": methods}),
+                    media_type="application/json", headers={"Allow": allow_header(allowed)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """Every error inside the envelope; and the answers about methods: `OPTIONS` with `Allow`,
+    `405` with `Allow` listing every method of the path (studio/http/methods.py)."""
+    app.state.methods = MethodTable()
+    app.router.routes.insert(0, MethodGuard(app.state.methods, _options))
     # Starlette types every handler as taking Exception, though it calls each one only
     # with the class it is registered for.
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
@@ -262,11 +402,36 @@ def _drop_null(schema: dict[str, Any]) -> None:
 
 
 ERROR_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
+BEARER = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An access token from POST /api/v1/auth/login, or a personal API token "
+                   "(stp_...) from POST /api/v1/tokens",
+}
+
+
+def _authenticated_operations(api: FastAPI) -> set[tuple[str, str]]:
+    """(path, method) of the operations whose handler needs the caller: exactly those the
+    authentication layer protects (every /api/v1 path but login and refresh)."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    def calls(dependant: Any) -> Any:  # a FastAPI Dependant and the ones it depends on
+        yield dependant.call
+        for sub in dependant.dependencies:
+            yield from calls(sub)
+
+    found = set()
+    for route in iter_route_contexts(api.routes):
+        original = route.original_route
+        if isinstance(original, APIRoute) and current_principal in set(calls(original.dependant)):
+            found |= {(str(route.path_format), m.lower()) for m in route.methods or ()}
+    return found
 
 
 def document_errors(api: FastAPI, api_prefix: str) -> None:
     """Document the error envelope on every operation, in place of FastAPI's 422 (never sent:
-    invalid input answers 400), so clients and contract tests see the real responses."""
+    invalid input answers 400), so clients and contract tests see the real responses; and the
+    bearer token on every operation that needs one."""
     from fastapi.openapi.utils import get_openapi
 
     from studio.errors import ERROR_CATALOGUE
@@ -283,8 +448,12 @@ def document_errors(api: FastAPI, api_prefix: str) -> None:
         components["ErrorEnvelope"] = error_schema
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)
+        schema["components"]["securitySchemes"] = {"bearer": BEARER}
+        authenticated = _authenticated_operations(api)
         for path, item in schema.get("paths", {}).items():
             for method, operation in item.items():
+                if (path, method) in authenticated:
+                    operation["security"] = [{"bearer": []}]
                 for parameter in operation.get("parameters", []):
                     _drop_null(parameter.get("schema", {}))
                 responses = operation.setdefault("responses", {})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Annotated
 
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from studio.domains.compliance.schemas import Applicability, ControlLinks, VersionMove
-from studio.http.api import CurrentPrincipal, container, ok, request_id
+from studio.http.api import CurrentPrincipal, DateQuery, container, ok, request_id
 from studio.validation import NO_NUL
 
 router = APIRouter(tags=["compliance"])
@@ -53,7 +52,7 @@ def set_applicability(request: Request, principal: CurrentPrincipal, project_id:
 
 @router.get("/projects/{project_id}/score")
 def project_score(request: Request, principal: CurrentPrincipal, project_id: uuid.UUID,
-                  at: Annotated[dt.date | None, Query(description="a past date: the score as of that day")] = None) -> Response:
+                  at: Annotated[DateQuery | None, Query(description="a past date: the score as of that day")] = None) -> Response:
     return ok(request, container(request).compliance.score(principal, project_id, at))
 
 

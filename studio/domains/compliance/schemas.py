@@ -10,6 +10,8 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from studio.validation import ControlRef, Input
 
 Reason = Annotated[str, StringConstraints(max_length=2000)]
+# A character that str.strip keeps, spelled out: regex dialects disagree on what \s matches.
+_KEPT_BY_STRIP = "[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 
 
 class ControlLinks(Input):
@@ -20,7 +22,7 @@ class Applicability(Input):
     # The rule below, in the OpenAPI document too: not applicable needs a reason.
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "if": {"properties": {"applicable": {"const": False}}, "required": ["applicable"]},
-        "then": {"required": ["reason"], "properties": {"reason": {"pattern": "\\S"}}},
+        "then": {"required": ["reason"], "properties": {"reason": {"pattern": _KEPT_BY_STRIP}}},
     })
 
     applicable: bool

@@ -48,11 +48,17 @@ class EvidenceUpdate(Patch):
     qualityScore: Score | None = None  # noqa: N815
 
 
+# A character that survives the comment's cleaning (control characters dropped, then trimmed)
+# and is no tag bracket, spelled out: regex dialects disagree on what \s matches.
+_COMMENT_TEXT = ("[^<>\x00-\x20\x7f-\x9f\u1680\u2000-\u200a\u2028-\u202f\u205f"
+                 "\u2066-\u2069\u3000\ufeff]")
+
+
 class ReviewCreate(Input):
     # The rule below, in the OpenAPI document too: a rejection carries a comment.
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "if": {"properties": {"decision": {"const": "rejected"}}, "required": ["decision"]},
-        "then": {"required": ["comment"], "properties": {"comment": {"pattern": "[^\\s<>]"}}},
+        "then": {"required": ["comment"], "properties": {"comment": {"pattern": _COMMENT_TEXT}}},
     })
 
     decision: Decision

@@ -22,7 +22,16 @@ from studio.domains.frameworks.schemas import (
 )
 from studio.domains.users.service import require
 from studio.errors import AppError
-from studio.http.api import CurrentPrincipal, PageParams, container, errors, ok, page, request_id
+from studio.http.api import (
+    CurrentPrincipal,
+    PositionPageParams,
+    UuidPageParams,
+    container,
+    errors,
+    ok,
+    page,
+    request_id,
+)
 from studio.validation import NO_NUL, VISIBLE, Input, Name
 
 router = APIRouter(tags=["frameworks"])
@@ -155,7 +164,8 @@ _IMPORT_BODY = _file_upload_body(
     FrameworkDocument.model_json_schema(),
     "The framework file. Shown here: the custom format as JSON (Content-Type "
     "application/json). Also accepted, by file name or Content-Type: OSCAL catalogs "
-    "as .json, .yaml or .xml, the custom format as .yaml or .csv (docs/frameworks.md).",
+    "as .json, .yaml or .xml, the custom format as .yaml or .csv (docs/frameworks.md). "
+    "Control refs are unique across the whole file, children included.",
     key={**_TEXT_FIELD, "description": "Framework key (default: from the name)"},
     name={**_TEXT_FIELD, "description": "Overrides the file's framework name"},
     version={**_TEXT_FIELD, "description": "Overrides the file's version"},
@@ -192,7 +202,7 @@ def show_framework(request: Request, principal: CurrentPrincipal, framework: Fra
 
 @router.get("/frameworks/{framework}/controls")
 def list_controls(
-    request: Request, principal: CurrentPrincipal, framework: FrameworkPath, paging: PageParams,
+    request: Request, principal: CurrentPrincipal, framework: FrameworkPath, paging: PositionPageParams,
     version_id: Annotated[uuid.UUID | None, Query(alias="versionId")] = None,
     q: Annotated[str | None, Query(max_length=200, pattern=NO_NUL, description="words that must all appear in the control text")] = None,
     parent_id: Annotated[uuid.UUID | None, Query(alias="parentId")] = None,
@@ -217,7 +227,7 @@ def control_neighbourhood(request: Request, principal: CurrentPrincipal, control
 
 
 @router.get("/mappings")
-def list_mappings(request: Request, principal: CurrentPrincipal, paging: PageParams,
+def list_mappings(request: Request, principal: CurrentPrincipal, paging: UuidPageParams,
                   control_id: Annotated[uuid.UUID | None, Query(alias="controlId")] = None,
                   version_id: Annotated[uuid.UUID | None, Query(alias="versionId")] = None) -> Response:
     items, cursor = container(request).frameworks.list_mappings(
@@ -227,6 +237,7 @@ def list_mappings(request: Request, principal: CurrentPrincipal, paging: PagePar
 
 @router.post("/mappings", status_code=201, responses=errors(404))
 def create_mapping(request: Request, principal: CurrentPrincipal, body: MappingCreate) -> Response:
+    """Map one control onto another (sourceId and targetId differ)."""
     result = container(request).frameworks.create_mapping(
         principal, body.sourceId, body.targetId, body.relation.value, body.strength, body.origin.value,
         body.note, request_id=request_id(request))
@@ -257,6 +268,7 @@ def import_mappings(request: Request, principal: CurrentPrincipal,
 
 @router.post("/mappings/derive", responses=errors(404))
 def derive_mappings(request: Request, principal: CurrentPrincipal, body: DeriveRequest) -> Response:
-    """Map controls with the same catalog id in two frameworks as equal (for example LOW -> MODERATE)."""
+    """Map controls with the same catalog id in two frameworks as equal (for example LOW -> MODERATE);
+    source and target differ."""
     return ok(request, container(request).frameworks.derive_equal(principal, body.source, body.target,
                                                                   request_id=request_id(request)))

@@ -16,7 +16,16 @@ from studio.domains.projects.schemas import (
     ProjectStatus,
     ProjectUpdate,
 )
-from studio.http.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
+from studio.http.api import (
+    CurrentPrincipal,
+    PageParams,
+    UuidPageParams,
+    container,
+    if_match,
+    ok,
+    page,
+    request_id,
+)
 from studio.http.schemas import Envelope, PageOut
 
 router = APIRouter(tags=["projects"])
@@ -66,7 +75,7 @@ def delete_project(request: Request, principal: CurrentPrincipal, project_id: uu
 
 @router.get("/projects/{project_id}/members", response_model=Envelope[PageOut[MemberRead]])
 def list_members(request: Request, principal: CurrentPrincipal, project_id: uuid.UUID,
-                 paging: PageParams) -> Response:
+                 paging: UuidPageParams) -> Response:
     items, cursor = container(request).projects.members(principal, project_id, cursor=paging.cursor,
                                                          limit=paging.limit)
     return page(request, items, cursor)
