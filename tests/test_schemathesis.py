@@ -89,7 +89,9 @@ def _valid_case(context: Any, case: Any) -> Any:
       rare characters;
     - a mapping joins two different controls, and derives from one framework onto another;
     - the refs of an uploaded framework's controls are unique across the whole file, parents
-      and children alike (uniqueItems compares whole items within one array).
+      and children alike (uniqueItems compares whole items within one array);
+    - a new password must not be guessable nor contain the user's e-mail or name (described on
+      the field): JSON Schema cannot measure a string's strength.
     """
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive:
@@ -112,6 +114,8 @@ def _valid_case(context: Any, case: Any) -> Any:
         body["targetId"] = str(uuid.UUID(int=uuid.UUID(body["sourceId"]).int ^ 1))
     if isinstance(body.get("target"), str) and body.get("source") == body["target"]:
         body["target"] = body["target"][:119] + ("y" if body["target"].endswith("x") else "x")
+    if isinstance(body.get("password"), str):
+        body["password"] = "Vq7#xT9!mB2$kL4@wZ"
     document = body.get("file")
     if isinstance(document, dict) and isinstance(document.get("controls"), list):
         seen: set[Any] = set()
