@@ -499,7 +499,8 @@ class Dispatcher:
                 ).scalar()
                 start = (first or _head(conn) + 1) - 1
             else:
-                start = max((from_position or 1) - 1, 0)
+                # Positions start at 1; `from 0` and `from 1` both mean all of them.
+                start = max((from_position or 0) - 1, 0)
             if start == 0:
                 consumer.reset(conn)
             conn.execute(delete(acks_t).where(acks_t.c.consumer == name, acks_t.c.position > start))
