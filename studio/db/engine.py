@@ -129,7 +129,8 @@ class UnitOfWork:
 
     Events recorded here are appended to the event store inside the same transaction
     just before commit (transactional outbox), so either both commit or neither does.
-    After commit, the `after_commit` callbacks run (bus wake-up, cache invalidation).
+    After commit, the callbacks given to `after_commit` run, then the database's own
+    (bus wake-up, cache invalidation); after a rollback none of them does.
     """
 
     def __init__(self, conn: Connection, store: EventLog, context: dict[str, Any]):
@@ -139,6 +140,7 @@ class UnitOfWork:
         self.events: list[Event] = []
         self.touched_orgs: set[str] = set()
         self.appended: Sequence[Any] = []
+        self.committed: list[Callable[[], None]] = []
 
     def record(self, event: Event) -> Event:
         self.events.append(event)
@@ -166,6 +168,11 @@ class UnitOfWork:
                 expected_version=expected_version,
             )
         )
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this transaction has committed (never after a rollback):
+        for what must not claim a change a rollback undid, like a log line."""
+        self.committed.append(callback)
 
     def touch(self, org_id: uuid.UUID | str | None) -> None:
         """Mark an organization's cached reads stale once this transaction commits."""
@@ -231,6 +238,8 @@ class Database:
             if _is_connection_error(exc):
                 raise DatabaseUnavailable(str(exc.orig)) from exc
             raise
+        for committed in uow.committed:
+            committed()
         for callback in self.after_commit:
             callback(uow)
 
