@@ -124,6 +124,12 @@ class EventLog(Protocol):
     def append(self, conn: Connection, events: Sequence[Event], /) -> Sequence[Any]: ...
 
 
+class Ownership(Protocol):
+    """Which organization an event stream belongs to (`studio.events.owners.StreamOwners`)."""
+
+    def organization_of(self, conn: Connection, stream: str, /) -> str | None: ...
+
+
 class UnitOfWork:
     """One write transaction: the state change and the events that describe it.
 
@@ -133,10 +139,12 @@ class UnitOfWork:
     (bus wake-up, cache invalidation); after a rollback none of them does.
     """
 
-    def __init__(self, conn: Connection, store: EventLog, context: dict[str, Any]):
+    def __init__(self, conn: Connection, store: EventLog, context: dict[str, Any],
+                 owners: Ownership | None = None):
         self.conn = conn
         self.store = store
         self.context = context
+        self.owners = owners
         self.events: list[Event] = []
         self.touched_orgs: set[str] = set()
         self.appended: Sequence[Any] = []
@@ -155,9 +163,21 @@ class UnitOfWork:
         expected_version: int | None = None,
         source: str = "backend",
     ) -> Event:
-        """Record a domain event whose metadata carries this transaction's context."""
+        """Record a domain event whose metadata carries this transaction's context.
+
+        `metadata.organization` is the organization of the object the stream names, read
+        through the database's ownership table, never the caller's: a super_admin's change
+        in another organization, or a consumer's follow-up event, is filed where the object
+        lives. The actor's own organization stays in `actor_organization` when it differs."""
         metadata = {k: v for k, v in self.context.items() if v is not None}
         metadata.setdefault("correlation_id", metadata.get("request_id"))
+        if self.owners is not None:
+            metadata.pop("organization", None)
+            organization = self.owners.organization_of(self.conn, stream)
+            if organization is not None:
+                metadata["organization"] = organization
+        if metadata.get("actor_organization") == metadata.get("organization"):
+            metadata.pop("actor_organization", None)
         return self.record(
             Event(
                 type=type_,
@@ -189,9 +209,13 @@ class Database:
         *,
         pool_size: int = 10,
         static_metadata: dict[str, str] | None = None,
+        owners: Ownership | None = None,
     ):
         self.url = url
         self.static_metadata = static_metadata or {}
+        # Which organization each stream belongs to; None (tests of the store alone): the
+        # organization is whatever the write's context says.
+        self.owners = owners
         self.engine = make_engine(url, pool_size=pool_size)
         self.store = store
         self.dialect = "sqlite" if is_sqlite(url) else "postgresql"
@@ -230,7 +254,8 @@ class Database:
                 if self.dialect == "sqlite":
                     conn.info["begin_mode"] = "IMMEDIATE"
                 with conn.begin():
-                    uow = UnitOfWork(conn, self.store, {**self.static_metadata, **context})
+                    uow = UnitOfWork(conn, self.store, {**self.static_metadata, **context},
+                                     self.owners)
                     yield uow
                     if uow.events:
                         uow.appended = self.store.append(conn, uow.events)

@@ -101,6 +101,9 @@ class StoredEvent:
     metadata: dict[str, Any]
     prev_hash: str
     hash: str
+    # The organization whose trail holds the event: its stream's (events.organization_id).
+    # Not hashed; events filed before migration 0008 may name another one in metadata.
+    organization: str | None = None
 
     @property
     def actor_id(self) -> str | None:

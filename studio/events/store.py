@@ -31,6 +31,7 @@ class _Head:
     version: int
     last_hash: str
     exists: bool
+    organization: str | None = None
 
 
 class EventStore:
@@ -45,6 +46,10 @@ class EventStore:
       tails `position > last_seen` therefore never misses an event.
     - Within a stream, versions are 1, 2, 3 ... and an event carrying
       `expected_version` fails with VersionConflict unless the stream is exactly there.
+    - A stream belongs to one organization, fixed by its first event's
+      `metadata.organization` (the unit of work puts the owner of the stream's object
+      there); every event of the stream is filed under it (`events.organization_id`, the
+      column the trail of an organization is read by).
     """
 
     def append(self, conn: Connection, batch: Sequence[Event]) -> list[StoredEvent]:
@@ -65,6 +70,10 @@ class EventStore:
             head = heads[ev.stream]
             if ev.expected_version is not None and ev.expected_version != head.version:
                 raise VersionConflict(ev.stream, ev.expected_version, head.version)
+            meta = ev.metadata
+            if head.version == 0:
+                owner = meta.get("organization")
+                head.organization = None if owner is None else str(owner)
             position += 1
             stream_version = head.version + 1
             timestamp = iso_utc(ev.timestamp)
@@ -86,8 +95,7 @@ class EventStore:
                 )
             )
             digest = chain_hash(head.last_hash, canonical)
-            meta = ev.metadata
-            actor, organization = meta.get("actor"), meta.get("organization")
+            actor = meta.get("actor")
             rows.append((
                 position,
                 ev.id.hex if sqlite else ev.id,
@@ -98,7 +106,7 @@ class EventStore:
                 ev.source,
                 ev.version,
                 None if actor is None else str(actor),
-                None if organization is None else str(organization),
+                head.organization,
                 data.decode(),
                 metadata.decode(),
                 head.last_hash,
@@ -118,6 +126,7 @@ class EventStore:
                     meta,
                     head.last_hash,
                     digest,
+                    head.organization,
                 )
             )
             head.version = stream_version
@@ -130,25 +139,25 @@ class EventStore:
             for stream, head in heads.items() if head.exists
         ]
         created = [
-            (stream, head.version, head.last_hash, last_position[stream])
+            (stream, head.version, head.last_hash, last_position[stream], head.organization)
             for stream, head in heads.items() if not head.exists
         ]
         if changed:
             _sql(conn, "UPDATE event_streams SET version = ?, last_hash = ?, last_position = ? "
                        "WHERE stream = ?", changed)
         if created:
-            _sql(conn, "INSERT INTO event_streams (stream, version, last_hash, last_position) "
-                       "VALUES (?, ?, ?, ?)", created)
+            _sql(conn, "INSERT INTO event_streams (stream, version, last_hash, last_position, "
+                       "organization_id) VALUES (?, ?, ?, ?, ?)", created)
         return stored
 
     @staticmethod
     def _load_heads(conn: Connection, names: set[str]) -> dict[str, _Head]:
         heads = {name: _Head(version=0, last_hash=GENESIS_HASH, exists=False) for name in names}
         marks = ", ".join("?" * len(names))
-        rows = _sql(conn, f"SELECT stream, version, last_hash FROM event_streams "  # noqa: S608
-                          f"WHERE stream IN ({marks})", tuple(names))
-        for stream, version, last_hash in rows:
-            heads[stream] = _Head(version=version, last_hash=last_hash, exists=True)
+        rows = _sql(conn, f"SELECT stream, version, last_hash, organization_id "  # noqa: S608
+                          f"FROM event_streams WHERE stream IN ({marks})", tuple(names))
+        for stream, version, last_hash, organization in rows:
+            heads[stream] = _Head(version, last_hash, True, organization)
         return heads
 
     @staticmethod
@@ -223,6 +232,7 @@ def row_to_event(row: Any) -> StoredEvent:
         metadata=orjson.loads(row["metadata"]),
         prev_hash=row["prev_hash"],
         hash=row["hash"],
+        organization=row["organization_id"],
     )
 
 
