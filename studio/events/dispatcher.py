@@ -337,15 +337,13 @@ class Dispatcher:
     ) -> str | None:
         """Run the handler in a savepoint; on success record the ack. Returns the error.
 
-        The handled event is counted and logged once the pass commits, never for a
-        rolled-back pass."""
+        Follow-up events the handler emits get ids derived from this event and consumer
+        (`UnitOfWork.caused_by`), so handling it again emits nothing new. The handled
+        event is counted and logged once the pass commits, never for a rolled-back pass."""
         recorded, registered = len(uow.events), len(uow.committed)
-        saved_context = dict(uow.context)
-        uow.context["causation_id"] = str(event.id)
-        uow.context["correlation_id"] = event.metadata.get("correlation_id") or str(event.id)
         started = time.perf_counter()
         try:
-            with uow.conn.begin_nested():
+            with uow.caused_by(event, consumer.name), uow.conn.begin_nested():
                 if prepared and event.id in prepared:
                     # Results exist only for consumers with both steps (`_prepare`).
                     preparing = cast(PreparingConsumer, consumer)
@@ -365,9 +363,6 @@ class Dispatcher:
                 error=repr(exc),
             )
             return f"{type(exc).__name__}: {exc}"[:2000]
-        finally:
-            uow.context.clear()
-            uow.context.update(saved_context)
         elapsed = time.perf_counter() - started
         uow.conn.execute(
             insert(acks_t).values(

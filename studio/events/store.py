@@ -50,6 +50,9 @@ class EventStore:
       `metadata.organization` (the unit of work puts the owner of the stream's object
       there); every event of the stream is filed under it (`events.organization_id`, the
       column the trail of an organization is read by).
+    - An event marked `deduplicate` whose id is already stored (a follow-up event emitted
+      again by a replay) is dropped: no position, no stream version, no hash-chain link,
+      nothing to relay. Only the events actually appended are returned.
     """
 
     def append(self, conn: Connection, batch: Sequence[Event]) -> list[StoredEvent]:
@@ -60,9 +63,17 @@ class EventStore:
         if conn.dialect.name == "postgresql":
             # Readers are not blocked by EXCLUSIVE; other appenders wait until we commit.
             conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+        sqlite = conn.dialect.name == "sqlite"
+        # Read under the append lock: a copy committed by another appender is visible.
+        seen = self._stored_ids(conn, [ev.id for ev in batch if ev.deduplicate], sqlite)
+        if seen:
+            batch = [ev for ev in batch if not (ev.deduplicate and ev.id in seen)]
+        if any(ev.deduplicate for ev in batch):
+            batch = _first_copies(batch)
+        if not batch:
+            return []
         position = _sql(conn, "SELECT coalesce(max(position), 0) FROM events").scalar_one()
         heads = self._load_heads(conn, {ev.stream for ev in batch})
-        sqlite = conn.dialect.name == "sqlite"
         rows: list[tuple[Any, ...]] = []
         stored: list[StoredEvent] = []
         last_position: dict[str, int] = {}
@@ -161,6 +172,16 @@ class EventStore:
         return heads
 
     @staticmethod
+    def _stored_ids(conn: Connection, ids: list[uuid.UUID], sqlite: bool) -> set[uuid.UUID]:
+        """Which of these event ids are already stored."""
+        if not ids:
+            return set()
+        marks = ", ".join("?" * len(ids))
+        params = tuple(i.hex if sqlite else i for i in ids)
+        rows = _sql(conn, f"SELECT id FROM events WHERE id IN ({marks})", params)  # noqa: S608
+        return {value if isinstance(value, uuid.UUID) else uuid.UUID(value) for (value,) in rows}
+
+    @staticmethod
     def _load_head(conn: Connection, stream: str) -> _Head:
         row = conn.execute(
             select(streams_t.c.version, streams_t.c.last_hash).where(streams_t.c.stream == stream)
@@ -234,6 +255,18 @@ def row_to_event(row: Any) -> StoredEvent:
         hash=row["hash"],
         organization=row["organization_id"],
     )
+
+
+def _first_copies(batch: Sequence[Event]) -> list[Event]:
+    """The batch without second copies of a deduplicated id (one handling emitted it twice)."""
+    ids: set[uuid.UUID] = set()
+    kept = []
+    for ev in batch:
+        if ev.deduplicate and ev.id in ids:
+            continue
+        ids.add(ev.id)
+        kept.append(ev)
+    return kept
 
 
 _COLUMNS = ("position", "id", "type", "stream", "stream_version", "timestamp", "source", "version",
