@@ -141,6 +141,8 @@ def _migrate(url: str, revision: str) -> None:
 
 
 def test_migration_0008_refiles_old_events_and_keeps_every_chain(tmp_path, database_url):
+    """Also: follow-up events stored before their ids were derived are recognised when a
+    replay emits them again."""
     c = bootstrap(make_settings(tmp_path, database_url))
     try:
         world = seed_world(c)
@@ -157,7 +159,9 @@ def test_migration_0008_refiles_old_events_and_keeps_every_chain(tmp_path, datab
         project_c = f"project:{world.project_c}"
         with legacy.write(actor=str(root.user_id), organization=str(root.organization_id)) as uow:
             uow.emit("project.updated", project_c, {"projectId": str(world.project_c), "changes": {}})
-        with legacy.write(actor="consumer:documents.processor") as uow:
+        with legacy.read() as conn:
+            (cause,) = legacy.store.read(conn, stream=project_c, types=["project.created"])
+        with legacy.write(actor="consumer:documents.processor", causation_id=str(cause.id)) as uow:
             uow.emit("evidence.processed", project_c, {"projectId": str(world.project_c)})
         with legacy.write() as uow:  # and every event filed by its metadata, as it was
             for position, metadata in uow.conn.execute(select(events_t.c.position, events_t.c.metadata)).all():
@@ -204,10 +208,21 @@ def test_migration_0008_refiles_old_events_and_keeps_every_chain(tmp_path, datab
             ours = {e["position"] for e in trail(client, world["admin"])}
         assert set(wrong) <= theirs and not set(wrong) & ours
         assert theirs == {p for p, org in filed.items() if org == other}
+        # A replay that emits the old follow-up event again (its id was random then) adds
+        # nothing; a further one of its type is new.
+        with c.db.write(actor="consumer:documents.processor") as uow, \
+                uow.caused_by(cause, "documents.processor"):
+            uow.emit("evidence.processed", project_c, {"projectId": str(world.project_c)})
+        assert uow.appended == []
+        with c.db.write(actor="consumer:documents.processor") as uow, \
+                uow.caused_by(cause, "documents.processor"):
+            uow.emit("evidence.processed", project_c, {"projectId": str(world.project_c)})
+            uow.emit("evidence.processed", project_c, {"projectId": str(world.project_c), "n": 2})
+        assert [e.data.get("n") for e in uow.appended] == [2]
         # New events of an old stream join its organization's trail and chain.
         c.projects.update(root, world.project_c, _rename(), expected_version=None)
         with c.db.read() as conn:
-            (last,) = c.store.read(conn, after=max(by_position), limit=10)
+            (last,) = c.store.read(conn, after=max(by_position) + 1, limit=10)
             assert last.organization == other and last.metadata["organization"] == other
             assert verify(conn).ok
     finally:

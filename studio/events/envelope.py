@@ -46,7 +46,8 @@ def follow_up_id(cause: uuid.UUID, consumer: str, type_: str, ordinal: int) -> u
     `cause` (RFC 9562 version 8: the first 122 bits of a SHA-256 of those four values).
 
     Handling the same event again (a replay, a redelivery after a crash) derives the same
-    ids, so the store recognises the copies and drops them."""
+    ids, so the store recognises the copies and drops them. Frozen like the canonical form:
+    changed, it would make every replay emit each follow-up event once more."""
     digest = hashlib.sha256(
         b"\0".join((cause.bytes, consumer.encode(), type_.encode(), str(ordinal).encode()))
     ).digest()

@@ -62,6 +62,16 @@ streams = Table(
     Column("organization_id", String(64), nullable=True),
 )
 
+# The id a follow-up event stored before migration 0008 would have been given by
+# `follow_up_id` (it has a random one): a replay that emits it again is recognised as a
+# second copy, as for the events stored since.
+event_follow_up_ids = Table(
+    "event_follow_up_ids",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
 # Per consumer: every event at or below `position` has been handled, skipped (not
 # subscribed), or moved to `event_dead_letters`. Updated in the handler's transaction.
 consumer_checkpoints = Table(

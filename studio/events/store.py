@@ -173,12 +173,15 @@ class EventStore:
 
     @staticmethod
     def _stored_ids(conn: Connection, ids: list[uuid.UUID], sqlite: bool) -> set[uuid.UUID]:
-        """Which of these event ids are already stored."""
+        """Which of these event ids are already stored: as an event's id, or as the derived
+        id of a follow-up event stored with a random one before ids were derived (0008)."""
         if not ids:
             return set()
         marks = ", ".join("?" * len(ids))
         params = tuple(i.hex if sqlite else i for i in ids)
-        rows = _sql(conn, f"SELECT id FROM events WHERE id IN ({marks})", params)  # noqa: S608
+        rows = _sql(conn, f"SELECT id FROM events WHERE id IN ({marks}) "  # noqa: S608
+                          f"UNION SELECT id FROM event_follow_up_ids WHERE id IN ({marks})",
+                    params + params)
         return {value if isinstance(value, uuid.UUID) else uuid.UUID(value) for (value,) in rows}
 
     @staticmethod

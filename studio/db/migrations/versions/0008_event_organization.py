@@ -33,6 +33,12 @@ and `studio audit verify` now checks that column against the stream's organizati
 chains verify before and after. Downgrade drops the index and the stream column and leaves
 the corrected `events.organization_id` values in place (the code before 0008 reads them
 the same way).
+
+It also records, in `event_follow_up_ids`, the id each follow-up event already stored (an
+event a consumer emitted, with `causation_id` and actor `consumer:<name>` in its metadata)
+would have been given by `follow_up_id` (the n-th event of a type a consumer emitted for a
+cause, in position order), since those were stored with random ids: the first replay after
+the upgrade recognises them as second copies too, instead of appending each once more.
 """
 
 from __future__ import annotations
@@ -44,13 +50,16 @@ import orjson
 import sqlalchemy as sa
 from alembic import op
 
+from studio.events.envelope import follow_up_id
+
 revision = '0008_event_organization'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
 
-_events = sa.table('events', sa.column('type', sa.String), sa.column('stream', sa.String),
-                   sa.column('data', sa.Text))
+_events = sa.table('events', sa.column('position', sa.BigInteger), sa.column('type', sa.String),
+                   sa.column('stream', sa.String), sa.column('data', sa.Text),
+                   sa.column('metadata', sa.Text))
 _streams = sa.table('event_streams', sa.column('stream', sa.String),
                     sa.column('organization_id', sa.String))
 _projects = sa.table('projects', sa.column('id', sa.Uuid), sa.column('organization_id', sa.Uuid))
@@ -86,6 +95,30 @@ def _organization_of(stream: str, owners: dict[str, str]) -> str | None:
     return owners.get(stream)
 
 
+def _follow_ups(conn: sa.Connection) -> list[dict[str, Any]]:
+    """The derived id of every follow-up event stored so far."""
+    query = (sa.select(_events.c.position, _events.c.type, _events.c.metadata)
+             .where(_events.c.metadata.like('%"causation_id"%'),
+                    _events.c.metadata.like('%"actor":"consumer:%'))
+             .order_by(_events.c.position))
+    seen: dict[tuple[str, str, str], int] = {}
+    rows: list[dict[str, Any]] = []
+    for position, type_, metadata in conn.execute(query):
+        meta = orjson.loads(metadata)
+        actor, cause = meta.get('actor'), meta.get('causation_id')
+        if not (isinstance(actor, str) and actor.startswith('consumer:') and isinstance(cause, str)):
+            continue
+        try:
+            cause_id = uuid.UUID(cause)
+        except ValueError:
+            continue
+        consumer = actor.removeprefix('consumer:')
+        ordinal = seen.get((cause, consumer, type_), 0)
+        seen[(cause, consumer, type_)] = ordinal + 1
+        rows.append({'id': follow_up_id(cause_id, consumer, type_, ordinal), 'position': position})
+    return rows
+
+
 def upgrade() -> None:
     op.add_column('event_streams', sa.Column('organization_id', sa.String(length=64), nullable=True))
     conn = op.get_bind()
@@ -108,8 +141,19 @@ def upgrade() -> None:
     # Not in batch mode: on SQLite that could rebuild the events table.
     op.create_index('ix_events_organization_position', 'events', ['organization_id', 'position'])
 
+    follow_ups = op.create_table(
+        'event_follow_up_ids',
+        sa.Column('id', sa.Uuid(), nullable=False),
+        sa.Column('position', sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_event_follow_up_ids')),
+    )
+    derived = _follow_ups(conn)
+    if derived:
+        conn.execute(sa.insert(follow_ups), derived)
+
 
 def downgrade() -> None:
+    op.drop_table('event_follow_up_ids')
     op.drop_index('ix_events_organization_position', 'events')
     with op.batch_alter_table('event_streams') as batch_op:
         batch_op.drop_column('organization_id')
