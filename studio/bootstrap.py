@@ -25,12 +25,15 @@ from studio.domains.compliance.projection import ComplianceScoreProjection
 from studio.domains.compliance.service import ComplianceService
 from studio.domains.evidence.service import EvidenceService
 from studio.domains.frameworks.service import FrameworkService
+from studio.domains.projects.models import projects
 from studio.domains.projects.service import ProjectService
+from studio.domains.users.models import users
 from studio.domains.users.service import UserService
 from studio.events.activity import ProjectActivityProjection
 from studio.events.consumers import Consumer
 from studio.events.dispatcher import Dispatcher, RetryPolicy
 from studio.events.metrics import EVENTS_PUBLISHED
+from studio.events.owners import StreamOwners, by_row, itself
 from studio.events.service import EventService
 from studio.events.store import EventStore
 from studio.events.transport_nats import NatsRelay
@@ -109,6 +112,34 @@ def event_consumers(settings: Settings, db: Database, storage: Storage, ai: AiSe
     ]
 
 
+def stream_owners() -> StreamOwners:
+    """THE table of which organization each kind of event stream belongs to: the owner of
+    the object the stream is about, whoever acts on it (docs/events.md, "Organizations").
+
+    stream               organization
+    -------------------  -------------------------------------------------------------
+    project:<id>         the project's          (its evidence, files, members, scores)
+    user:<id>            the user's             (sign-ins, tokens, profile)
+    org:<id>             that organization
+    framework:<id>       none: the shared catalog (a super_admin reads these events)
+    framework-mapping:…  none: suggested mappings between shared frameworks
+    mappings             none: control mappings between shared frameworks
+    auth:…               none: failed sign-ins of unknown e-mail addresses
+
+    A new kind of stream needs its line here; until it has one, its events are in no
+    organization's trail and each new stream of that kind is logged as a warning.
+    """
+    return StreamOwners({
+        "project": by_row(projects),
+        "user": by_row(users),
+        "org": itself,
+        "framework": None,
+        "framework-mapping": None,
+        "mappings": None,
+        "auth": None,
+    })
+
+
 def log_published(uow: UnitOfWork) -> None:
     """One structured line and one counter tick per committed event."""
     for ev in uow.appended:
@@ -129,6 +160,7 @@ def bootstrap(settings: Settings | None = None) -> Container:
             "environment": settings.environment,
             "app_version": __version__,
         },
+        owners=stream_owners(),
     )
     passwords = Passwords(
         settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism

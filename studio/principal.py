@@ -33,7 +33,10 @@ class Principal:
         return member_role
 
     def metadata(self) -> dict[str, str]:
-        return {"actor": str(self.user_id), "organization": str(self.organization_id)}
+        """Who acts, for the events of a write. Not the events' organization: an event belongs
+        to the organization of the object it changes, which the unit of work reads from
+        its stream; the actor's own is kept as `actor_organization` where it differs."""
+        return {"actor": str(self.user_id), "actor_organization": str(self.organization_id)}
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,8 +132,14 @@ def test_migration_0006_keeps_events_positions_and_chains(tmp_path):
     engine = make_engine(url)
     upgrade(engine, "0005")
     db = Database(url, EventStore())
+    # Today's store also records each stream's organization (0008): give the old schema
+    # that column while writing, then take it away again.
+    with db.write() as uow:
+        uow.conn.execute(text("ALTER TABLE event_streams ADD COLUMN organization_id VARCHAR(64)"))
     emit(db, "evidence.created", "project:a", 3)
     emit(db, "evidence.created", "project:b", 2)
+    with db.write() as uow:
+        uow.conn.execute(text("ALTER TABLE event_streams DROP COLUMN organization_id"))
     with db.read() as conn:
         before = conn.execute(text("SELECT * FROM events ORDER BY position")).all()
     db.dispose()
@@ -147,14 +153,16 @@ def test_migration_0006_keeps_events_positions_and_chains(tmp_path):
                 1, 2, 3, 4, 5]
             indexes = conn.execute(text(
                 "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'")).scalars().all()
-        # The id and (stream, version) uniques and the three query indexes stay; the
-        # primary-key index is gone (the rowid is the position).
-        assert len(indexes) == 5
+        # The id and (stream, version) uniques and the three query indexes stay, the
+        # organization's (0008) is added; the primary-key index is gone (the rowid is the
+        # position).
+        assert len(indexes) == 6
         emit(db, "evidence.created", "project:a", 2)
         with db.read() as conn:
             assert conn.execute(text("SELECT position FROM events ORDER BY position")).scalars().all() == [
                 1, 2, 3, 4, 5, 6, 7]
             report = verify(conn)
+            chained = conn.execute(text("SELECT position, hash, prev_hash FROM events ORDER BY position")).all()
         assert report.ok and report.events == 7, report.breaks
     finally:
         db.dispose()
@@ -166,8 +174,10 @@ def test_migration_0006_keeps_events_positions_and_chains(tmp_path):
     db = Database(url, EventStore())
     try:
         with db.read() as conn:
-            assert verify(conn).ok
-            assert conn.execute(text("SELECT count(*) FROM events")).scalar_one() == 7
+            # The verified events come back unchanged (today's verifier reads the columns
+            # of 0008, which the old schema lacks).
+            assert conn.execute(text("SELECT position, hash, prev_hash FROM events ORDER BY position")
+                                ).all() == chained
     finally:
         db.dispose()
         engine.dispose()

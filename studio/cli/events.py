@@ -110,7 +110,9 @@ def retry(
 def replay(
     consumer: Annotated[str, typer.Argument(help="consumer name (see `studio events status`)")],
     from_position: Annotated[
-        int | None, typer.Option("--from", min=1, help="replay from this position")
+        int | None,
+        typer.Option("--from", min=0,
+                     help="re-apply positions >= this; 0 (or 1) resets and rebuilds everything"),
     ] = None,
     since: Annotated[
         str | None, typer.Option(help="replay events at or after this ISO-8601 time")

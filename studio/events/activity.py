@@ -32,10 +32,10 @@ project_activity = Table(
     Column("last_position", BigInteger, nullable=False),
 )
 
-# event type -> counter column it moves, and by how much
+# event type -> counter column it moves, and by how much. An upload (evidence.uploaded)
+# adds a file revision to an evidence item that evidence.created already counted.
 _COUNTERS: dict[str, tuple[str, int]] = {
     "evidence.created": ("evidence_total", 1),
-    "evidence.uploaded": ("evidence_total", 1),
     "evidence.deleted": ("evidence_total", -1),
     "evidence.submitted": ("evidence_submitted", 1),
     "evidence.approved": ("evidence_approved", 1),

@@ -48,7 +48,8 @@ def _rows(conn: Connection, stream: str | None) -> Iterator[Any]:
 
 def verify(conn: Connection, *, stream: str | None = None) -> Report:
     """Check every stream (or one): versions 1..n without gaps, positions increasing,
-    prev_hash links, each hash recomputed from the canonical event, and the stream head."""
+    prev_hash links, each hash recomputed from the canonical event, each event filed under
+    its stream's organization, and the stream head."""
     heads = {
         r.stream: r
         for r in conn.execute(
@@ -111,8 +112,16 @@ def verify(conn: Connection, *, stream: str | None = None) -> Report:
             reason = "data or metadata text is not its canonical form: the event was altered"
         else:
             digest = chain_hash(prev_hash, _canonical(row))
+            head = heads.get(row.stream)
             if digest != row.hash:
                 reason = "content does not match its hash: the event was altered"
+            elif head is not None and row.organization_id != head.organization_id:
+                # Not hashed (events before 0008 carry the actor's in metadata), so checked
+                # against the stream's: an event moved to another organization's trail.
+                reason = (
+                    f"filed under organization {row.organization_id} but its stream belongs to "
+                    f"{head.organization_id}: the event's organization was altered"
+                )
         if reason:
             report.breaks.append(
                 Break(row.stream, row.position, str(row.id), row.stream_version, reason)

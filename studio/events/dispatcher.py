@@ -254,14 +254,14 @@ class Dispatcher:
                     if not matches(consumer.subscriptions, event.type):
                         continue
                     if event.stream in waiting:
-                        self._add_dead_letter(conn, consumer, event, BLOCKED, 0, None)
+                        self._add_dead_letter(uow, consumer, event, BLOCKED, 0, None)
                         continue
                     error = self._attempt(uow, consumer, event, replay=replay,
                                           prepared=prepared)
                     if error is None:
                         continue
                     status = PARKED_STATUS if self.retry.max_attempts <= 1 else RETRYING
-                    self._add_dead_letter(conn, consumer, event, status, 1, error)
+                    self._add_dead_letter(uow, consumer, event, status, 1, error)
                     waiting.add(event.stream)
                 conn.execute(
                     update(cp_t)
@@ -287,7 +287,7 @@ class Dispatcher:
             event = _event_at(conn, row.position)
             error = self._attempt(uow, consumer, event)
             if error is not None:
-                self._record_failure(conn, consumer, row.position, row.attempts + 1, error)
+                self._record_failure(uow, consumer, row.position, row.attempts + 1, error)
                 continue
             handled += 1
             conn.execute(
@@ -318,7 +318,7 @@ class Dispatcher:
         for position in followers:
             error = self._attempt(uow, consumer, _event_at(conn, position))
             if error is not None:
-                self._record_failure(conn, consumer, position, 1, error)
+                self._record_failure(uow, consumer, position, 1, error)
                 break
             conn.execute(
                 delete(dl_t).where(dl_t.c.consumer == consumer.name, dl_t.c.position == position)
@@ -335,14 +335,15 @@ class Dispatcher:
         replay: bool = False,
         prepared: dict[Any, Any] | None = None,
     ) -> str | None:
-        """Run the handler in a savepoint; on success record the ack. Returns the error."""
-        recorded = len(uow.events)
-        saved_context = dict(uow.context)
-        uow.context["causation_id"] = str(event.id)
-        uow.context["correlation_id"] = event.metadata.get("correlation_id") or str(event.id)
+        """Run the handler in a savepoint; on success record the ack. Returns the error.
+
+        Follow-up events the handler emits get ids derived from this event and consumer
+        (`UnitOfWork.caused_by`), so handling it again emits nothing new. The handled
+        event is counted and logged once the pass commits, never for a rolled-back pass."""
+        recorded, registered = len(uow.events), len(uow.committed)
         started = time.perf_counter()
         try:
-            with uow.conn.begin_nested():
+            with uow.caused_by(event, consumer.name), uow.conn.begin_nested():
                 if prepared and event.id in prepared:
                     # Results exist only for consumers with both steps (`_prepare`).
                     preparing = cast(PreparingConsumer, consumer)
@@ -351,6 +352,7 @@ class Dispatcher:
                     consumer.handle(uow, event)
         except Exception as exc:
             del uow.events[recorded:]
+            del uow.committed[registered:]
             HANDLER_FAILURES.labels(consumer.name, event.type).inc()
             log.warning(
                 "event_handler_failed",
@@ -361,9 +363,6 @@ class Dispatcher:
                 error=repr(exc),
             )
             return f"{type(exc).__name__}: {exc}"[:2000]
-        finally:
-            uow.context.clear()
-            uow.context.update(saved_context)
         elapsed = time.perf_counter() - started
         uow.conn.execute(
             insert(acks_t).values(
@@ -373,23 +372,12 @@ class Dispatcher:
                 handled_at=utcnow(),
             )
         )
-        HANDLER_LATENCY.labels(consumer.name).observe(elapsed)
-        EVENTS_HANDLED.labels(consumer.name, event.type).inc()
-        log.info(
-            "event_handled",
-            consumer=consumer.name,
-            event_id=str(event.id),
-            type=event.type,
-            stream=event.stream,
-            position=event.position,
-            replay=replay,
-            duration_ms=round(elapsed * 1000, 3),
-        )
+        uow.after_commit(lambda: _handled(consumer.name, event, elapsed, replay))
         return None
 
     def _add_dead_letter(
         self,
-        conn: Connection,
+        uow: UnitOfWork,
         consumer: Consumer,
         event: StoredEvent,
         status: str,
@@ -400,7 +388,7 @@ class Dispatcher:
         next_at = (
             now + dt.timedelta(seconds=self.retry.delay(attempts)) if status == RETRYING else None
         )
-        conn.execute(
+        uow.conn.execute(
             insert(dl_t).values(
                 consumer=consumer.name,
                 position=event.position,
@@ -416,7 +404,7 @@ class Dispatcher:
             )
         )
         if status == PARKED_STATUS:
-            log.error(
+            uow.after_commit(lambda: log.error(
                 "event_parked",
                 consumer=consumer.name,
                 event_id=str(event.id),
@@ -424,14 +412,14 @@ class Dispatcher:
                 position=event.position,
                 attempts=attempts,
                 error=error,
-            )
+            ))
 
     def _record_failure(
-        self, conn: Connection, consumer: Consumer, position: int, attempts: int, error: str
+        self, uow: UnitOfWork, consumer: Consumer, position: int, attempts: int, error: str
     ) -> None:
         now = utcnow()
         parked = attempts >= self.retry.max_attempts
-        conn.execute(
+        uow.conn.execute(
             update(dl_t)
             .where(dl_t.c.consumer == consumer.name, dl_t.c.position == position)
             .values(
@@ -445,13 +433,13 @@ class Dispatcher:
             )
         )
         if parked:
-            log.error(
+            uow.after_commit(lambda: log.error(
                 "event_parked",
                 consumer=consumer.name,
                 position=position,
                 attempts=attempts,
                 error=error,
-            )
+            ))
 
     # -- dead letters ----------------------------------------------------------------
     def retry_parked(
@@ -499,7 +487,8 @@ class Dispatcher:
                 ).scalar()
                 start = (first or _head(conn) + 1) - 1
             else:
-                start = max((from_position or 1) - 1, 0)
+                # Positions start at 1; `from 0` and `from 1` both mean all of them.
+                start = max((from_position or 0) - 1, 0)
             if start == 0:
                 consumer.reset(conn)
             conn.execute(delete(acks_t).where(acks_t.c.consumer == name, acks_t.c.position > start))
@@ -591,6 +580,22 @@ def delivery_rows(conn: Connection, event_id: Any) -> tuple[list[Any], list[Any]
     checkpoints = {row.consumer: row.position
                    for row in conn.execute(select(cp_t.c.consumer, cp_t.c.position))}
     return list(acks), list(letters), checkpoints
+
+
+def _handled(consumer: str, event: StoredEvent, elapsed: float, replay: bool) -> None:
+    """The metrics and the log line of one handled event, once its pass has committed."""
+    HANDLER_LATENCY.labels(consumer).observe(elapsed)
+    EVENTS_HANDLED.labels(consumer, event.type).inc()
+    log.info(
+        "event_handled",
+        consumer=consumer,
+        event_id=str(event.id),
+        type=event.type,
+        stream=event.stream,
+        position=event.position,
+        replay=replay,
+        duration_ms=round(elapsed * 1000, 3),
+    )
 
 
 def _head(conn: Connection) -> int:

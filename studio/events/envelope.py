@@ -41,6 +41,20 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+def follow_up_id(cause: uuid.UUID, consumer: str, type_: str, ordinal: int) -> uuid.UUID:
+    """The id of the `ordinal`-th `type_` event a consumer emits while handling the event
+    `cause` (RFC 9562 version 8: the first 122 bits of a SHA-256 of those four values).
+
+    Handling the same event again (a replay, a redelivery after a crash) derives the same
+    ids, so the store recognises the copies and drops them. Frozen like the canonical form:
+    changed, it would make every replay emit each follow-up event once more."""
+    digest = hashlib.sha256(
+        b"\0".join((cause.bytes, consumer.encode(), type_.encode(), str(ordinal).encode()))
+    ).digest()
+    value = int.from_bytes(digest[:16]) & ~(0xF << 76) & ~(0x3 << 62) | 0x8 << 76 | 0x2 << 62
+    return uuid.UUID(int=value)
+
+
 def canonical_json(value: Any) -> bytes:
     """Canonical JSON: UTF-8, keys sorted, no whitespace, non-ASCII kept as is.
 
@@ -67,6 +81,9 @@ class Event:
     version: str = DEFAULT_VERSION
     metadata: dict[str, Any] = field(default_factory=dict)
     expected_version: int | None = None
+    # The id is derived from the event's cause (`follow_up_id`): if an event with this id is
+    # already stored, this one is a second copy and the store drops it.
+    deduplicate: bool = False
 
     def validate(self) -> None:
         if not isinstance(self.id, uuid.UUID):
@@ -101,6 +118,9 @@ class StoredEvent:
     metadata: dict[str, Any]
     prev_hash: str
     hash: str
+    # The organization whose trail holds the event: its stream's (events.organization_id).
+    # Not hashed; events filed before migration 0008 may name another one in metadata.
+    organization: str | None = None
 
     @property
     def actor_id(self) -> str | None:

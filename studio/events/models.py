@@ -34,6 +34,9 @@ events = Table(
     Column("source", String(100), nullable=False),
     Column("version", String(20), nullable=False),
     Column("actor_id", String(64), nullable=True),
+    # The organization whose trail holds the event: its stream's (event_streams), which is
+    # the organization of the object the stream is about, whoever acted. Not hashed: the
+    # verifier checks it against the stream's instead (migration 0008, docs/events.md).
     Column("organization_id", String(64), nullable=True),
     # Canonical JSON text, exactly the bytes the hash chain covers.
     Column("data", Text, nullable=False),
@@ -44,6 +47,7 @@ events = Table(
     Index("ix_events_type_position", "type", "position"),
     Index("ix_events_actor_position", "actor_id", "position"),
     Index("ix_events_timestamp", "timestamp"),
+    Index("ix_events_organization_position", "organization_id", "position"),
 )
 
 streams = Table(
@@ -53,6 +57,19 @@ streams = Table(
     Column("version", Integer, nullable=False),
     Column("last_hash", String(64), nullable=False),
     Column("last_position", BigInteger, nullable=False),
+    # Fixed by the stream's first event; NULL for installation-wide streams (the shared
+    # framework catalog, sign-in failures of unknown users).
+    Column("organization_id", String(64), nullable=True),
+)
+
+# The id a follow-up event stored before migration 0008 would have been given by
+# `follow_up_id` (it has a random one): a replay that emits it again is recognised as a
+# second copy, as for the events stored since.
+event_follow_up_ids = Table(
+    "event_follow_up_ids",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("position", BigInteger, nullable=False),
 )
 
 # Per consumer: every event at or below `position` has been handled, skipped (not

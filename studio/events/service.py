@@ -63,7 +63,7 @@ class EventService:
                                     for n in unknown])
         with self.db.read() as conn:
             event = self.store.get(conn, event_id)
-        if event is None or (org is not None and event.metadata.get("organization") != org):
+        if event is None or (org is not None and event.organization != org):
             raise not_found("event")
         not_subscribed = [n for n in wait_for if not matches(self.consumers[n].subscriptions, event.type)]
         if not_subscribed:

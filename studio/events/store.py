@@ -31,6 +31,7 @@ class _Head:
     version: int
     last_hash: str
     exists: bool
+    organization: str | None = None
 
 
 class EventStore:
@@ -45,6 +46,13 @@ class EventStore:
       tails `position > last_seen` therefore never misses an event.
     - Within a stream, versions are 1, 2, 3 ... and an event carrying
       `expected_version` fails with VersionConflict unless the stream is exactly there.
+    - A stream belongs to one organization, fixed by its first event's
+      `metadata.organization` (the unit of work puts the owner of the stream's object
+      there); every event of the stream is filed under it (`events.organization_id`, the
+      column the trail of an organization is read by).
+    - An event marked `deduplicate` whose id is already stored (a follow-up event emitted
+      again by a replay) is dropped: no position, no stream version, no hash-chain link,
+      nothing to relay. Only the events actually appended are returned.
     """
 
     def append(self, conn: Connection, batch: Sequence[Event]) -> list[StoredEvent]:
@@ -55,9 +63,17 @@ class EventStore:
         if conn.dialect.name == "postgresql":
             # Readers are not blocked by EXCLUSIVE; other appenders wait until we commit.
             conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+        sqlite = conn.dialect.name == "sqlite"
+        # Read under the append lock: a copy committed by another appender is visible.
+        seen = self._stored_ids(conn, [ev.id for ev in batch if ev.deduplicate], sqlite)
+        if seen:
+            batch = [ev for ev in batch if not (ev.deduplicate and ev.id in seen)]
+        if any(ev.deduplicate for ev in batch):
+            batch = _first_copies(batch)
+        if not batch:
+            return []
         position = _sql(conn, "SELECT coalesce(max(position), 0) FROM events").scalar_one()
         heads = self._load_heads(conn, {ev.stream for ev in batch})
-        sqlite = conn.dialect.name == "sqlite"
         rows: list[tuple[Any, ...]] = []
         stored: list[StoredEvent] = []
         last_position: dict[str, int] = {}
@@ -65,6 +81,10 @@ class EventStore:
             head = heads[ev.stream]
             if ev.expected_version is not None and ev.expected_version != head.version:
                 raise VersionConflict(ev.stream, ev.expected_version, head.version)
+            meta = ev.metadata
+            if head.version == 0:
+                owner = meta.get("organization")
+                head.organization = None if owner is None else str(owner)
             position += 1
             stream_version = head.version + 1
             timestamp = iso_utc(ev.timestamp)
@@ -86,8 +106,7 @@ class EventStore:
                 )
             )
             digest = chain_hash(head.last_hash, canonical)
-            meta = ev.metadata
-            actor, organization = meta.get("actor"), meta.get("organization")
+            actor = meta.get("actor")
             rows.append((
                 position,
                 ev.id.hex if sqlite else ev.id,
@@ -98,7 +117,7 @@ class EventStore:
                 ev.source,
                 ev.version,
                 None if actor is None else str(actor),
-                None if organization is None else str(organization),
+                head.organization,
                 data.decode(),
                 metadata.decode(),
                 head.last_hash,
@@ -118,6 +137,7 @@ class EventStore:
                     meta,
                     head.last_hash,
                     digest,
+                    head.organization,
                 )
             )
             head.version = stream_version
@@ -130,26 +150,39 @@ class EventStore:
             for stream, head in heads.items() if head.exists
         ]
         created = [
-            (stream, head.version, head.last_hash, last_position[stream])
+            (stream, head.version, head.last_hash, last_position[stream], head.organization)
             for stream, head in heads.items() if not head.exists
         ]
         if changed:
             _sql(conn, "UPDATE event_streams SET version = ?, last_hash = ?, last_position = ? "
                        "WHERE stream = ?", changed)
         if created:
-            _sql(conn, "INSERT INTO event_streams (stream, version, last_hash, last_position) "
-                       "VALUES (?, ?, ?, ?)", created)
+            _sql(conn, "INSERT INTO event_streams (stream, version, last_hash, last_position, "
+                       "organization_id) VALUES (?, ?, ?, ?, ?)", created)
         return stored
 
     @staticmethod
     def _load_heads(conn: Connection, names: set[str]) -> dict[str, _Head]:
         heads = {name: _Head(version=0, last_hash=GENESIS_HASH, exists=False) for name in names}
         marks = ", ".join("?" * len(names))
-        rows = _sql(conn, f"SELECT stream, version, last_hash FROM event_streams "  # noqa: S608
-                          f"WHERE stream IN ({marks})", tuple(names))
-        for stream, version, last_hash in rows:
-            heads[stream] = _Head(version=version, last_hash=last_hash, exists=True)
+        rows = _sql(conn, f"SELECT stream, version, last_hash, organization_id "  # noqa: S608
+                          f"FROM event_streams WHERE stream IN ({marks})", tuple(names))
+        for stream, version, last_hash, organization in rows:
+            heads[stream] = _Head(version, last_hash, True, organization)
         return heads
+
+    @staticmethod
+    def _stored_ids(conn: Connection, ids: list[uuid.UUID], sqlite: bool) -> set[uuid.UUID]:
+        """Which of these event ids are already stored: as an event's id, or as the derived
+        id of a follow-up event stored with a random one before ids were derived (0008)."""
+        if not ids:
+            return set()
+        marks = ", ".join("?" * len(ids))
+        params = tuple(i.hex if sqlite else i for i in ids)
+        rows = _sql(conn, f"SELECT id FROM events WHERE id IN ({marks}) "  # noqa: S608
+                          f"UNION SELECT id FROM event_follow_up_ids WHERE id IN ({marks})",
+                    params + params)
+        return {value if isinstance(value, uuid.UUID) else uuid.UUID(value) for (value,) in rows}
 
     @staticmethod
     def _load_head(conn: Connection, stream: str) -> _Head:
@@ -223,7 +256,20 @@ def row_to_event(row: Any) -> StoredEvent:
         metadata=orjson.loads(row["metadata"]),
         prev_hash=row["prev_hash"],
         hash=row["hash"],
+        organization=row["organization_id"],
     )
+
+
+def _first_copies(batch: Sequence[Event]) -> list[Event]:
+    """The batch without second copies of a deduplicated id (one handling emitted it twice)."""
+    ids: set[uuid.UUID] = set()
+    kept = []
+    for ev in batch:
+        if ev.deduplicate and ev.id in ids:
+            continue
+        ids.add(ev.id)
+        kept.append(ev)
+    return kept
 
 
 _COLUMNS = ("position", "id", "type", "stream", "stream_version", "timestamp", "source", "version",
