@@ -150,3 +150,75 @@ def test_the_ai_reads_only_frameworks_the_organization_sees(container, world: Wo
         assert source.controls(one_name) and source.controls(SHARED_KEY)
         assert source.name_for("one-own", world.org_id) == one_name
         assert source.name_for("one-own", None) is None
+
+
+def test_migration_0007_assigns_owners_from_the_import_events(tmp_path):
+    """Existing frameworks and mappings become shared, except an organization admin's own
+    import that no other organization depends on; every project keeps its binding."""
+    from sqlalchemy import insert, select
+
+    from studio.db.engine import Database, make_engine, utcnow
+    from studio.db.migrate import upgrade
+    from studio.domains.frameworks.models import control_mappings, controls, framework_versions, frameworks
+    from studio.domains.projects.models import projects
+    from studio.domains.users.models import organizations, users
+    from studio.events.store import EventStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    upgrade(engine, "0006")
+    now = utcnow()
+    one, two = uuid.uuid4(), uuid.uuid4()
+    admin_one, admin_two, root = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    fws = {name: uuid.uuid4() for name in ("mine", "shared-use", "cli", "root")}
+    versions = {name: uuid.uuid4() for name in fws}
+    ctl = {name: (uuid.uuid4(), uuid.uuid4()) for name in fws}
+    with engine.begin() as conn:
+        conn.execute(insert(organizations), [{"id": one, "name": "One", "created_at": now},
+                                             {"id": two, "name": "Two", "created_at": now}])
+        conn.execute(insert(users), [
+            {"id": uid, "organization_id": org, "email": f"{uid.hex}@x.example", "name": "u", "role": role,
+             "password_hash": "x", "is_active": True, "created_at": now, "updated_at": now, "version": 1}
+            for uid, org, role in ((admin_one, one, "admin"), (admin_two, two, "admin"), (root, one, "super_admin"))])
+        for name, fid in fws.items():
+            conn.execute(insert(frameworks).values(id=fid, key=name, name=name, description="", created_at=now,
+                                                   updated_at=now))
+            conn.execute(insert(framework_versions).values(
+                id=versions[name], framework_id=fid, seq=1, version="1", source_format="csv", source_digest="x",
+                control_count=2, imported_by=None, imported_at=now))
+            for i, cid in enumerate(ctl[name]):
+                conn.execute(insert(controls).values(id=cid, version_id=versions[name], ref=f"c-{i}", label=f"C-{i}",
+                                                     kind="control", title="t", sort=i))
+        conn.execute(insert(projects).values(
+            id=uuid.uuid4(), organization_id=two, name="Two's", description="", framework="shared-use",
+            status="active", compliance_score=0.0, created_at=now, updated_at=now, version=1,
+            framework_version_id=versions["shared-use"]))
+
+        def mapping(a, b, by):
+            conn.execute(insert(control_mappings).values(id=uuid.uuid4(), source_id=a, target_id=b, relation="related",
+                                                         strength=5, origin="manual", note="", created_by=by,
+                                                         created_at=now))
+
+        mapping(ctl["cli"][0], ctl["cli"][1], admin_one)  # an admin's mapping of shared controls: theirs
+        mapping(ctl["cli"][1], ctl["cli"][0], None)  # derived: shared
+        mapping(ctl["mine"][0], ctl["cli"][0], None)  # touches one's own framework: one's
+        mapping(ctl["root"][0], ctl["cli"][0], root)  # super_admin's: shared
+    db = Database(url, EventStore())
+    for name, actor, org in (("mine", admin_one, one), ("shared-use", admin_one, one), ("cli", "cli", None),
+                             ("root", root, one)):
+        context = {"actor": str(actor)} | ({"organization": str(org)} if org else {})
+        with db.write(**context) as uow:
+            uow.emit("framework.imported", f"framework:{fws[name]}", {"frameworkId": str(fws[name]), "key": name})
+    db.dispose()
+
+    upgrade(engine)
+    with engine.connect() as conn:
+        owners = {key: org for key, org in conn.execute(select(frameworks.c.key, frameworks.c.organization_id))}
+        assert owners == {"mine": one, "shared-use": None, "cli": None, "root": None}
+        mapped = {(a, b): org for a, b, org in conn.execute(
+            select(control_mappings.c.source_id, control_mappings.c.target_id, control_mappings.c.organization_id))}
+        assert mapped == {(ctl["cli"][0], ctl["cli"][1]): one, (ctl["cli"][1], ctl["cli"][0]): None,
+                          (ctl["mine"][0], ctl["cli"][0]): one, (ctl["root"][0], ctl["cli"][0]): None}
+        bound = conn.execute(select(projects.c.framework_version_id)).scalar_one()
+        assert bound == versions["shared-use"]
+    engine.dispose()
