@@ -159,7 +159,12 @@ def test_migration_0007_assigns_owners_from_the_import_events(tmp_path):
 
     from studio.db.engine import Database, make_engine, utcnow
     from studio.db.migrate import upgrade
-    from studio.domains.frameworks.models import control_mappings, controls, framework_versions, frameworks
+    from studio.domains.frameworks.models import (
+        control_mappings,
+        controls,
+        framework_versions,
+        frameworks,
+    )
     from studio.domains.projects.models import projects
     from studio.domains.users.models import organizations, users
     from studio.events.store import EventStore
