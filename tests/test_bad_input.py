@@ -488,7 +488,7 @@ def test_sql_and_html_payloads_are_stored_inert(client, container, world):
     refused = client.post(
         "/api/v1/projects", headers=admin, json={"name": sql, "framework": "' OR 1=1 --"}
     )
-    assert refused.status_code == 400 and refused.json()["error"]["details"][0]["field"] == "framework"
+    assert refused.status_code == 404 and refused.json()["error"]["details"][0]["field"] == "framework"
     created = client.post("/api/v1/projects", headers=admin, json={"name": sql, "framework": "SOC 2"})
     assert created.status_code == 201
     assert created.json()["data"]["name"] == sql  # kept literally: parameters, never SQL

@@ -82,7 +82,7 @@ def test_an_admin_of_b_cannot_change_replace_see_or_shadow_a_s_frameworks_and_ma
     b_only = _import(client, b, "b-only")
     assert b_only.status_code == 201
     refused = client.post(f"{API}/projects", headers=a.headers, json={"name": "Foreign", "framework": "b-only"})
-    assert refused.status_code == 400
+    assert refused.status_code == 404
     assert refused.json()["error"]["details"][0]["field"] == "framework"
     # ... nor move a project onto B's version.
     moved = client.put(f"{API}/projects/{world.project_a}/framework-version", headers=a.headers,
@@ -121,12 +121,15 @@ def test_only_super_admin_changes_the_shared_catalog(client, container, world: W
     assert clash.status_code == 409
 
 
-def test_an_unknown_framework_on_project_creation_is_a_400_naming_the_field(client, world: World):
+def test_an_unknown_framework_on_project_creation_is_a_404_naming_the_field(client, world: World):
     r = client.post(f"{API}/projects", headers=world["admin"].headers,
                     json={"name": "Nothing", "framework": "no-such-framework"})
-    assert r.status_code == 400, r.text
+    assert r.status_code == 404, r.text
     error = r.json()["error"]
-    assert error["code"] == "validation_error" and error["details"][0]["field"] == "framework"
+    assert error["code"] == "not_found" and error["details"][0]["field"] == "framework"
+    renamed = client.patch(f"{API}/projects/{world.project_a}", headers=world["admin"].headers,
+                           json={"framework": "no-such-framework"})
+    assert renamed.status_code == 404 and renamed.json()["error"]["details"][0]["field"] == "framework"
     unknown = client.put(f"{API}/projects/{world.project_a}/framework-version", headers=world["admin"].headers,
                          json={"frameworkVersionId": str(uuid.uuid4())})
     assert unknown.status_code == 404

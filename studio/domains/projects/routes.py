@@ -16,7 +16,16 @@ from studio.domains.projects.schemas import (
     ProjectStatus,
     ProjectUpdate,
 )
-from studio.http.api import CurrentPrincipal, PageParams, container, if_match, ok, page, request_id
+from studio.http.api import (
+    CurrentPrincipal,
+    PageParams,
+    container,
+    errors,
+    if_match,
+    ok,
+    page,
+    request_id,
+)
 from studio.http.schemas import Envelope, PageOut
 
 router = APIRouter(tags=["projects"])
@@ -38,7 +47,7 @@ def list_projects(
     return page(request, items, cursor)
 
 
-@router.post("/projects", response_model=Envelope[ProjectRead], status_code=201)
+@router.post("/projects", response_model=Envelope[ProjectRead], status_code=201, responses=errors(404))
 def create_project(request: Request, principal: CurrentPrincipal, body: ProjectCreate) -> Response:
     """Open a project against a framework."""
     return ok(request, container(request).projects.create(principal, body, request_id=request_id(request)), 201)

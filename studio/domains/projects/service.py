@@ -164,12 +164,14 @@ class ProjectService:
 
 def bound_version(conn: Connection, organization_id: uuid.UUID, framework: str) -> uuid.UUID:
     """The latest version of the framework named `framework` (key or name) among those the
-    organization sees; an unknown one (or another organization's) is a 400 on `framework`."""
+    organization sees. An unknown one, or another organization's, is a 404 naming the field
+    `framework`, as for every object a body names (docs/api.md); never a project bound to
+    nothing."""
     from studio.domains.frameworks.service import latest_version_named
 
     version_id = latest_version_named(conn, framework, organization_id)
     if version_id is None:
-        raise AppError("validation_error", f"framework {framework!r} is not imported",
+        raise AppError("not_found", f"framework {framework!r} is not imported",
                        details=[{"field": "framework", "message": "no framework with this key or name; "
                                  "import it first or choose one of GET /api/v1/frameworks"}])
     return version_id
