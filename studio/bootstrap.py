@@ -24,6 +24,7 @@ from studio.domains.auth.service import AuthService
 from studio.domains.compliance.projection import ComplianceScoreProjection
 from studio.domains.compliance.service import ComplianceService
 from studio.domains.evidence.service import EvidenceService
+from studio.domains.frameworks.models import frameworks
 from studio.domains.frameworks.service import FrameworkService
 from studio.domains.projects.models import projects
 from studio.domains.projects.service import ProjectService
@@ -121,9 +122,11 @@ def stream_owners() -> StreamOwners:
     project:<id>         the project's          (its evidence, files, members, scores)
     user:<id>            the user's             (sign-ins, tokens, profile)
     org:<id>             that organization
-    framework:<id>       none: the shared catalog (a super_admin reads these events)
+    framework:<id>       the framework's owner: its organization, or none for the shared
+                         catalog (a super_admin reads those events)
     framework-mapping:…  none: suggested mappings between shared frameworks
-    mappings             none: control mappings between shared frameworks
+    mappings             none: control mappings (one stream for all owners: an
+                         organization's own mappings are not yet in its trail)
     auth:…               none: failed sign-ins of unknown e-mail addresses
 
     A new kind of stream needs its line here; until it has one, its events are in no
@@ -133,7 +136,7 @@ def stream_owners() -> StreamOwners:
         "project": by_row(projects),
         "user": by_row(users),
         "org": itself,
-        "framework": None,
+        "framework": by_row(frameworks),
         "framework-mapping": None,
         "mappings": None,
         "auth": None,

@@ -259,6 +259,10 @@ class Actor:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+# The shared frameworks (key: name) the world's projects bind to, one control each.
+SEED_FRAMEWORKS = {"nist-sp-800-53": "NIST SP 800-53", "soc-2": "SOC 2", "iso-27001": "ISO 27001"}
+
+
 @dataclass
 class World:
     """Two organizations; in the first, a user per role, project A (everyone a member),
@@ -301,6 +305,10 @@ def seed_world(c: Container) -> World:
         actors[role] = _actor(c, user, role)
     outsider_actor = _actor(c, outsider, "admin")
     admin = actors["admin"].principal
+    # A project binds only to an imported framework: the ones the projects below name, in
+    # the shared catalog (as the operator's CLI imports them).
+    for name in SEED_FRAMEWORKS.values():
+        c.frameworks.import_file(None, "seed.csv", b"ref,title\nSEED-1,Seed control\n", name=name, version="seed")
     project_a = c.projects.create(admin, ProjectCreate(name="Project A", framework="NIST SP 800-53"))
     project_b = c.projects.create(admin, ProjectCreate(name="Project B", framework="SOC 2"))
     project_c = c.projects.create(outsider_actor.principal, ProjectCreate(name="Project C", framework="ISO 27001"))

@@ -125,6 +125,27 @@ def events_in_org(role: str, target: str) -> int:
     return OK if same_org or role == "super_admin" else 404
 
 
+def on_catalog(action: str) -> Callable[[str, str], int]:
+    """Frameworks and mappings have an owner. Target S: the shared catalog's; A: organization
+    one's own; C: organization two's own. Every role reads the shared catalog and its own
+    organization's; another organization's is not found; only super_admin changes the shared
+    catalog, and an organization's admins (and super_admin of that organization) its own."""
+
+    def expect(role: str, target: str) -> int:
+        if role == "anonymous":
+            return 401
+        if not allowed(real_role(role), action):
+            return 403
+        own = "C" if role == "outsider" else "A"
+        if target not in ("S", own):
+            return 404
+        if action == "frameworks.manage" and target == "S" and role != "super_admin":
+            return 403
+        return OK
+
+    return expect
+
+
 def uploads(action: str) -> Callable[[str, str], int]:
     """Adding a file needs the right to edit that evidence (it was uploaded by another user)."""
     return in_project(action)
@@ -317,8 +338,8 @@ SPECS: dict[tuple[str, str], Spec] = {
     ),
 }
 
-# frameworks and mappings: installation-wide reference data; reading is for every role,
-# managing for admins.
+# frameworks and mappings: the shared catalog plus each organization's own (on_catalog);
+# reading is for every role, managing for admins.
 SPECS.update({
     ("POST", "/api/v1/frameworks/import"): Spec(
         in_org("frameworks.manage"), targets=("-",),
@@ -329,20 +350,20 @@ SPECS.update({
     ),
     ("GET", "/api/v1/frameworks"): Spec(in_org("frameworks.read"), targets=("-",), mutates=False),
     ("GET", "/api/v1/frameworks/{framework}"): Spec(
-        in_org("frameworks.read"), targets=("-",), mutates=False,
-        path=lambda ctx, t, r: {"framework": "soc-2"},
+        on_catalog("frameworks.read"), targets=("S", "A", "C"), mutates=False,
+        path=lambda ctx, t, r: {"framework": ctx.catalog_key(t)},
     ),
     ("GET", "/api/v1/frameworks/{framework}/controls"): Spec(
-        in_org("frameworks.read"), targets=("-",), mutates=False,
-        path=lambda ctx, t, r: {"framework": "soc-2"},
+        on_catalog("frameworks.read"), targets=("S", "A", "C"), mutates=False,
+        path=lambda ctx, t, r: {"framework": ctx.catalog_key(t)},
     ),
     ("GET", "/api/v1/controls/{control_id}"): Spec(
-        in_org("frameworks.read"), targets=("-",), mutates=False,
-        path=lambda ctx, t, r: {"control_id": ctx.framework["control"]},
+        on_catalog("frameworks.read"), targets=("S", "A", "C"), mutates=False,
+        path=lambda ctx, t, r: {"control_id": ctx.catalog_control(t)},
     ),
     ("GET", "/api/v1/controls/{control_id}/neighbourhood"): Spec(
-        in_org("frameworks.read"), targets=("-",), mutates=False,
-        path=lambda ctx, t, r: {"control_id": ctx.framework["control"]},
+        on_catalog("frameworks.read"), targets=("S", "A", "C"), mutates=False,
+        path=lambda ctx, t, r: {"control_id": ctx.catalog_control(t)},
     ),
     ("GET", "/api/v1/mappings"): Spec(in_org("frameworks.read"), targets=("-",), mutates=False),
     ("POST", "/api/v1/mappings"): Spec(
@@ -351,13 +372,13 @@ SPECS.update({
                                     relation="related", strength=5),
     ),
     ("PATCH", "/api/v1/mappings/{mapping_id}"): Spec(
-        in_org("frameworks.manage"), targets=("-",),
-        path=lambda ctx, t, r: {"mapping_id": ctx.fresh_mapping()},
+        on_catalog("frameworks.manage"), targets=("S", "A", "C"),
+        path=lambda ctx, t, r: {"mapping_id": ctx.fresh_mapping(t)},
         body=lambda ctx, t, r: {"strength": 7},
     ),
     ("DELETE", "/api/v1/mappings/{mapping_id}"): Spec(
-        in_org("frameworks.manage"), targets=("-",),
-        path=lambda ctx, t, r: {"mapping_id": ctx.fresh_mapping()},
+        on_catalog("frameworks.manage"), targets=("S", "A", "C"),
+        path=lambda ctx, t, r: {"mapping_id": ctx.fresh_mapping(t)},
     ),
     ("POST", "/api/v1/mappings/import"): Spec(
         in_org("frameworks.manage"), targets=("-",),
@@ -503,6 +524,7 @@ class Context:
     targets: dict[str, Target] = field(default_factory=dict)
     login_email: str = "viewer@one.example"
     framework: dict[str, Any] = field(default_factory=dict)
+    catalog_controls: dict[str, uuid.UUID] = field(default_factory=dict)
     free_pairs: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
 
     def seed_frameworks(self) -> None:
@@ -513,10 +535,25 @@ class Context:
         second = fw.import_file(None, "soc2.csv", MATRIX_CSV + b"\nAC-31,Control 31,AC,New.",
                                 key="soc-2", name="SOC 2", version="2")
         fw.import_file(None, "copy.csv", MATRIX_CSV, key="soc-2-copy", name="SOC 2 copy", version="1")
+        # Each organization's own framework (the CLI's --organization).
+        for kind, org in (("A", self.world.org_id), ("C", self.world.other_org_id)):
+            fw.import_file(None, "own.csv", MATRIX_CSV, key=f"own-{kind.lower()}", name=f"Own {kind}",
+                           organization_id=org)
         items, _ = fw.controls(None, "soc-2", kind="control", cursor=None, limit=200)
         ids = [uuid.UUID(str(c["id"])) for c in items]
         self.framework = {"first_version": first["versionId"], "second_version": second["versionId"],
                           "control": ids[0]}
+        self.catalog_controls = {"S": ids[0]}
+        with self.container.db.read() as conn:
+            from studio.domains.frameworks.repository import FrameworkRepository
+
+            for kind, org in (("A", self.world.org_id), ("C", self.world.other_org_id)):
+                repo = FrameworkRepository(conn, org)
+                own = repo.by_key(f"own-{kind.lower()}")
+                assert own is not None
+                latest = repo.latest_version(own["id"])
+                assert latest is not None
+                self.catalog_controls[kind] = repo.catalog_controls(latest["id"])[0]["id"]
         self.free_pairs = [(a, b) for a in ids[1:] for b in ids[1:] if a != b]
 
     def fresh_pair(self) -> tuple[uuid.UUID, uuid.UUID]:
@@ -547,10 +584,20 @@ class Context:
                 score=0.9, origin="suggested", model="test", status="open", created_at=utcnow()))
         return suggestion_id
 
-    def fresh_mapping(self) -> uuid.UUID:
+    def catalog_key(self, kind: str) -> str:
+        """S: a shared framework; A, C: organization one's, two's own."""
+        return "soc-2" if kind == "S" else f"own-{kind.lower()}"
+
+    def catalog_control(self, kind: str) -> uuid.UUID:
+        return self.catalog_controls[kind]
+
+    def fresh_mapping(self, kind: str) -> uuid.UUID:
+        """S: a shared mapping (super_admin's); A, C: organization one's, two's own."""
+        owner = {"S": self.world["super_admin"], "A": self.world["admin"], "C": self.world.outsider}[kind]
         source, target = self.fresh_pair()
         created = self.container.frameworks.create_mapping(
-            self.world["admin"].principal, source, target, "related", 5, "manual", "")
+            owner.principal, source, target, "related", 5, "manual", "")
+        assert created["organizationId"] == (None if kind == "S" else str(owner.principal.organization_id))
         return uuid.UUID(str(created["id"]))
 
     def _user(self, org: uuid.UUID, role: Role) -> Any:

@@ -484,9 +484,12 @@ def test_names_up_to_the_limit_are_kept_and_normalised(client, world):
 def test_sql_and_html_payloads_are_stored_inert(client, container, world):
     admin = world["admin"].headers
     sql = "Robert'); DROP TABLE projects;--"
-    created = client.post(
+    # A framework is looked up by parameters too: an injection is just an unknown name.
+    refused = client.post(
         "/api/v1/projects", headers=admin, json={"name": sql, "framework": "' OR 1=1 --"}
     )
+    assert refused.status_code == 404 and refused.json()["error"]["details"][0]["field"] == "framework"
+    created = client.post("/api/v1/projects", headers=admin, json={"name": sql, "framework": "SOC 2"})
     assert created.status_code == 201
     assert created.json()["data"]["name"] == sql  # kept literally: parameters, never SQL
     assert counts(container)["projects"] == 4

@@ -48,7 +48,7 @@ EXPIRY = [None, TODAY - dt.timedelta(days=3), TODAY, TODAY + dt.timedelta(days=3
 
 def new_project(c, world, version_id, name=None):
     admin = world["admin"].principal
-    project = c.projects.create(admin, ProjectCreate(name=name or f"P {uuid.uuid4().hex[:8]}", framework="x"))
+    project = c.projects.create(admin, ProjectCreate(name=name or f"P {uuid.uuid4().hex[:8]}", framework="SOC 2"))
     pid = uuid.UUID(project["id"])
     c.projects.add_member(admin, pid, MemberAdd(userId=world["customer"].user_id, role=ProjectRole.CUSTOMER))
     c.projects.add_member(admin, pid, MemberAdd(userId=world["auditor"].user_id, role=ProjectRole.AUDITOR))

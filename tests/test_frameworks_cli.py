@@ -32,3 +32,6 @@ def test_import_list_show_derive_and_a_bad_file(tmp_path, monkeypatch):
     assert failed.exit_code == 2
     assert "line 3" in failed.output and "duplicate ref" in failed.output
     assert "bad" not in runner.invoke(app, ["frameworks", "list"]).output
+    # The CLI imports into the shared catalog unless told an organization, which must exist.
+    nobody = runner.invoke(app, ["frameworks", "import", str(LOW), "--key", "own", "--organization", "Nobody"])
+    assert nobody.exit_code == 2 and "no organization named 'Nobody'" in nobody.output

@@ -143,7 +143,7 @@ def test_every_state_change_emits_its_events(client, container, world, journal):
 
 
 def test_events_carry_the_organization_of_the_change(client, world, journal):
-    r, _ = call(client, "POST", "/api/v1/projects", world.outsider.headers, json={"name": "Theirs", "framework": "x"})
+    r, _ = call(client, "POST", "/api/v1/projects", world.outsider.headers, json={"name": "Theirs", "framework": "SOC 2"})
     assert r.status_code == 201
     [event] = journal.new()
     assert event.metadata["organization"] == str(world.other_org_id)
@@ -154,7 +154,7 @@ def test_a_failed_change_writes_neither_state_nor_event(client, container, world
     with container.db.read() as conn:
         before = conn.execute(select(func.count()).select_from(projects)).scalar_one()
 
-    duplicate = client.post("/api/v1/projects", headers=admin, json={"name": "Project A", "framework": "x"})
+    duplicate = client.post("/api/v1/projects", headers=admin, json={"name": "Project A", "framework": "SOC 2"})
     assert duplicate.status_code == 409
     url = f"/api/v1/projects/{world.project_a}"
     client.patch(url, headers=admin, json={"description": "v2"})
@@ -181,7 +181,7 @@ def test_a_failed_change_writes_neither_state_nor_event(client, container, world
 def test_state_is_rolled_back_when_its_events_cannot_be_appended(container, world, journal):
     admin = world["admin"].principal
     with pytest.raises(InvalidEvent), container.db.write(**admin.metadata()) as uow:
-        create_project(uow, admin, ProjectCreate(name="Half written", framework="x"))
+        create_project(uow, admin, ProjectCreate(name="Half written", framework="SOC 2"))
         uow.record(Event(type="", data={}, stream="broken"))  # invalid: the append refuses it
     with container.db.read() as conn:
         names = set(conn.execute(select(projects.c.name)).scalars())

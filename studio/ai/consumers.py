@@ -14,6 +14,7 @@ the frameworks domain's tables).
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, ClassVar
 
 from sqlalchemy.engine import Connection
@@ -66,8 +67,14 @@ class ControlIndexer:
         self.service = service
 
     def handle(self, uow: UnitOfWork, event: StoredEvent) -> None:
-        # framework.imported names the framework by its key.
+        # framework.imported names the framework by id and key; the index names an
+        # organization's own framework by key@id (FrameworkControlSource).
         framework = event.data.get("key") or event.data.get("framework")
+        framework_id = event.data.get("frameworkId")
+        if isinstance(framework_id, str) and framework_id:
+            from studio.ai.repository import AiRepository
+
+            framework = AiRepository(uow.conn).framework_name(uuid.UUID(framework_id)) or framework
         if isinstance(framework, str) and framework:
             self.service.index_imported(uow, framework)
 

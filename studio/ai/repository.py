@@ -32,8 +32,18 @@ class AiRepository:
         self.conn = conn
 
     # -- controls of the imported frameworks --------------------------------------------
-    def frameworks(self) -> list[str]:
-        return FrameworkControlSource(self.conn).frameworks()
+    def frameworks(self, organization_id: uuid.UUID | None = None, *, every: bool = False) -> list[str]:
+        """The frameworks an organization sees (the shared catalog and its own) by the names
+        the index uses; `every` one only to build the index."""
+        source = FrameworkControlSource(self.conn)
+        return source.frameworks() if every else source.frameworks(organization_id)
+
+    def framework_name(self, framework_id: uuid.UUID) -> str | None:
+        return FrameworkControlSource(self.conn).name_of(framework_id)
+
+    def framework_for(self, key: str, organization_id: uuid.UUID | None) -> str | None:
+        """The index name of the framework an organization knows by `key`."""
+        return FrameworkControlSource(self.conn).name_for(key, organization_id)
 
     def controls(self, framework: str) -> list[ControlText]:
         return [ControlText(framework, ref, title, statement)

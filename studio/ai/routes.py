@@ -75,9 +75,11 @@ def search(request: Request, principal: CurrentPrincipal,
 def suggest_mappings(request: Request, principal: CurrentPrincipal, body: MappingRequest) -> Response:
     """Propose control pairs between two imported frameworks (admins)."""
     require(principal, "frameworks.manage")
-    created = _ai(request).suggest_mappings(body.source, body.target)
+    # Frameworks the caller's organization sees, by the names the index uses.
+    source, target = _ai(request).catalog_names(principal.organization_id, body.source, body.target)
+    created = _ai(request).suggest_mappings(source, target)
     return ok(request, {"created": created,
-                        "items": _ai(request).mapping_suggestions(body.source, body.target)}, 201)
+                        "items": _ai(request).mapping_suggestions(source, target)}, 201)
 
 
 @router.post("/ai/mappings/{mapping_id}/decision", response_model=Envelope[dict[str, Any]])

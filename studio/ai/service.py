@@ -124,7 +124,7 @@ class AiService:
             if self._built is None or self._catalog is None:
                 with self.db.read() as conn:
                     repo = AiRepository(conn)
-                    controls = [c for framework in repo.frameworks() for c in repo.controls(framework)]
+                    controls = [c for framework in repo.frameworks(every=True) for c in repo.controls(framework)]
                 self._built = self._build([c.text for c in controls])
                 embedder, _, index = self._built
                 self._catalog = ControlCatalog(embedder, index)
@@ -157,6 +157,16 @@ class AiService:
         log.info("framework_indexed", framework=framework, controls=len(controls))
         return len(controls)
 
+    def catalog_names(self, organization_id: uuid.UUID | None, *keys: str) -> list[str]:
+        """The index names of the frameworks an organization knows by `keys` (None: the shared
+        catalog); one it does not see is not found."""
+        with self.db.read() as conn:
+            repo = AiRepository(conn)
+            names = [repo.framework_for(key, organization_id) for key in keys]
+        if any(n is None for n in names):
+            raise AppError("not_found", "both frameworks must be imported")
+        return [n for n in names if n is not None]
+
     def index_imported(self, uow: UnitOfWork, framework: str, *, batch: int = 64) -> int:
         """Embed a just-imported framework's controls inside the caller's transaction."""
         catalog = self.catalog
@@ -179,7 +189,9 @@ class AiService:
             text = _usable_text(self.text_source.text_for(conn, data))
             try:
                 vector = embedder.embed([f"{row['title']}. {text}"])[0]
-                suggestions = catalog.suggest(conn, text, AiRepository(conn).frameworks(), self.suggestions,
+                # Only controls of frameworks the evidence's organization sees.
+                suggestions = catalog.suggest(conn, text, AiRepository(conn).frameworks(row["organization_id"]),
+                                              self.suggestions,
                                               vector=vector)
             except Exception as exc:  # a model failing on one input must not stop the queue
                 log.warning("analysis_failed", evidence=str(row["id"]), error=repr(exc))
@@ -216,7 +228,7 @@ class AiService:
                 "status": "unavailable", "reason": reason, "model": status.active}, source="ai")
             return
         text, vector, suggestions = prepared.text, prepared.vector, prepared.suggestions
-        frameworks = repo.frameworks()
+        frameworks = repo.frameworks(row["organization_id"])
         digest = hashlib.sha256(" ".join(text.split()).lower().encode()).hexdigest()
         index.upsert(uow.conn, [VectorItem(f"evidence:{evidence_id}", "evidence", str(row["project_id"]),
                                            vector)])
@@ -379,7 +391,7 @@ class AiService:
             if kind == "control":
                 return [{"kind": "control", "framework": c.framework, "controlRef": c.ref,
                          "title": c.title, "score": round(s, 4)}
-                        for c, s in catalog.rank(conn, vector, repo.frameworks(), limit)]
+                        for c, s in catalog.rank(conn, vector, repo.frameworks(principal.organization_id), limit)]
             projects = repo.visible_project_ids(principal)
             hits = index.query(conn, vector, limit, kind="evidence", scopes=[str(p) for p in projects])
             ids = [uuid.UUID(h.item_id.removeprefix("evidence:")) for h in hits]

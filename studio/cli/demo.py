@@ -24,6 +24,19 @@ CATALOG = Path(__file__).parent.parent / "demo_data" / (
 )
 FRAMEWORK_NAME = "NIST SP 800-53 rev5 MODERATE"
 
+# A few Trust Services Criteria, enough for the demo's SOC 2 project to bind to.
+SOC2_CSV = "\n".join([
+    "ref,title,parent",
+    "CC6,Logical and physical access controls,",
+    "CC6.1,Logical access security software and infrastructure,CC6",
+    "CC6.2,User registration and authorization,CC6",
+    "CC6.3,Access removal and role changes,CC6",
+    "CC7,System operations,",
+    "CC7.2,Monitoring of system components for anomalies,CC7",
+    "CC7.3,Evaluation of security events,CC7",
+    "CC7.4,Incident response,CC7",
+]).encode()
+
 EVIDENCE = [
     ("Access control policy v3", "AC-1", "Approved policy covering account management.", "approved"),
     ("Quarterly access review Q3", "AC-2", "Export of the Q3 user access review with sign-off.", "in_review"),
@@ -48,8 +61,10 @@ def load_demo(c: Container) -> tuple[list[tuple[str, str, str]], bool]:
         raise SystemExit(f"demo organization exists but {path} is missing; reset the users' passwords")
 
     # The framework first, so the project that names it starts on its version.
+    # Both in the shared catalog (the operator's import), which every organization sees.
     c.frameworks.import_file(None, CATALOG.name, CATALOG.read_bytes(), key="nist-800-53-rev5-moderate",
                              name=FRAMEWORK_NAME)
+    c.frameworks.import_file(None, "soc2.csv", SOC2_CSV, key="soc-2", name="SOC 2", version="2017")
     credentials: list[tuple[str, str, str]] = []
     users: dict[str, Any] = {}
     with c.db.write(actor="demo") as uow:

@@ -33,11 +33,24 @@ def frameworks_import(
     key: Annotated[str | None, typer.Option(help="framework key; re-imports with the same key add a version")] = None,
     name: Annotated[str | None, typer.Option(help="name (default: the catalog title or file name)")] = None,
     version: Annotated[str | None, typer.Option(help="version label (default: the catalog's)")] = None,
+    organization: Annotated[str | None, typer.Option(
+        help="import into this organization's own frameworks (by name) instead of the shared catalog")] = None,
 ) -> None:
-    """Import an OSCAL catalog (JSON, YAML, XML) or a custom CSV/YAML framework."""
+    """Import an OSCAL catalog (JSON, YAML, XML) or a custom CSV/YAML framework into the
+    shared catalog, which every organization sees (or into one organization's own)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with open_container() as c:
+        organization_id = None
+        if organization is not None:
+            from studio.domains.users.repository import OrganizationRepository
+
+            with c.db.read() as conn:
+                org = OrganizationRepository(conn).by_name(organization)
+            if org is None:
+                console.print(f"[red]no organization named {organization!r}[/]")
+                raise typer.Exit(2)
+            organization_id = org["id"]
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeElapsedColumn(), console=console) as bar:
             task = bar.add_task(f"reading {file.name}", total=None)
@@ -47,7 +60,8 @@ def frameworks_import(
 
             try:
                 result = c.frameworks.import_file(None, file.name, file.read_bytes(), key=key, name=name,
-                                                  version=version, progress=progress)
+                                                  version=version, progress=progress,
+                                                  organization_id=organization_id)
             except Exception as exc:  # noqa: BLE001
                 bar.stop()
                 _fail_with_problems(exc)
@@ -66,7 +80,7 @@ def frameworks_import(
 
 @frameworks_app.command("list")
 def frameworks_list() -> None:
-    """List imported frameworks with their latest version."""
+    """List the shared catalog's frameworks with their latest version."""
     with open_container() as c:
         rows = c.frameworks.list(None)
     table = Table("key", "name", "version", "controls", "versions")

@@ -36,11 +36,29 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to `revision` (all migrations by default)."""
-    with engine.begin() as conn:
-        cfg = alembic_config(str(engine.url))
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    """Bring the database to `revision` (all migrations by default).
+
+    On SQLite, foreign keys are off while migrating (a pragma that only takes effect outside
+    a transaction): rebuilding a table other tables reference (Alembic's batch mode) drops
+    and re-creates it, and that DROP would otherwise fail or cascade into the referencing
+    rows. The references are checked after the migrations committed."""
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:
+            conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():
+                cfg = alembic_config(str(engine.url))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+            if sqlite:
+                broken = conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"foreign keys broken by the migration: {broken[:10]}")
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
 
 def current(engine: Engine) -> str | None:

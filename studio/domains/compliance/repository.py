@@ -21,6 +21,7 @@ from studio.domains.compliance.models import (
 )
 from studio.domains.evidence.models import evidence
 from studio.domains.frameworks.models import control_mappings, controls
+from studio.domains.frameworks.repository import mappings_visible_to
 from studio.domains.projects.models import projects
 
 BATCH = 500  # ids per IN list, so a statement's bound parameters stay few whatever the input
@@ -156,14 +157,16 @@ class ComplianceRepository:
             query = query.where(other.c.id == only_project)
         if mapped_to is not None:
             # Only the controls mapped to that one can cover it.
-            ends = select(control_mappings.c.target_id).where(control_mappings.c.source_id == mapped_to).union(
-                select(control_mappings.c.source_id).where(control_mappings.c.target_id == mapped_to))
+            seen = mappings_visible_to(organization_id)
+            ends = select(control_mappings.c.target_id).where(control_mappings.c.source_id == mapped_to, seen).union(
+                select(control_mappings.c.source_id).where(control_mappings.c.target_id == mapped_to, seen))
             query = query.where(controls.c.id.in_(ends))
         return list(self.conn.execute(query).mappings())
 
-    def mappings_into(self, version_id: uuid.UUID, control_ids: list[uuid.UUID], *,
+    def mappings_into(self, version_id: uuid.UUID, control_ids: list[uuid.UUID], organization_id: uuid.UUID, *,
                       only_control: uuid.UUID | None = None) -> list[tuple[str, RowMapping]]:
-        """Mappings between a control of `version_id` and one of `control_ids`, as (direction,
+        """Mappings the organization sees (shared and its own) between a control of
+        `version_id` and one of `control_ids`, as (direction,
         row of mine, theirs, relation, strength, mapping_id); "out" when mine is the source."""
         out: list[tuple[str, RowMapping]] = []
         mine = controls.alias("mine")
@@ -175,7 +178,8 @@ class ComplianceRepository:
                            control_mappings.c.strength, control_mappings.c.id.label("mapping_id"))
                     .select_from(control_mappings)
                     .join(mine, mine.c.id == mine_col)
-                    .where(their_col.in_(control_ids[start:start + BATCH]), mine.c.version_id == version_id)
+                    .where(their_col.in_(control_ids[start:start + BATCH]), mine.c.version_id == version_id,
+                           mappings_visible_to(organization_id))
                 )
                 if only_control is not None:
                     query = query.where(mine_col == only_control)

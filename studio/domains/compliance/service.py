@@ -183,7 +183,9 @@ class ComplianceService:
         """Assess the project against another framework version (admins only)."""
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
             project, _ = visible_project(uow.conn, principal, project_id, "project.framework.move")
-            frameworks = FrameworkRepository(uow.conn)
+            # Only a version of a framework the project's organization sees; another
+            # organization's is as unknown as a made-up id.
+            frameworks = FrameworkRepository(uow.conn, project["organization_id"])
             version = frameworks.version(version_id)
             if version is None:
                 raise AppError("not_found", "framework version not found",
@@ -290,7 +292,8 @@ class ComplianceService:
             row, project, _ = self._visible_evidence(conn, principal, evidence_id)
             version_id = project["framework_version_id"]
             refs = evidence_refs(conn, evidence_id, row["control_id"], version_id)
-            repo = FrameworkRepository(conn)
+            # Mappings (and the controls they reach) the project's organization sees.
+            repo = FrameworkRepository(conn, project["organization_id"])
             ids = version_index(conn, version_id).ids if version_id else {}
             direct = {r: ids[r] for r in refs if r in ids}
             paths: dict[uuid.UUID, list[dict[str, Any]]] = {cid: [] for cid in direct.values()}
@@ -332,7 +335,7 @@ class ComplianceService:
                 return []
             mapped = self._mapped_sources(conn, project, today(), only_project=source_project_id,
                                           only_control=control_id)
-            info = FrameworkRepository(conn).controls_by_ids(mapped)
+            info = FrameworkRepository(conn, project["organization_id"]).controls_by_ids(mapped)
             return [{"controlId": str(cid), "ref": info[cid]["ref"], "label": info[cid]["label"],
                      "title": info[cid]["title"], "sources": sources}
                     for cid, sources in sorted(mapped.items(), key=lambda kv: info[kv[0]]["sort"])]
@@ -350,7 +353,7 @@ class ComplianceService:
             return {}
         out: dict[uuid.UUID, list[dict[str, Any]]] = {}
         for direction, m in repo.mappings_into(project["framework_version_id"], list(covered),
-                                               only_control=only_control):
+                                               project["organization_id"], only_control=only_control):
             for src in covered[m["theirs"]]:
                 out.setdefault(m["mine"], []).append({
                     "projectId": str(src["project_id"]), "project": src["name"], "controlId": str(src["id"]),

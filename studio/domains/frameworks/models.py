@@ -1,5 +1,9 @@
 """Tables: frameworks, their versions, the control tree, catalog links and mappings.
 
+A framework and a mapping have an owner, `organization_id`: NULL is the shared catalog
+(changed only by super_admin and the operator's CLI), otherwise the one organization that
+imported it, which alone sees it. Keys are unique per owner (partial unique indexes).
+
 Controls are keyed inside a version by `ref`, the catalog's own id (OSCAL `ac-2.1`), which
 stays the same from one version to the next; everything that must survive a version move
 (evidence links, applicability, the score) refers to controls by ref.
@@ -25,12 +29,19 @@ frameworks = Table(
     "frameworks",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("key", String(120), nullable=False, unique=True),
+    Column("key", String(120), nullable=False),
     Column("name", String(255), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("organization_id", Uuid, ForeignKey("organizations.id", ondelete="CASCADE"), nullable=True),
 )
+Index("uq_frameworks_shared_key", frameworks.c.key, unique=True,
+      sqlite_where=frameworks.c.organization_id.is_(None),
+      postgresql_where=frameworks.c.organization_id.is_(None))
+Index("uq_frameworks_owner_key", frameworks.c.organization_id, frameworks.c.key, unique=True,
+      sqlite_where=frameworks.c.organization_id.is_not(None),
+      postgresql_where=frameworks.c.organization_id.is_not(None))
 
 framework_versions = Table(
     "framework_versions",
@@ -94,10 +105,18 @@ control_mappings = Table(
     Column("note", Text, nullable=False, default=""),
     Column("created_by", Uuid, ForeignKey("users.id"), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("source_id", "target_id", "relation", name="uq_control_mappings_pair"),
+    Column("organization_id", Uuid, ForeignKey("organizations.id", ondelete="CASCADE"), nullable=True),
     CheckConstraint("relation IN ('equal', 'subset', 'superset', 'intersects', 'related')", name="relation"),
     CheckConstraint("strength >= 0 AND strength <= 10", name="strength"),
     CheckConstraint("origin IN ('manual', 'imported', 'suggested', 'derived')", name="origin"),
     CheckConstraint("source_id <> target_id", name="not_self"),
     Index("ix_control_mappings_target", "target_id", "source_id"),
 )
+Index("uq_control_mappings_shared_pair", control_mappings.c.source_id, control_mappings.c.target_id,
+      control_mappings.c.relation, unique=True,
+      sqlite_where=control_mappings.c.organization_id.is_(None),
+      postgresql_where=control_mappings.c.organization_id.is_(None))
+Index("uq_control_mappings_owner_pair", control_mappings.c.organization_id, control_mappings.c.source_id,
+      control_mappings.c.target_id, control_mappings.c.relation, unique=True,
+      sqlite_where=control_mappings.c.organization_id.is_not(None),
+      postgresql_where=control_mappings.c.organization_id.is_not(None))

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
 from studio.domains.frameworks.models import (
     control_links,
@@ -68,26 +69,71 @@ def version_index(conn: Connection, version_id: uuid.UUID) -> VersionIndex:
     return index
 
 
+def frameworks_visible_to(organization_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """The frameworks an organization sees: the shared catalog and its own (None: the shared
+    catalog only)."""
+    owner = frameworks.c.organization_id
+    if organization_id is None:
+        return owner.is_(None)
+    return or_(owner.is_(None), owner == organization_id)
+
+
+def mappings_visible_to(organization_id: uuid.UUID | None) -> ColumnElement[bool]:
+    """The mappings an organization sees: the shared ones and its own."""
+    owner = control_mappings.c.organization_id
+    if organization_id is None:
+        return owner.is_(None)
+    return or_(owner.is_(None), owner == organization_id)
+
+
+UNSCOPED = object()
+
+
 class FrameworkRepository:
-    def __init__(self, conn: Connection):
+    """Queries of frameworks, controls and mappings. Built with `organization` (a UUID, or None
+    for the shared catalog alone), every lookup by id, key or name only finds what that
+    organization sees; unscoped (the default) it is for callers that already hold an id they
+    were allowed to reach (a project's bound version)."""
+
+    def __init__(self, conn: Connection, organization: uuid.UUID | None | object = UNSCOPED):
         self.conn = conn
+        self.scoped = organization is not UNSCOPED
+        self.organization: uuid.UUID | None = organization if isinstance(organization, uuid.UUID) else None
+
+    def _fw_scope(self) -> list[ColumnElement[bool]]:
+        return [frameworks_visible_to(self.organization)] if self.scoped else []
+
+    def _map_scope(self) -> list[ColumnElement[bool]]:
+        return [mappings_visible_to(self.organization)] if self.scoped else []
 
     # -- frameworks and versions -----------------------------------------------------
     def by_key(self, key: str) -> RowMapping | None:
-        return self.conn.execute(select(frameworks).where(frameworks.c.key == key)).mappings().first()
+        """A framework by key; the organization's own before the shared one (an organization
+        cannot shadow a shared key, so at most one matches in a scope)."""
+        query = (select(frameworks).where(frameworks.c.key == key, *self._fw_scope())
+                 .order_by(frameworks.c.organization_id.is_(None)))
+        return self.conn.execute(query.limit(1)).mappings().first()
+
+    def key_owners(self, key: str) -> list[uuid.UUID | None]:
+        """Every owner (None: the shared catalog) that has a framework with this key, unscoped."""
+        return list(self.conn.execute(select(frameworks.c.organization_id).where(frameworks.c.key == key)).scalars())
 
     def by_name(self, name: str) -> RowMapping | None:
-        """A framework by its display name (names are not unique: the first found)."""
-        return self.conn.execute(select(frameworks).where(frameworks.c.name == name)).mappings().first()
+        """A framework by its display name (names are not unique: the shared catalog's first,
+        then the organization's own, oldest first)."""
+        query = (select(frameworks).where(frameworks.c.name == name, *self._fw_scope())
+                 .order_by(frameworks.c.organization_id.is_not(None), frameworks.c.created_at, frameworks.c.id))
+        return self.conn.execute(query.limit(1)).mappings().first()
 
     def get(self, framework_id: uuid.UUID) -> RowMapping | None:
-        return self.conn.execute(select(frameworks).where(frameworks.c.id == framework_id)).mappings().first()
+        query = select(frameworks).where(frameworks.c.id == framework_id, *self._fw_scope())
+        return self.conn.execute(query).mappings().first()
 
     def add_framework(self, framework_id: uuid.UUID, key: str, name: str, description: str,
-                      at: dt.datetime) -> None:
-        """Record a framework seen for the first time."""
+                      at: dt.datetime, organization_id: uuid.UUID | None = None) -> None:
+        """Record a framework seen for the first time (owner None: the shared catalog)."""
         self.conn.execute(insert(frameworks).values(id=framework_id, key=key, name=name, description=description,
-                                                    created_at=at, updated_at=at))
+                                                    created_at=at, updated_at=at, organization_id=organization_id))
 
     def touch_framework(self, framework_id: uuid.UUID, at: dt.datetime) -> None:
         """Note that the framework got a new version."""
@@ -111,6 +157,7 @@ class FrameworkRepository:
             .join(latest, latest.c.framework_id == frameworks.c.id)
             .join(framework_versions, and_(framework_versions.c.framework_id == frameworks.c.id,
                                            framework_versions.c.seq == latest.c.seq))
+            .where(*self._fw_scope())
             .order_by(frameworks.c.name, frameworks.c.id)
         )
         return list(self.conn.execute(query).mappings())
@@ -121,13 +168,15 @@ class FrameworkRepository:
         return list(self.conn.execute(query).mappings())
 
     def version(self, version_id: uuid.UUID) -> RowMapping | None:
-        query = (select(framework_versions, frameworks.c.name, frameworks.c.key)
+        query = (select(framework_versions, frameworks.c.name, frameworks.c.key, frameworks.c.organization_id)
                  .join(frameworks, frameworks.c.id == framework_versions.c.framework_id)
-                 .where(framework_versions.c.id == version_id))
+                 .where(framework_versions.c.id == version_id, *self._fw_scope()))
         return self.conn.execute(query).mappings().first()
 
     def latest_version(self, framework_id: uuid.UUID) -> RowMapping | None:
-        query = (select(framework_versions).where(framework_versions.c.framework_id == framework_id)
+        query = (select(framework_versions, frameworks.c.organization_id)
+                 .join(frameworks, frameworks.c.id == framework_versions.c.framework_id)
+                 .where(framework_versions.c.framework_id == framework_id)
                  .order_by(framework_versions.c.seq.desc()).limit(1))
         return self.conn.execute(query).mappings().first()
 
@@ -171,7 +220,12 @@ class FrameworkRepository:
         return list(self.conn.execute(query.order_by(controls.c.sort).limit(limit)).mappings())
 
     def control(self, control_id: uuid.UUID) -> RowMapping | None:
-        return self.conn.execute(select(controls).where(controls.c.id == control_id)).mappings().first()
+        query = select(controls).where(controls.c.id == control_id)
+        if self.scoped:
+            query = (query.join(framework_versions, framework_versions.c.id == controls.c.version_id)
+                     .join(frameworks, frameworks.c.id == framework_versions.c.framework_id)
+                     .where(*self._fw_scope()))
+        return self.conn.execute(query).mappings().first()
 
     def control_by_ref(self, version_id: uuid.UUID, ref: str) -> RowMapping | None:
         """A control by its catalog id (ac-2.1) or its label (AC-2(1)), case-insensitively."""
@@ -207,10 +261,11 @@ class FrameworkRepository:
         ids = list(ids)
         if not ids:
             return {}
-        query = (select(*CONTROL_COLUMNS, framework_versions.c.framework_id, frameworks.c.name.label("framework"))
+        query = (select(*CONTROL_COLUMNS, framework_versions.c.framework_id, frameworks.c.name.label("framework"),
+                        frameworks.c.organization_id)
                  .join(framework_versions, framework_versions.c.id == controls.c.version_id)
                  .join(frameworks, frameworks.c.id == framework_versions.c.framework_id)
-                 .where(controls.c.id.in_(ids)))
+                 .where(controls.c.id.in_(ids), *self._fw_scope()))
         return {r["id"]: r for r in self.conn.execute(query).mappings()}
 
     def ids_by_refs(self, version_id: uuid.UUID, refs: Iterable[str]) -> dict[str, uuid.UUID]:
@@ -239,16 +294,17 @@ class FrameworkRepository:
         if not ids:
             return []
         query = select(control_mappings).where(
-            or_(control_mappings.c.source_id.in_(ids), control_mappings.c.target_id.in_(ids)))
+            or_(control_mappings.c.source_id.in_(ids), control_mappings.c.target_id.in_(ids)), *self._map_scope())
         return list(self.conn.execute(query).mappings())
 
     def mapping(self, mapping_id: uuid.UUID) -> RowMapping | None:
-        return self.conn.execute(select(control_mappings).where(control_mappings.c.id == mapping_id)).mappings().first()
+        query = select(control_mappings).where(control_mappings.c.id == mapping_id, *self._map_scope())
+        return self.conn.execute(query).mappings().first()
 
     def find_mapping(self, source_id: uuid.UUID, target_id: uuid.UUID, relation: str) -> RowMapping | None:
         query = select(control_mappings).where(control_mappings.c.source_id == source_id,
                                                control_mappings.c.target_id == target_id,
-                                               control_mappings.c.relation == relation)
+                                               control_mappings.c.relation == relation, *self._map_scope())
         return self.conn.execute(query).mappings().first()
 
     def insert_mappings(self, rows: list[dict[str, Any]]) -> None:
@@ -276,11 +332,12 @@ class FrameworkRepository:
         return True
 
     def delete_mapping(self, mapping_id: uuid.UUID) -> bool:
-        return self.conn.execute(delete(control_mappings).where(control_mappings.c.id == mapping_id)).rowcount > 0
+        query = delete(control_mappings).where(control_mappings.c.id == mapping_id, *self._map_scope())
+        return self.conn.execute(query).rowcount > 0
 
     def list_mappings(self, *, control_id: uuid.UUID | None, version_id: uuid.UUID | None,
                       after: uuid.UUID | None, limit: int) -> list[RowMapping]:
-        query = select(control_mappings)
+        query = select(control_mappings).where(*self._map_scope())
         if control_id is not None:
             query = query.where(or_(control_mappings.c.source_id == control_id,
                                     control_mappings.c.target_id == control_id))
@@ -301,28 +358,66 @@ class FrameworkRepository:
         for start in range(0, len(source_list), 500):
             query = select(control_mappings.c.source_id, control_mappings.c.target_id,
                            control_mappings.c.relation).where(
-                control_mappings.c.source_id.in_(source_list[start:start + 500]))
+                control_mappings.c.source_id.in_(source_list[start:start + 500]), *self._map_scope())
             found.update((a, b, c) for a, b, c in self.conn.execute(query))
         return found
+
+
+def catalog_name(key: str, framework_id: uuid.UUID, organization_id: uuid.UUID | None) -> str:
+    """How the AI service names a framework: a shared framework by its key, an organization's
+    own by key and id (keys are unique per owner only, and the name must fit 100 characters)."""
+    return key if organization_id is None else f"{key[:63]}@{framework_id.hex}"
 
 
 class FrameworkControlSource:
     """The imported frameworks' controls as the AI service embeds them: each framework's
     latest version, its controls and enhancements (not families), each referenced as
-    auditors write it (the catalog's label, AC-2(1), else its id)."""
+    auditors write it (the catalog's label, AC-2(1), else its id).
+
+    Frameworks are named by `catalog_name`: the shared catalog's by key, an organization's
+    own by key@id, so two organizations' frameworks with the same key never share vectors."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
 
-    def frameworks(self) -> list[str]:
-        """The keys of the imported frameworks."""
-        return list(self.conn.execute(select(frameworks.c.key).order_by(frameworks.c.key)).scalars())
+    def frameworks(self, organization_id: uuid.UUID | None | object = UNSCOPED) -> list[str]:
+        """The names of the imported frameworks: every one (to build the index), or those an
+        organization sees (None: the shared catalog only)."""
+        query = select(frameworks.c.key, frameworks.c.id, frameworks.c.organization_id)
+        if organization_id is not UNSCOPED:
+            query = query.where(frameworks_visible_to(
+                organization_id if isinstance(organization_id, uuid.UUID) else None))
+        return sorted(catalog_name(key, fid, owner) for key, fid, owner in self.conn.execute(query))
+
+    def name_of(self, framework_id: uuid.UUID) -> str | None:
+        """The catalog name of a framework by id."""
+        row = self.conn.execute(select(frameworks.c.key, frameworks.c.organization_id)
+                                .where(frameworks.c.id == framework_id)).first()
+        return None if row is None else catalog_name(row.key, framework_id, row.organization_id)
+
+    def name_for(self, key: str, organization_id: uuid.UUID | None) -> str | None:
+        """The catalog name of the framework an organization knows by `key`, if it sees one."""
+        fw = FrameworkRepository(self.conn, organization_id).by_key(key)
+        return None if fw is None else catalog_name(fw["key"], fw["id"], fw["organization_id"])
+
+    def _framework(self, name: str) -> RowMapping | None:
+        key, _, fid = name.partition("@")
+        if fid:
+            try:
+                framework_id = uuid.UUID(hex=fid)
+            except ValueError:
+                return None
+            query = select(frameworks).where(frameworks.c.id == framework_id,
+                                             frameworks.c.organization_id.is_not(None))
+        else:
+            query = select(frameworks).where(frameworks.c.key == key, frameworks.c.organization_id.is_(None))
+        return self.conn.execute(query).mappings().first()
 
     def controls(self, framework: str) -> list[tuple[str, str, str]]:
         """(ref, title, statement) of each control of the framework's latest version, in
-        catalog order; none for a key that is not imported."""
+        catalog order; none for a name that is not imported."""
         repo = FrameworkRepository(self.conn)
-        fw = repo.by_key(framework)
+        fw = self._framework(framework)
         version = repo.latest_version(fw["id"]) if fw is not None else None
         if version is None:
             return []

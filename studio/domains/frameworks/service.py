@@ -7,10 +7,11 @@ import csv
 import io
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
 
 from studio.db.engine import Database, UnitOfWork, utcnow
 from studio.domains.frameworks.parsing import (
@@ -22,17 +23,18 @@ from studio.domains.frameworks.parsing import (
 )
 from studio.domains.frameworks.repository import FrameworkRepository
 from studio.domains.users.service import require
-from studio.errors import AppError, not_found
+from studio.errors import AppError, forbidden, not_found
 from studio.principal import Principal
 from studio.records import record
 
 RELATIONS = ("equal", "subset", "superset", "intersects", "related")
 ORIGINS = ("manual", "imported", "suggested", "derived")
-FRAMEWORK_FIELDS = ("id", "key", "name", "description", "created_at", "updated_at")
+FRAMEWORK_FIELDS = ("id", "key", "name", "description", "organization_id", "created_at", "updated_at")
 VERSION_FIELDS = ("id", "framework_id", "seq", "version", "source_format", "control_count", "imported_at")
 CONTROL_FIELDS = ("id", "version_id", "ref", "label", "kind", "parent_id", "family", "title", "weight")
 DETAIL_FIELDS = CONTROL_FIELDS + ("statement", "guidance", "objectives")
-MAPPING_FIELDS = ("id", "source_id", "target_id", "relation", "strength", "origin", "note", "created_at")
+MAPPING_FIELDS = ("id", "source_id", "target_id", "relation", "strength", "origin", "note", "organization_id",
+                  "created_at")
 Progress = Callable[[str, int, int], None]
 RecordPage = tuple[list[dict[str, Any]], str | None]
 
@@ -83,22 +85,70 @@ def framework_stream(framework_id: uuid.UUID | str) -> str:
     return f"framework:{framework_id}"
 
 
+def viewer_of(principal: Principal | None, organization_id: uuid.UUID | None = None) -> uuid.UUID | None:
+    """Whose view of the catalog a call has: the caller's organization (shared + its own);
+    without a caller (the operator's CLI), `organization_id`, else the shared catalog alone."""
+    return principal.organization_id if principal is not None else organization_id
+
+
+def owner_for(principal: Principal | None, organization_id: uuid.UUID | None = None) -> uuid.UUID | None:
+    """Who owns what a call writes: super_admin and the CLI write the shared catalog (None),
+    unless the CLI names an organization; an admin writes their organization's own."""
+    if principal is None:
+        return organization_id
+    return None if principal.is_super_admin else principal.organization_id
+
+
+def mapping_owner(principal: Principal | None, owners: Iterable[uuid.UUID | None],
+                  organization_id: uuid.UUID | None = None) -> uuid.UUID | None:
+    """The owner of a new mapping between controls whose frameworks have `owners`: shared only
+    when the writer writes the shared catalog and both ends are in it, else the writer's
+    organization (a shared mapping never names an organization's own control)."""
+    owner = owner_for(principal, organization_id)
+    if owner is None and any(o is not None for o in owners):
+        return viewer_of(principal, organization_id)
+    return owner
+
+
+def may_change(principal: Principal | None, owner: uuid.UUID | None) -> bool:
+    """Whether the caller may change something owned by `owner` that they can see."""
+    if principal is None:
+        return True
+    return principal.is_super_admin if owner is None else owner == principal.organization_id
+
+
 def store_framework(uow: UnitOfWork, parsed: ParsedFramework, *, key: str | None, actor: uuid.UUID | None,
-                    progress: Progress | None = None) -> dict[str, Any]:
-    """Write a parsed framework as a new version (or report it unchanged) inside `uow`."""
-    repo = FrameworkRepository(uow.conn)
+                    owner: uuid.UUID | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Write a parsed framework as a new version (or report it unchanged) inside `uow`.
+
+    `owner` None writes the shared catalog, else that organization's own frameworks. A key
+    means one thing to an organization: an organization's import under a shared key, and a
+    shared import under a key an organization already uses, are refused (409)."""
+    repo = FrameworkRepository(uow.conn, owner)
     key = slug(key or parsed.name)
     now = utcnow()
     fw = repo.by_key(key)
+    if fw is not None and fw["organization_id"] != owner:
+        raise AppError("duplicate", f"the key {key!r} is a framework of the shared catalog; "
+                       "import under another key", details=[{"field": "key", "message": "used by the shared catalog"}])
+    if fw is None and owner is None and repo.key_owners(key):
+        raise AppError("duplicate", f"the key {key!r} is used by an organization's own framework; "
+                       "import under another key", details=[{"field": "key", "message": "already in use"}])
     previous = None
     if fw is None:
         fw_id = uuid.uuid4()
-        repo.add_framework(fw_id, key, parsed.name, parsed.description, now)
+        try:
+            with uow.conn.begin_nested():
+                repo.add_framework(fw_id, key, parsed.name, parsed.description, now, owner)
+        except IntegrityError as exc:  # a concurrent import of the same key won the race
+            raise AppError("duplicate", f"a framework with the key {key!r} was just imported; try again",
+                           details=[{"field": "key", "message": "already in use"}]) from exc
     else:
         fw_id = fw["id"]
         previous = repo.latest_version(fw_id)
         if previous is not None and previous["source_digest"] == parsed.digest:
             return {"frameworkId": str(fw_id), "versionId": str(previous["id"]), "key": key,
+                    "organizationId": str(owner) if owner else None,
                     "name": fw["name"], "version": previous["version"], "seq": previous["seq"],
                     "unchanged": True, "controls": previous["control_count"],
                     "added": [], "removed": [], "changed": []}
@@ -137,6 +187,7 @@ def store_framework(uow: UnitOfWork, parsed: ParsedFramework, *, key: str | None
         removed = sorted(r for r in before if r not in after)
         changed = sorted(r for r in after if r in before and before[r] != after[r])
     result = {"frameworkId": str(fw_id), "versionId": str(version_id), "key": key, "name": parsed.name,
+              "organizationId": str(owner) if owner else None,
               "version": parsed.version, "seq": seq, "unchanged": False, "controls": n_controls,
               "families": total - n_controls, "relatedLinks": len(links),
               "droppedLinks": parsed.dropped_links, "sourceFormat": parsed.source_format,
@@ -151,9 +202,10 @@ def store_framework(uow: UnitOfWork, parsed: ParsedFramework, *, key: str | None
     return result
 
 
-def latest_version_named(conn: Connection, framework: str) -> uuid.UUID | None:
-    """The latest version of the framework whose key or name is `framework`, if imported."""
-    repo = FrameworkRepository(conn)
+def latest_version_named(conn: Connection, framework: str, organization_id: uuid.UUID | None) -> uuid.UUID | None:
+    """The latest version of the framework whose key or name is `framework`, among those the
+    organization sees (the shared catalog and its own), if any."""
+    repo = FrameworkRepository(conn, organization_id)
     fw = repo.by_key(framework) or repo.by_key(slug(framework)) or repo.by_name(framework)
     if fw is None:
         return None
@@ -169,8 +221,12 @@ class FrameworkService:
     # -- import ---------------------------------------------------------------------------
     def import_file(self, principal: Principal | None, filename: str, data: bytes, *, key: str | None = None,
                     name: str | None = None, version: str | None = None, request_id: str | None = None,
-                    progress: Progress | None = None, content_type: str | None = None) -> dict[str, Any]:
-        """Import a framework file as a new version; a bad file raises with every problem and changes nothing."""
+                    progress: Progress | None = None, content_type: str | None = None,
+                    organization_id: uuid.UUID | None = None) -> dict[str, Any]:
+        """Import a framework file as a new version; a bad file raises with every problem and changes nothing.
+
+        An admin imports into their organization's own frameworks; super_admin, and the CLI
+        unless given `organization_id`, into the shared catalog."""
         if principal is not None:
             require(principal, "frameworks.manage")
         try:
@@ -185,24 +241,26 @@ class FrameworkService:
         context = principal.metadata() if principal else {"actor": "cli"}
         with self.db.write(**context, request_id=request_id) as uow:
             return store_framework(uow, parsed, key=key, actor=principal.user_id if principal else None,
-                                   progress=progress)
+                                   owner=owner_for(principal, organization_id), progress=progress)
 
     # -- browse -----------------------------------------------------------------------------
-    def list(self, principal: Principal | None) -> list[dict[str, Any]]:
-        """Frameworks with their latest version."""
+    def list(self, principal: Principal | None, *, organization_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
+        """Frameworks the caller sees (the shared catalog and their organization's own) with their latest version."""
         if principal is not None:
             require(principal, "frameworks.read")
         with self.db.read() as conn:
             return [{**record(r, FRAMEWORK_FIELDS), "latestVersionId": str(r["latest_version_id"]),
                      "latestVersion": r["latest_version"], "latestSeq": r["latest_seq"],
-                     "controlCount": r["control_count"]} for r in FrameworkRepository(conn).with_latest_version()]
+                     "controlCount": r["control_count"]}
+                    for r in FrameworkRepository(conn, viewer_of(principal, organization_id)).with_latest_version()]
 
-    def resolve(self, conn: Connection, framework: str) -> RowMapping:
-        repo = FrameworkRepository(conn)
+    def resolve(self, conn: Connection, framework: str, organization_id: uuid.UUID | None) -> RowMapping:
+        """A framework the organization sees, by id, key or name; another's is not found."""
+        repo = FrameworkRepository(conn, organization_id)
         row = None
         with contextlib.suppress(ValueError):
             row = repo.get(uuid.UUID(framework))
-        row = row or repo.by_key(framework) or repo.by_key(slug(framework))
+        row = row or repo.by_key(framework) or repo.by_key(slug(framework)) or repo.by_name(framework)
         if row is None:
             raise not_found("framework")
         return row
@@ -212,12 +270,13 @@ class FrameworkService:
         if principal is not None:
             require(principal, "frameworks.read")
         with self.db.read() as conn:
-            fw = self.resolve(conn, framework)
+            fw = self.resolve(conn, framework, viewer_of(principal))
             versions = FrameworkRepository(conn).versions(fw["id"])
             return {**record(fw, FRAMEWORK_FIELDS), "versions": [record(v, VERSION_FIELDS) for v in versions]}
 
-    def version_of(self, conn: Connection, framework: str, version_id: uuid.UUID | None) -> RowMapping:
-        fw = self.resolve(conn, framework)
+    def version_of(self, conn: Connection, framework: str, version_id: uuid.UUID | None,
+                   organization_id: uuid.UUID | None) -> RowMapping:
+        fw = self.resolve(conn, framework, organization_id)
         repo = FrameworkRepository(conn)
         version = repo.version(version_id) if version_id else repo.latest_version(fw["id"])
         if version is None or version["framework_id"] != fw["id"]:
@@ -236,7 +295,7 @@ class FrameworkService:
                 raise AppError("invalid_cursor")
             after = int(cursor)
         with self.db.read() as conn:
-            version = self.version_of(conn, framework, version_id)
+            version = self.version_of(conn, framework, version_id, viewer_of(principal))
             rows = FrameworkRepository(conn).controls_of(version["id"], kind=kind, parent_id=parent_id,
                                                          search=search, after=after, limit=limit + 1)
         next_cursor = str(rows[limit - 1]["sort"]) if len(rows) > limit else None
@@ -247,7 +306,7 @@ class FrameworkService:
         if principal is not None:
             require(principal, "frameworks.read")
         with self.db.read() as conn:
-            row = FrameworkRepository(conn).control(control_id)
+            row = FrameworkRepository(conn, viewer_of(principal)).control(control_id)
             if row is None:
                 raise not_found("control")
             return record(row, DETAIL_FIELDS)
@@ -258,7 +317,7 @@ class FrameworkService:
         if principal is not None:
             require(principal, "frameworks.read")
         with self.db.read() as conn:
-            repo = FrameworkRepository(conn)
+            repo = FrameworkRepository(conn, viewer_of(principal))
             me = repo.control(control_id)
             if me is None:
                 raise not_found("control")
@@ -295,7 +354,7 @@ class FrameworkService:
             raise AppError("validation_error", "a control cannot be mapped onto itself",
                            details=[{"field": "targetId", "message": "must differ from sourceId"}])
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
-            repo = FrameworkRepository(uow.conn)
+            repo = FrameworkRepository(uow.conn, principal.organization_id)
             found = repo.controls_by_ids([source_id, target_id])
             for field, cid in (("sourceId", source_id), ("targetId", target_id)):
                 if cid not in found:
@@ -305,7 +364,8 @@ class FrameworkService:
                 raise AppError("duplicate", "this mapping exists already")
             row = {"id": uuid.uuid4(), "source_id": source_id, "target_id": target_id, "relation": relation,
                    "strength": strength, "origin": origin, "note": note, "created_by": principal.user_id,
-                   "created_at": utcnow()}
+                   "created_at": utcnow(),
+                   "organization_id": mapping_owner(principal, (c["organization_id"] for c in found.values()))}
             if not repo.add_mapping(row):
                 raise AppError("duplicate", "this mapping exists already")
             uow.emit("mapping.created", "mappings", {
@@ -317,9 +377,12 @@ class FrameworkService:
                        request_id: str | None = None) -> dict[str, Any]:
         require(principal, "frameworks.manage")
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
-            repo = FrameworkRepository(uow.conn)
-            if repo.mapping(mapping_id) is None:
+            repo = FrameworkRepository(uow.conn, principal.organization_id)
+            current = repo.mapping(mapping_id)
+            if current is None:
                 raise not_found("mapping")
+            if not may_change(principal, current["organization_id"]):
+                raise forbidden("frameworks.manage")
             if not repo.update_mapping(mapping_id, changes):
                 raise AppError("duplicate", "a mapping with this relation exists already")
             row = repo.mapping(mapping_id)
@@ -331,7 +394,13 @@ class FrameworkService:
     def delete_mapping(self, principal: Principal, mapping_id: uuid.UUID, *, request_id: str | None = None) -> None:
         require(principal, "frameworks.manage")
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
-            if not FrameworkRepository(uow.conn).delete_mapping(mapping_id):
+            repo = FrameworkRepository(uow.conn, principal.organization_id)
+            current = repo.mapping(mapping_id)
+            if current is None:
+                raise not_found("mapping")
+            if not may_change(principal, current["organization_id"]):
+                raise forbidden("frameworks.manage")
+            if not repo.delete_mapping(mapping_id):
                 raise not_found("mapping")
             uow.emit("mapping.deleted", "mappings", {"mappingId": str(mapping_id)})
 
@@ -346,7 +415,7 @@ class FrameworkService:
             except ValueError as exc:
                 raise AppError("invalid_cursor") from exc
         with self.db.read() as conn:
-            rows = FrameworkRepository(conn).list_mappings(control_id=control_id, version_id=version_id,
+            rows = FrameworkRepository(conn, viewer_of(principal)).list_mappings(control_id=control_id, version_id=version_id,
                                                            after=after, limit=limit + 1)
         next_cursor = str(rows[limit - 1]["id"]) if len(rows) > limit else None
         return [record(r, MAPPING_FIELDS) for r in rows[:limit]], next_cursor
@@ -363,8 +432,9 @@ class FrameworkService:
         items = _mapping_rows(data, content_type)
         context = principal.metadata() if principal else {"actor": "cli"}
         with self.db.write(**context, request_id=request_id) as uow:
-            repo = FrameworkRepository(uow.conn)
+            repo = FrameworkRepository(uow.conn, viewer_of(principal))
             versions: dict[str, RowMapping | None] = {}
+            owners: list[uuid.UUID | None] = []
             refs: dict[uuid.UUID, dict[str, str]] = {}
             problems: list[Problem] = []
             missing: list[str] = []
@@ -375,6 +445,8 @@ class FrameworkService:
                 if fw_key not in versions:
                     fw = repo.by_key(fw_key) or repo.by_key(slug(fw_key))
                     versions[fw_key] = repo.latest_version(fw["id"]) if fw else None
+                    if fw is not None:
+                        owners.append(fw["organization_id"])
                 version = versions[fw_key]
                 if version is None:
                     problems.append(Problem(where, f"{what} framework {fw_key!r} is not imported"))
@@ -422,8 +494,11 @@ class FrameworkService:
                                    for p in problems])
             if problems:
                 raise invalid(problems)
+            owner = mapping_owner(principal, owners)
+            for m in rows:
+                m["organization_id"] = owner
             unique = {(m["source_id"], m["target_id"], m["relation"]): m for m in rows}
-            existing = repo.existing_pairs(list(unique))
+            existing = FrameworkRepository(uow.conn, owner).existing_pairs(list(unique))
             fresh = [m for k, m in unique.items() if k not in existing]
             repo.insert_mappings(fresh)
             uow.emit("mapping.imported", "mappings", {"created": len(fresh), "skipped": len(rows) - len(fresh)})
@@ -437,18 +512,21 @@ class FrameworkService:
             require(principal, "frameworks.manage")
         context = principal.metadata() if principal else {"actor": "cli"}
         with self.db.write(**context, request_id=request_id) as uow:
-            repo = FrameworkRepository(uow.conn)
-            a = self.version_of(uow.conn, source, None)
-            b = self.version_of(uow.conn, target, None)
+            viewer = viewer_of(principal)
+            repo = FrameworkRepository(uow.conn, viewer)
+            a = self.version_of(uow.conn, source, None, viewer)
+            b = self.version_of(uow.conn, target, None, viewer)
             if a["id"] == b["id"]:
                 raise AppError("validation_error", "source and target are the same framework version")
             a_ids = repo.ids_by_refs(a["id"], repo.weights(a["id"]).keys())
             b_ids = repo.ids_by_refs(b["id"], repo.weights(b["id"]).keys())
             now = utcnow()
             pairs = [(a_ids[r], b_ids[r], "equal") for r in sorted(set(a_ids) & set(b_ids))]
-            existing = repo.existing_pairs(pairs)
+            owner = mapping_owner(principal, (a["organization_id"], b["organization_id"]))
+            existing = FrameworkRepository(uow.conn, owner).existing_pairs(pairs)
             fresh = [{"id": uuid.uuid4(), "source_id": s, "target_id": t, "relation": rel, "strength": 10,
-                      "origin": "derived", "note": "same catalog id", "created_by": None, "created_at": now}
+                      "origin": "derived", "note": "same catalog id", "created_by": None, "created_at": now,
+                      "organization_id": owner}
                      for s, t, rel in pairs if (s, t, rel) not in existing]
             repo.insert_mappings(fresh)
             uow.emit("mapping.derived", "mappings", {"sourceVersionId": str(a["id"]),

@@ -21,6 +21,7 @@ from studio.http.api import (
     PageParams,
     UuidPageParams,
     container,
+    errors,
     if_match,
     ok,
     page,
@@ -47,7 +48,7 @@ def list_projects(
     return page(request, items, cursor)
 
 
-@router.post("/projects", response_model=Envelope[ProjectRead], status_code=201)
+@router.post("/projects", response_model=Envelope[ProjectRead], status_code=201, responses=errors(404))
 def create_project(request: Request, principal: CurrentPrincipal, body: ProjectCreate) -> Response:
     """Open a project against a framework."""
     return ok(request, container(request).projects.create(principal, body, request_id=request_id(request)), 201)

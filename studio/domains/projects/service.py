@@ -89,8 +89,12 @@ class ProjectService:
             raise AppError("validation_error", "nothing to update",
                            details=[{"field": "body", "message": "send at least one field"}])
         with self.db.write(**principal.metadata(), request_id=request_id) as uow:
-            _, role = visible_project(uow.conn, principal, project_id, "project.update")
+            project, role = visible_project(uow.conn, principal, project_id, "project.update")
             values = {k: (v.value if hasattr(v, "value") else v) for k, v in changes.items()}
+            if "framework" in values:
+                # The label must name a framework the organization sees; moving the assessed
+                # version is PUT /projects/{id}/framework-version.
+                bound_version(uow.conn, project["organization_id"], values["framework"])
             values["updated_at"] = utcnow()
             try:
                 row = ProjectRepository(uow.conn).update(project_id, values, expected_version=expected_version)
@@ -158,6 +162,21 @@ class ProjectService:
                      {"projectId": str(project_id), "userId": str(user_id)})
 
 
+def bound_version(conn: Connection, organization_id: uuid.UUID, framework: str) -> uuid.UUID:
+    """The latest version of the framework named `framework` (key or name) among those the
+    organization sees. An unknown one, or another organization's, is a 404 naming the field
+    `framework`, as for every object a body names (docs/api.md); never a project bound to
+    nothing."""
+    from studio.domains.frameworks.service import latest_version_named
+
+    version_id = latest_version_named(conn, framework, organization_id)
+    if version_id is None:
+        raise AppError("not_found", f"framework {framework!r} is not imported",
+                       details=[{"field": "framework", "message": "no framework with this key or name; "
+                                 "import it first or choose one of GET /api/v1/frameworks"}])
+    return version_id
+
+
 def create_project(uow: UnitOfWork, principal: Principal, body: ProjectCreate) -> Any:
     repo = ProjectRepository(uow.conn)
     if repo.by_name(principal.organization_id, body.name) is not None:
@@ -165,10 +184,9 @@ def create_project(uow: UnitOfWork, principal: Principal, body: ProjectCreate) -
                        details=[{"field": "name", "message": "already in use"}])
     now = utcnow()
     project_id = uuid.uuid4()
-    from studio.domains.frameworks.service import latest_version_named
-
-    # A project starts on the latest imported version of the framework it names, if any.
-    version_id = latest_version_named(uow.conn, body.framework)
+    # A project starts on the latest version of the framework it names, which must be one
+    # its organization sees (the shared catalog or its own).
+    version_id = bound_version(uow.conn, principal.organization_id, body.framework)
     try:
         row = repo.create({
             "id": project_id, "organization_id": principal.organization_id, "name": body.name,

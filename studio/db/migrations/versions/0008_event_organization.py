@@ -1,7 +1,7 @@
 """events are filed under the organization of the object they change
 
 Revision ID: 0008_event_organization
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-27 10:00:00.000000
 
 Until now an event's organization was the actor's (`metadata.organization`, copied into
@@ -53,7 +53,7 @@ from alembic import op
 from studio.events.envelope import follow_up_id
 
 revision = '0008_event_organization'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
