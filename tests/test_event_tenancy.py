@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 import orjson
-from alembic import command
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
@@ -18,7 +17,7 @@ from studio.app import create_app
 from studio.bootstrap import bootstrap
 from studio.cli.main import app as cli_app
 from studio.db.engine import Database, make_engine
-from studio.db.migrate import alembic_config, upgrade
+from studio.db.migrate import downgrade, upgrade
 from studio.domains.projects.schemas import ProjectCreate
 from studio.events.audit import verify
 from studio.events.models import events as events_t
@@ -131,11 +130,8 @@ def _migrate(url: str, revision: str) -> None:
     try:
         if revision == "head":
             upgrade(engine)
-            return
-        with engine.begin() as conn:
-            cfg = alembic_config(url)
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, revision)
+        else:
+            downgrade(engine, revision)
     finally:
         engine.dispose()
 

@@ -158,7 +158,7 @@ def test_the_ai_reads_only_frameworks_the_organization_sees(container, world: Wo
 def test_migration_0007_assigns_owners_from_the_import_events(tmp_path):
     """Existing frameworks and mappings become shared, except an organization admin's own
     import that no other organization depends on; every project keeps its binding."""
-    from sqlalchemy import insert, select
+    from sqlalchemy import insert, select, text
 
     from studio.db.engine import Database, make_engine, utcnow
     from studio.db.migrate import upgrade
@@ -212,11 +212,20 @@ def test_migration_0007_assigns_owners_from_the_import_events(tmp_path):
         mapping(ctl["mine"][0], ctl["cli"][0], None)  # touches one's own framework: one's
         mapping(ctl["root"][0], ctl["cli"][0], root)  # super_admin's: shared
     db = Database(url, EventStore())
+    # Today's store files each stream under its owner (0008), read from the framework's row
+    # (0007): give the old schema those columns while writing, then take them away again.
+    columns = (("event_streams", "organization_id VARCHAR(64)"), ("frameworks", "organization_id CHAR(32)"))
+    with db.write() as uow:
+        for table, column in columns:
+            uow.conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column}"))
     for name, actor, org in (("mine", admin_one, one), ("shared-use", admin_one, one), ("cli", "cli", None),
                              ("root", root, one)):
         context = {"actor": str(actor)} | ({"organization": str(org)} if org else {})
         with db.write(**context) as uow:
             uow.emit("framework.imported", f"framework:{fws[name]}", {"frameworkId": str(fws[name]), "key": name})
+    with db.write() as uow:
+        for table, column in columns:
+            uow.conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column.split()[0]}"))
     db.dispose()
 
     upgrade(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -36,7 +37,17 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database to `revision` (all migrations by default).
+    """Bring the database to `revision` (all migrations by default)."""
+    _migrate(engine, command.upgrade, revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the database back to `revision` (for tests of a migration's data rules)."""
+    _migrate(engine, command.downgrade, revision)
+
+
+def _migrate(engine: Engine, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run an Alembic command in one transaction.
 
     On SQLite, foreign keys are off while migrating (a pragma that only takes effect outside
     a transaction): rebuilding a table other tables reference (Alembic's batch mode) drops
@@ -50,7 +61,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             with conn.begin():
                 cfg = alembic_config(str(engine.url))
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
+                step(cfg, revision)
             if sqlite:
                 broken = conn.connection.driver_connection.execute(  # type: ignore[union-attr]
                     "PRAGMA foreign_key_check").fetchall()
