@@ -412,3 +412,28 @@ def test_reject_needs_a_comment_beside_the_field(browser, world, container, cata
     assert 'href="#comment"' in response.text and 'id="comment-error"' in response.text
     assert 'aria-describedby="comment-hint comment-error"' in response.text
     assert container.evidence.get(customer, uuid.UUID(item["id"]))["status"] == "in_review"
+
+
+@SQLITE_ONLY
+def test_the_new_pages_carry_no_inline_script_style_or_handlers(browser, world, container, catalog_project):
+    pid = catalog_project
+    principal = world["customer"].principal
+    eid = uuid.UUID(container.evidence.create(principal, pid, EvidenceCreate(title="Files"))["id"])
+    container.evidence.create(principal, pid, EvidenceCreate(title="<script>alert(1)</script>"))
+    _file(container, principal, eid, "<b>x</b>.txt", b"hello\n", "text/plain")
+    container.dispatcher.drain(timeout=60)
+    admin = browser("admin", world)
+    urls = ["/dashboard", "/projects/new", f"/projects/{pid}", f"/projects/{pid}/controls",
+            f"/projects/{pid}/members", f"/projects/{pid}/settings", f"/projects/{pid}/archive",
+            f"/projects/{pid}/evidence/new", f"/projects/{pid}/controls/pick?q=ac", f"/evidence/{eid}",
+            f"/evidence/{eid}/edit", f"/evidence/{eid}/controls", "/reviews",
+            f"/projects/{pid}/members/{world['viewer'].user_id}/remove"]
+    for url in urls:
+        page = admin.get(url)
+        assert page.status_code == 200, url
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp, url
+        assert re.search(r"<script(?![^>]*\ssrc=)", page.text) is None, url
+        assert re.search(r"<style|\sstyle\s*=", page.text) is None, url
+        assert re.search(r"<[^>]*\son[a-z]+\s*=", page.text) is None, url
+        assert "<script>alert(1)" not in page.text and "<b>x</b>" not in page.text, url
