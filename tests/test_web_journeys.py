@@ -403,6 +403,15 @@ def test_customer_adds_evidence_with_files(page, site, tmp_path):
     page.problems[:] = [p for p in page.problems if "415" not in p]
 
     page.goto(f"{site.base}/evidence/{eid}")
+    page.get_by_role("link", name="Change controls").click()
+    chosen_controls = page.get_by_role("list", name="Chosen controls")
+    assert chosen_controls.get_by_role("checkbox", checked=True).count() == 2
+    shot("evidence-controls")
+    page.get_by_role("link", name="Cancel").click()
+    page.get_by_role("link", name="Edit details").click()
+    assert page.get_by_label("Expires").input_value() == "2027-10-31"
+    shot("evidence-edit")
+    page.get_by_role("link", name="Cancel").click()
     shot("evidence-pending")
     shot("evidence-files", at=page.get_by_role("article", name="screen.png"))
     page.get_by_role("button", name="Submit for review").click()
