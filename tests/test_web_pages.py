@@ -437,3 +437,18 @@ def test_the_new_pages_carry_no_inline_script_style_or_handlers(browser, world, 
         assert re.search(r"<style|\sstyle\s*=", page.text) is None, url
         assert re.search(r"<[^>]*\son[a-z]+\s*=", page.text) is None, url
         assert "<script>alert(1)" not in page.text and "<b>x</b>" not in page.text, url
+
+
+@SQLITE_ONLY
+def test_who_has_a_review_queue(browser, world, container, catalog_project):
+    # A manager in no project yet: an empty queue, not a refusal (the menu offers it).
+    admin = world["admin"].principal
+    container.projects.remove_member(admin, catalog_project, world["manager"].user_id)
+    container.projects.remove_member(admin, world.project_a, world["manager"].user_id)
+    page = browser("manager", world).get("/reviews")
+    assert page.status_code == 200 and "Nothing is waiting for you" in page.text
+    # A customer who audits one project has a queue; a viewer has none.
+    container.projects.add_member(admin, catalog_project, MemberAdd(userId=world["customer"].user_id,
+                                                                    role=ProjectRole.AUDITOR))
+    assert browser("customer", world).get("/reviews").status_code == 200
+    assert browser("viewer", world).get("/reviews").status_code == 403

@@ -148,8 +148,9 @@ async def create_project(request: Request) -> Response:
             if err.code != "validation_error":
                 err = forms.invalid(forms.detail_problems(err, "name"), err.status)
             return _new_project_page(request, principal, form=values, error=err, code=err.status)
-        target = "members" if allowed(created["myRole"] or "", "project.members.manage") else ""
-        return _redirect(f"/projects/{created['id']}/{target}?notice=project_created".replace("/?", "?"))
+        # Next: who works on it, for whoever may say so.
+        members = allowed(created["myRole"] or "", "project.members.manage")
+        return _redirect(f"/projects/{created['id']}{'/members' if members else ''}?notice=project_created")
 
     return await run_in_threadpool(run)
 

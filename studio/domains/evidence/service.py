@@ -203,7 +203,7 @@ class EvidenceService:
     def review_queue(self, principal: Principal, *, oldest_first: bool, cursor: str | None,
                      limit: int) -> tuple[list[dict[str, Any]], str | None, int]:
         """Evidence waiting for the caller's decision across their projects: a page, the
-        next cursor and the total. Forbidden to anyone who reviews in no project."""
+        next cursor and the total. Forbidden to anyone who may review nowhere."""
         roles = workflow.reviewer_roles()
         with self.db.read() as conn:
             if not self._reviews_somewhere(conn, principal, roles):
@@ -223,15 +223,16 @@ class EvidenceService:
         return items, page.next_cursor, total
 
     def reviews_somewhere(self, principal: Principal) -> bool:
-        """Whether the caller decides on evidence in at least one project."""
+        """Whether the caller decides on evidence: their own role allows it (a manager or
+        auditor not yet in any project has an empty queue), or a project role does."""
         with self.db.read() as conn:
             return self._reviews_somewhere(conn, principal, workflow.reviewer_roles())
 
     @staticmethod
     def _reviews_somewhere(conn: Connection, principal: Principal, roles: frozenset[str]) -> bool:
-        if principal.org_wide:
-            return allowed(principal.role, "evidence.review")
-        return bool(ProjectRepository(conn).member_roles(principal.user_id) & roles)
+        if allowed(principal.role, "evidence.review"):
+            return True
+        return not principal.org_wide and bool(ProjectRepository(conn).member_roles(principal.user_id) & roles)
 
     # -- changes other services make inside their own transaction, having checked the caller --
     def record_quality_score(self, uow: UnitOfWork, evidence_id: uuid.UUID, score: float) -> None:
