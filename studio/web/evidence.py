@@ -382,11 +382,11 @@ def controls_page(request: Request, evidence_id: str) -> Response:
 
 @router.post("/evidence/{evidence_id}/controls")
 async def save_controls(request: Request, evidence_id: str) -> Response:
+    eid = _uuid(evidence_id, "evidence")
+    principal = await run_in_threadpool(_require, request)
     received = await receive(request)
 
     def run() -> Response:
-        principal = _require(request)
-        eid = _uuid(evidence_id, "evidence")
         c = _c(request)
         evidence, project = _editable(request, principal, eid)
         problems: list[dict[str, str]] = []
