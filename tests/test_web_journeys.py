@@ -15,7 +15,6 @@ import base64
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,19 +35,12 @@ from studio.domains.evidence.schemas import EvidenceCreate
 from studio.principal import Principal
 from tests.conftest import IN_CI, make_settings
 from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS, _free_port
+from tests.timing_support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
 UPLOAD_LIMIT = 256 * 1024  # small, so a file over the limit is quick to make
 WIDE, NARROW = {"width": 1280, "height": 800}, {"width": 360, "height": 740}
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
