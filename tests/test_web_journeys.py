@@ -371,11 +371,21 @@ def test_customer_adds_evidence_with_files(page, site, tmp_path):
     notes.get_by_text("Extracted text · 8 words").click()
     assert "No orphaned accounts." in notes.locator("pre").inner_text()
 
-    # A new revision of notes.txt.
+    # A new revision of notes.txt, over a slow uplink: the progress bar says how far it got.
     page.get_by_text("Upload a new revision of notes.txt").click()
-    (files / "notes-v2.txt").write_text("Reviewed again after the fix.\n")
+    (files / "notes-v2.txt").write_text("Reviewed again after the fix.\n" + "".join(
+        f"{i:05d} account-{i:05d} reviewed ok\n" for i in range(1, 5001)))
     page.get_by_label("New revision of notes.txt").set_input_files(str(files / "notes-v2.txt"))
+    devtools = page.context.new_cdp_session(page)
+    devtools.send("Network.enable")
+    devtools.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 48 * 1024})
     page.get_by_role("button", name="Upload revision").click()
+    bar = page.get_by_role("progressbar", name="Uploading")
+    expect(bar).to_be_visible()
+    expect(page.locator("[data-progress-text]:visible")).to_contain_text(re.compile(r"\d+% of 15\d KB"))
+    devtools.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
     page.wait_for_url(re.compile(r".*notice=files_added.*"))
     flash(page, "Files uploaded")
     items, _ = site.c.documents.list_for_evidence(customer, eid, cursor=None, limit=10)
