@@ -1,7 +1,7 @@
 """an index for the review queue across projects
 
 Revision ID: 0007_review_queue_index
-Revises: 0006
+Revises: 0008_event_organization
 Create Date: 2026-12-05 12:00:00.000000
 
 "Waiting for me" lists evidence in review across every project of the caller, newest or
@@ -9,12 +9,15 @@ oldest first. (organization_id, status, updated_at, id) serves it as one ordered
 walk for admins, who see the whole organization, and narrows members' pages to one
 status of their organization before the membership filter; the keyset cursor continues
 on (updated_at, id).
+
+Written beside 0008_event_organization (both revised 0006); it follows 0008 so the chain
+has one head. The file keeps the name it was written under.
 """
 
 from alembic import op
 
 revision = '0007_review_queue_index'
-down_revision = '0006'
+down_revision = '0008_event_organization'
 branch_labels = None
 depends_on = None
 
