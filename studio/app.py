@@ -36,7 +36,8 @@ from studio.gateway.request_id import RequestIdMiddleware
 from studio.gateway.security_headers import SecurityHeadersMiddleware
 from studio.http.api import document_errors, install_error_handlers, ok
 from studio.settings import Settings
-from studio.web.routes import install as install_web
+from studio.web.site import UPLOAD_PATHS, upload_body_limit
+from studio.web.site import install as install_web
 
 API_PREFIX = "/api/v1"
 PUBLIC_API_PATHS = frozenset({f"{API_PREFIX}/auth/login", f"{API_PREFIX}/auth/refresh"})
@@ -158,6 +159,7 @@ def create_app(container: Container | None = None, settings: Settings | None = N
         f"{API_PREFIX}/evidence/*/files": upload_cap,
         f"{API_PREFIX}/frameworks/import": 50 * 1024 * 1024,
         f"{API_PREFIX}/mappings/import": 50 * 1024 * 1024,
+        **dict.fromkeys(UPLOAD_PATHS, upload_body_limit(s.max_upload_bytes)),
     })
     app = ErrorEnvelopeMiddleware(app)
     app = SecurityHeadersMiddleware(app)

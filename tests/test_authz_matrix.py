@@ -182,7 +182,12 @@ def an_event(ctx, target, role):
     return {"event_id": ctx.target(target).event_id}
 
 
-WEB_GET = {"/", "/login", "/dashboard", "/projects/{project_id}", "/evidence/{evidence_id}", "/users"}
+WEB_GET = {"/", "/login", "/dashboard", "/projects/{project_id}", "/evidence/{evidence_id}", "/users",
+           "/projects/new", "/projects/{project_id}/settings", "/projects/{project_id}/archive",
+           "/projects/{project_id}/members", "/projects/{project_id}/members/{user_id}/remove",
+           "/projects/{project_id}/controls", "/projects/{project_id}/controls/pick",
+           "/projects/{project_id}/evidence/new", "/evidence/{evidence_id}/edit",
+           "/evidence/{evidence_id}/controls", "/files/{file_id}/preview", "/reviews"}
 
 
 def unique_name(prefix: str) -> str:
@@ -466,6 +471,16 @@ for _method, _template in [
     ("POST", "/evidence/{evidence_id}/review"),
     ("POST", "/users"),
     ("POST", "/users/{user_id}/role"),
+    ("POST", "/projects"),
+    ("POST", "/projects/{project_id}/settings"),
+    ("POST", "/projects/{project_id}/archive"),
+    ("POST", "/projects/{project_id}/reactivate"),
+    ("POST", "/projects/{project_id}/members"),
+    ("POST", "/projects/{project_id}/members/{user_id}/remove"),
+    ("POST", "/projects/{project_id}/controls/{ref}/applicability"),
+    ("POST", "/evidence/{evidence_id}/edit"),
+    ("POST", "/evidence/{evidence_id}/controls"),
+    ("POST", "/evidence/{evidence_id}/files"),
 ]:
     SPECS[(_method, _template)] = Spec(
         web_page,
@@ -477,6 +492,8 @@ for _method, _template in [
                 "project_id": ctx.target(t).project_id,
                 "evidence_id": ctx.target(t).pending,
                 "user_id": ctx.target(t).org_user,
+                "file_id": ctx.target(t).file_id,
+                "ref": "AC-1",
             }.items()
             if "{" + k + "}" in tpl
         },

@@ -113,13 +113,14 @@ def test_customer_submits_and_auditor_approves_in_a_browser(playwright_api, serv
             page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
 
             page.click("a:has-text('SOC 2 Type II 2026')")
-            page.click("summary:has-text('New evidence')")
+            page.click("a:has-text('New evidence')")
             page.fill("input[name=title]", "Firewall ruleset export")
-            page.fill("input[name=controlId]", "SC-7")
             page.fill("textarea[name=description]", "Export of the perimeter firewall rules, 2026-Q4.")
+            page.fill("#control-search", "SC-7")
+            page.check("input[name=controls][value='SC-7']")
             page.screenshot(path=str(shots / "project-new-evidence.png"), full_page=True)
             page.click("button:has-text('Create evidence')")
-            page.wait_for_url("**/evidence/*")
+            page.wait_for_url("**/evidence/*?notice=created")
             assert page.locator("h1").inner_text() == "Firewall ruleset export"
             evidence_url = page.url.split("?")[0]
             page.click("button:has-text('Submit for review')")

@@ -30,8 +30,6 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from studio import __version__
 from studio.domains.auth.schemas import LoginRequest
 from studio.domains.auth.security import csrf_token, device_token
-from studio.domains.evidence import workflow
-from studio.domains.evidence.schemas import EvidenceCreate, ReviewCreate
 from studio.domains.users.schemas import UserCreate, UserUpdate
 from studio.errors import AppError, DatabaseUnavailable
 from studio.gateway.authentication import CSRF_COOKIE, SESSION_COOKIE
@@ -52,11 +50,12 @@ STATIC_DIR = HERE / "static"
 STATIC_PREFIX = "/static/web"
 PAGE_SIZE = 20
 
-# Stricter than the API's policy: pages carry no inline script or style at all.
+# Stricter than the API's policy: pages carry no inline script or style at all. Frames
+# come only from this origin: file previews, each served sandboxed (studio/web/evidence.py).
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'"
+    "font-src 'self'; connect-src 'self'; frame-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
 )
 PAGE_HEADERS = {"content-security-policy": PAGE_CSP, "cache-control": "no-store"}
 
@@ -72,6 +71,17 @@ NOTICES = {
     "rejected": "Evidence rejected; the uploader sees your comment.",
     "user_created": "User created.",
     "role_changed": "Role changed. It takes effect on the user's next request.",
+    "project_created": "Project created. Add its members next.",
+    "project_saved": "Project details saved.",
+    "project_archived": "Project archived. Its evidence stays readable; nothing new can be added.",
+    "project_reactivated": "Project reactivated.",
+    "member_saved": "Member saved. Their role applies on their next request.",
+    "member_removed": "Member removed from the project.",
+    "not_applicable": "Control marked not applicable; the score no longer counts it.",
+    "applicable": "Control counts again.",
+    "files_added": "Files uploaded. They are checked and their text is read in the background.",
+    "controls_saved": "Linked controls saved.",
+    "evidence_saved": "Evidence details saved.",
 }
 FIELD_LABELS = {
     "title": "Title", "description": "Description", "controlId": "Control",
@@ -103,6 +113,44 @@ def _format_time(value: str | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _ago(value: str | None) -> str:
+    """A relative time ("3 hours ago"); the absolute one goes in a title beside it."""
+    if not value:
+        return "—"
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    seconds = int((dt.datetime.now(dt.UTC) - moment).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'' if n == 1 else 's'} ago"
+    return "just now"
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "—"
+    size = float(value)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{int(size)} {unit}" if unit == "bytes" else f"{size:.1f} {unit}".replace(".0 ", " ")
+        size /= 1024
+    return f"{value} bytes"
+
+
+def _field_errors(error: AppError | None) -> dict[str, str]:
+    """Field name -> its first message, for the message beside each field."""
+    found: dict[str, str] = {}
+    details = error.details if error is not None else None
+    if isinstance(details, list):
+        for d in details:
+            if isinstance(d, dict) and d.get("field"):
+                found.setdefault(str(d["field"]), str(d.get("message", "")))
+    return found
+
+
 def _rich(value: str | None) -> Any:
     # Stored descriptions were sanitized on the way in; cleaning again on the way out means
     # a row written by any other path still cannot carry script into a page.
@@ -118,7 +166,9 @@ templates = jinja2.Environment(
 )
 templates.filters["when"] = _format_time
 templates.filters["rich"] = _rich
-templates.globals.update(status_labels=STATUS_LABELS, static_prefix=STATIC_PREFIX,
+templates.filters["ago"] = _ago
+templates.filters["filesize"] = _size
+templates.globals.update(field_errors=_field_errors, status_labels=STATUS_LABELS, static_prefix=STATIC_PREFIX,
                          version=__version__, allowed=allowed, static_version=_static_version())
 
 
@@ -362,26 +412,40 @@ async def logout(request: Request) -> Response:
 
 
 # -- dashboard -----------------------------------------------------------------------
+def framework_labels(c: Container, principal: Principal, projects: list[dict[str, Any]]) -> None:
+    """Give each project a `frameworkLabel`: the catalog's name and version, never its key."""
+    ids = {p["frameworkVersionId"] for p in projects if p.get("frameworkVersionId")}
+    versions = c.frameworks.versions(principal, [uuid.UUID(str(v)) for v in ids])
+    for project in projects:
+        version = versions.get(str(project.get("frameworkVersionId")))
+        project["frameworkLabel"] = (f"{version['name']} · version {version['version']}" if version
+                                     else f"{project['framework']} (not in the catalog)")
+
+
 @router.get("/dashboard")
 def dashboard(request: Request, cursor: str | None = None) -> Response:
     principal = _require(request)
     c = _c(request)
     projects, next_cursor = c.projects.list(principal, cursor=cursor, limit=50, sort="name",
                                             desc=False)
+    framework_labels(c, principal, projects)
     counts = c.evidence.status_counts(principal, [uuid.UUID(p["id"]) for p in projects])
     totals = dict.fromkeys(STATUS_LABELS, 0)
-    awaiting_me = 0
     for project in projects:
         project_counts = counts.get(uuid.UUID(project["id"]), {})
         project["counts"] = {s: project_counts.get(s, 0) for s in STATUS_LABELS}
         project["total"] = sum(project["counts"].values())
         for s in STATUS_LABELS:
             totals[s] += project["counts"][s]
-        if project["myRole"] and allowed(project["myRole"], "evidence.review"):
-            awaiting_me += project["counts"]["in_review"]
+    # What waits for this caller's decision (never their own evidence), across all projects.
+    awaiting_me = None
+    if c.evidence.reviews_somewhere(principal):
+        _, _, awaiting_me = c.evidence.review_queue(principal, oldest_first=False, cursor=None,
+                                                    limit=1)
     return _render(request, "dashboard.html", nav="dashboard", projects=projects, totals=totals,
                    awaiting_me=awaiting_me, next_url=_page_url("/dashboard", {}, next_cursor),
-                   first_url="/dashboard" if cursor else None)
+                   first_url="/dashboard" if cursor else None,
+                   may_create=allowed(principal.role, "projects.create"))
 
 
 def _page_url(path: str, params: dict[str, str | None], cursor: str | None) -> str | None:
@@ -392,147 +456,9 @@ def _page_url(path: str, params: dict[str, str | None], cursor: str | None) -> s
     return f"{path}?{urlencode(query)}"
 
 
-# -- project -------------------------------------------------------------------------
-def _project_page(request: Request, principal: Principal, project_id: uuid.UUID, *,
-                  status: str | None, cursor: str | None, error: AppError | None = None,
-                  form: dict[str, str] | None = None, code: int = 200) -> Response:
-    c = _c(request)
-    if status and status not in STATUS_LABELS:
-        status = None
-    project = c.projects.get(principal, project_id)
-    items, next_cursor = c.evidence.list_for_project(
-        principal, project_id, cursor=cursor, limit=PAGE_SIZE, sort="created_at", desc=True,
-        status=status)
-    counts = c.evidence.status_counts(principal, [project_id]).get(project_id, {})
-    counts = {s: counts.get(s, 0) for s in STATUS_LABELS}
-    role = project["myRole"]
-    may_create = bool(role) and allowed(role, "evidence.create") and project["status"] != "archived"
-    base = f"/projects/{project_id}"
-    filtered = base + (f"?{urlencode({'status': status})}" if status else "")
-    return _render(
-        request, "project.html", code, nav="dashboard", project=project, items=items,
-        counts=counts, total=sum(counts.values()), status=status, may_create=may_create,
-        next_url=_page_url(base, {"status": status}, next_cursor),
-        first_url=filtered if cursor else None,
-        error=error, form=form or {}, form_open=bool(error),
-    )
-
-
-@router.get("/projects/{project_id}")
-def project_page(request: Request, project_id: str, status: str | None = None,
-                 cursor: str | None = None) -> Response:
-    principal = _require(request)
-    return _project_page(request, principal, _uuid(project_id, "project"), status=status,
-                         cursor=cursor)
-
-
-@router.post("/projects/{project_id}/evidence")
-async def create_evidence(request: Request, project_id: str) -> Response:
-    form = await request.form()
-
-    def run() -> Response:
-        principal = _require(request)
-        pid = _uuid(project_id, "project")
-        _check_form_csrf(request, form)
-        values = {k: _field(form, k).strip() for k in ("title", "controlId", "description",
-                                                      "effectiveDate", "expiresAt")}
-        try:
-            try:
-                body = EvidenceCreate.model_validate({k: v for k, v in values.items() if v})
-            except ValidationError as exc:
-                raise _validation(exc) from exc
-            created = _c(request).evidence.create(principal, pid, body,
-                                                  request_id=request_id_of(request.scope))
-        except AppError as err:
-            if err.status in (404, 401):
-                raise
-            return _project_page(request, principal, pid, status=None, cursor=None, error=err,
-                                 form=values, code=err.status)
-        return _redirect(f"/evidence/{created['id']}?notice=created")
-
-    return await run_in_threadpool(run)
-
-
 def _check_form_csrf(request: Request, form: FormData) -> None:
     web_session.check_csrf(request, _c(request).settings.signing_key, _session_id(request),
                            _field(form, web_session.CSRF_FIELD))
-
-
-# -- evidence ------------------------------------------------------------------------
-def _evidence_page(request: Request, principal: Principal, evidence_id: uuid.UUID, *,
-                   error: AppError | None = None, comment: str = "", code: int = 200) -> Response:
-    c = _c(request)
-    evidence = c.evidence.get(principal, evidence_id)
-    project_id = uuid.UUID(evidence["projectId"])
-    project = c.projects.get(principal, project_id)
-    role = project["myRole"]
-    reviews, _ = c.evidence.reviews(principal, evidence_id, cursor=None, limit=100)
-    names = {str(principal.user_id): f"{principal.name} (you)"}
-    if role and allowed(role, "project.members.read"):
-        members, _ = c.projects.members(principal, project_id, cursor=None, limit=200)
-        for member in members:
-            names.setdefault(member["userId"], member["name"])
-    subject = workflow.Subject(principal, role, uuid.UUID(evidence["createdBy"]), evidence["status"])
-    return _render(
-        request, "evidence.html", code, nav="dashboard", evidence=evidence, project=project,
-        reviews=list(reversed(reviews)), names=names,
-        may_submit=workflow.may_submit(subject),
-        may_review=workflow.may_review(subject),
-        is_own=evidence["createdBy"] == str(principal.user_id), role=role,
-        error=error, comment=comment,
-    )
-
-
-@router.get("/evidence/{evidence_id}")
-def evidence_page(request: Request, evidence_id: str) -> Response:
-    principal = _require(request)
-    return _evidence_page(request, principal, _uuid(evidence_id, "evidence"))
-
-
-@router.post("/evidence/{evidence_id}/submit")
-async def submit_evidence(request: Request, evidence_id: str) -> Response:
-    form = await request.form()
-
-    def run() -> Response:
-        principal = _require(request)
-        eid = _uuid(evidence_id, "evidence")
-        _check_form_csrf(request, form)
-        try:
-            _c(request).evidence.submit(principal, eid, request_id=request_id_of(request.scope))
-        except AppError as err:
-            if err.status in (404, 401):
-                raise
-            return _evidence_page(request, principal, eid, error=err, code=err.status)
-        return _redirect(f"/evidence/{eid}?notice=submitted")
-
-    return await run_in_threadpool(run)
-
-
-@router.post("/evidence/{evidence_id}/review")
-async def review_evidence(request: Request, evidence_id: str) -> Response:
-    form = await request.form()
-
-    def run() -> Response:
-        principal = _require(request)
-        eid = _uuid(evidence_id, "evidence")
-        _check_form_csrf(request, form)
-        comment = _field(form, "comment")
-        try:
-            try:
-                body = ReviewCreate.model_validate(
-                    {"decision": _field(form, "decision"), "comment": comment})
-            except ValidationError as exc:
-                raise _validation(exc) from exc
-            _c(request).evidence.review(principal, eid, body,
-                                        request_id=request_id_of(request.scope))
-        except AppError as err:
-            if err.status in (404, 401):
-                raise
-            return _evidence_page(request, principal, eid, error=err, comment=comment,
-                                  code=err.status)
-        return _redirect(f"/evidence/{eid}?notice={body.decision.value}")
-
-    return await run_in_threadpool(run)
 
 
 # -- users ---------------------------------------------------------------------------

@@ -39,6 +39,8 @@ evidence = Table(
     ),
     Index("ix_evidence_project_created", "project_id", "created_at", "id"),
     Index("ix_evidence_project_status", "project_id", "status"),
+    # The review queue across projects: evidence of one status, by last change.
+    Index("ix_evidence_org_status_updated", "organization_id", "status", "updated_at", "id"),
 )
 
 reviews = Table(

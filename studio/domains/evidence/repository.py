@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Collection
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.engine import RowMapping
 
-from studio.db.repository import Repository
+from studio.db.repository import Page, Repository, decode_cursor, encode_cursor
 from studio.domains.evidence.models import evidence, reviews
-from studio.domains.projects.models import project_members
+from studio.domains.projects.models import project_members, projects
 from studio.domains.projects.repository import project_scope
 from studio.principal import Principal
 
@@ -59,6 +61,58 @@ class EvidenceRepository(Repository):
         """Store the AI service's quality score: a derived value, so not a new version
         (an edit in flight keeps its If-Match)."""
         self.conn.execute(update(evidence).where(evidence.c.id == evidence_id).values(quality_score=score))
+
+    def review_queue(self, principal: Principal, member_roles: Collection[str], status: str, *,
+                     oldest_first: bool, cursor: str | None, limit: int) -> Page:
+        """Evidence in `status` that the caller did not create, in every project where
+        their role is one of `member_roles` (admins: every project of their organization),
+        by last change, keyset-paged; each row carries its project's name and the caller's
+        member role there. Admins' pages walk ix_evidence_org_status_updated in order."""
+        member_role = project_members.c.role
+        query = (
+            select(evidence, projects.c.name.label("project_name"), member_role.label("member_role"))
+            .join(projects, projects.c.id == evidence.c.project_id)
+            .outerjoin(project_members, and_(project_members.c.project_id == evidence.c.project_id,
+                                             project_members.c.user_id == principal.user_id))
+            .where(evidence.c.status == status,
+                   or_(evidence.c.created_by.is_(None), evidence.c.created_by != principal.user_id))
+        )
+        if not principal.is_super_admin:
+            query = query.where(evidence.c.organization_id == principal.organization_id)
+        if not principal.org_wide:
+            query = query.where(member_role.in_(sorted(member_roles)))
+        if cursor:
+            value, last_id = decode_cursor(cursor, "updated_at", not oldest_first, dt.datetime)
+            if oldest_first:
+                query = query.where(or_(evidence.c.updated_at > value,
+                                        and_(evidence.c.updated_at == value, evidence.c.id > last_id)))
+            else:
+                query = query.where(or_(evidence.c.updated_at < value,
+                                        and_(evidence.c.updated_at == value, evidence.c.id < last_id)))
+        order = ((evidence.c.updated_at.asc(), evidence.c.id.asc()) if oldest_first
+                 else (evidence.c.updated_at.desc(), evidence.c.id.desc()))
+        rows = list(self.conn.execute(query.order_by(*order).limit(limit + 1)).mappings())
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor("updated_at", not oldest_first, rows[-1]["updated_at"],
+                                        rows[-1]["id"])
+        return Page(rows, next_cursor)
+
+    def count_in_queue(self, principal: Principal, member_roles: Collection[str], status: str) -> int:
+        """How many rows `review_queue` walks through in all."""
+        query = (
+            select(func.count()).select_from(evidence)
+            .outerjoin(project_members, and_(project_members.c.project_id == evidence.c.project_id,
+                                             project_members.c.user_id == principal.user_id))
+            .where(evidence.c.status == status,
+                   or_(evidence.c.created_by.is_(None), evidence.c.created_by != principal.user_id))
+        )
+        if not principal.is_super_admin:
+            query = query.where(evidence.c.organization_id == principal.organization_id)
+        if not principal.org_wide:
+            query = query.where(project_members.c.role.in_(sorted(member_roles)))
+        return int(self.conn.execute(query).scalar_one())
 
 
 class ReviewRepository(Repository):

@@ -18,6 +18,7 @@ from studio.domains.evidence.schemas import (
     EvidenceUpdate,
     ReviewCreate,
 )
+from studio.domains.projects.repository import ProjectRepository
 from studio.domains.projects.service import stream_of, visible_project
 from studio.errors import AppError, forbidden, not_found
 from studio.permissions import allowed
@@ -198,6 +199,40 @@ class EvidenceService:
             uow.emit("evidence.reviewed", stream_of(row["project_id"]), data)
             uow.emit(f"evidence.{body.decision.value}", stream_of(row["project_id"]), data)
             return {"evidence": evidence_wire(new), "review": record(review, REVIEW_FIELDS)}
+
+    def review_queue(self, principal: Principal, *, oldest_first: bool, cursor: str | None,
+                     limit: int) -> tuple[list[dict[str, Any]], str | None, int]:
+        """Evidence waiting for the caller's decision across their projects: a page, the
+        next cursor and the total. Forbidden to anyone who may review nowhere."""
+        roles = workflow.reviewer_roles()
+        with self.db.read() as conn:
+            if not self._reviews_somewhere(conn, principal, roles):
+                raise forbidden("evidence.review")
+            repo = EvidenceRepository(conn)
+            status = EvidenceStatus.IN_REVIEW.value
+            page = repo.review_queue(principal, roles, status, oldest_first=oldest_first,
+                                     cursor=cursor, limit=limit)
+            total = repo.count_in_queue(principal, roles, status)
+        items = []
+        for row in page.items:
+            role = principal.project_role(row["member_role"])
+            # The query asked for what may_review answers row by row; asking it too keeps
+            # the one place of the rule the judge of every item shown.
+            if workflow.may_review(subject(principal, role, row)):
+                items.append({**evidence_wire(row), "projectName": row["project_name"], "myRole": role})
+        return items, page.next_cursor, total
+
+    def reviews_somewhere(self, principal: Principal) -> bool:
+        """Whether the caller decides on evidence: their own role allows it (a manager or
+        auditor not yet in any project has an empty queue), or a project role does."""
+        with self.db.read() as conn:
+            return self._reviews_somewhere(conn, principal, workflow.reviewer_roles())
+
+    @staticmethod
+    def _reviews_somewhere(conn: Connection, principal: Principal, roles: frozenset[str]) -> bool:
+        if allowed(principal.role, "evidence.review"):
+            return True
+        return not principal.org_wide and bool(ProjectRepository(conn).member_roles(principal.user_id) & roles)
 
     # -- changes other services make inside their own transaction, having checked the caller --
     def record_quality_score(self, uow: UnitOfWork, evidence_id: uuid.UUID, score: float) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from studio.domains.evidence.schemas import EvidenceStatus as Status
 from studio.errors import AppError, forbidden
-from studio.permissions import allowed
+from studio.permissions import ProjectRole, allowed
 from studio.principal import Principal
 
 EDITABLE = frozenset({Status.PENDING, Status.REJECTED})
@@ -63,6 +63,13 @@ def may_submit(subject: Subject) -> bool:
 def may_review(subject: Subject) -> bool:
     return (allowed(subject.role or "", "evidence.review")
             and not subject.own and subject.status == Status.IN_REVIEW)
+
+
+def reviewer_roles() -> frozenset[str]:
+    """The project roles whose members decide on evidence in review: what a review queue
+    asks the database for, with the status IN_REVIEW and "not created by the caller"
+    (`may_review` for many rows at once)."""
+    return frozenset(r.value for r in ProjectRole if allowed(r.value, "evidence.review"))
 
 
 def may_override_quality(subject: Subject) -> bool:

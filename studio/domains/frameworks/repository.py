@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
@@ -173,6 +173,16 @@ class FrameworkRepository:
                  .where(framework_versions.c.id == version_id, *self._fw_scope()))
         return self.conn.execute(query).mappings().first()
 
+    def versions_by_ids(self, version_ids: Iterable[uuid.UUID]) -> list[RowMapping]:
+        """Versions with their framework's name and key."""
+        ids = list(version_ids)
+        if not ids:
+            return []
+        query = (select(framework_versions, frameworks.c.name, frameworks.c.key)
+                 .join(frameworks, frameworks.c.id == framework_versions.c.framework_id)
+                 .where(framework_versions.c.id.in_(ids)))
+        return list(self.conn.execute(query).mappings())
+
     def latest_version(self, framework_id: uuid.UUID) -> RowMapping | None:
         query = (select(framework_versions, frameworks.c.organization_id)
                  .join(frameworks, frameworks.c.id == framework_versions.c.framework_id)
@@ -218,6 +228,22 @@ class FrameworkRepository:
         if after is not None:
             query = query.where(controls.c.sort > after)
         return list(self.conn.execute(query.order_by(controls.c.sort).limit(limit)).mappings())
+
+    def pick_controls(self, version_id: uuid.UUID, text: str, limit: int) -> list[RowMapping]:
+        """Controls whose id (label or ref) starts with `text`, or whose title holds each of
+        its words: exact ids first, then ids that start with it, then titles, in catalog order."""
+        needle = text.strip().lower()
+        label = func.lower(controls.c.label)
+        by_id = or_(label.startswith(needle, autoescape=True),
+                    controls.c.ref.startswith(needle, autoescape=True))
+        words = needle.split()[:8]
+        by_title = and_(*(func.lower(controls.c.title).contains(w, autoescape=True) for w in words))
+        rank = case((or_(label == needle, controls.c.ref == needle), 0), (by_id, 1), else_=2)
+        query = (select(*CONTROL_COLUMNS)
+                 .where(controls.c.version_id == version_id, controls.c.kind == "control",
+                        or_(by_id, by_title) if words else by_id)
+                 .order_by(rank, controls.c.sort).limit(limit))
+        return list(self.conn.execute(query).mappings())
 
     def control(self, control_id: uuid.UUID) -> RowMapping | None:
         query = select(controls).where(controls.c.id == control_id)

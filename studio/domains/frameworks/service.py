@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import csv
 import io
@@ -253,6 +254,38 @@ class FrameworkService:
                      "latestVersion": r["latest_version"], "latestSeq": r["latest_seq"],
                      "controlCount": r["control_count"]}
                     for r in FrameworkRepository(conn, viewer_of(principal, organization_id)).with_latest_version()]
+
+    # `builtins.list`: in this class body `list` names the method above.
+    def versions(self, principal: Principal | None, version_ids: builtins.list[uuid.UUID]) -> dict[str, dict[str, Any]]:
+        """Versions by id (as a string) with their framework's name and key, for labels."""
+        if principal is not None:
+            require(principal, "frameworks.read")
+        with self.db.read() as conn:
+            return {str(r["id"]): {**record(r, VERSION_FIELDS), "name": r["name"], "key": r["key"]}
+                    for r in FrameworkRepository(conn).versions_by_ids(version_ids)}
+
+    def pick_controls(self, principal: Principal | None, version_id: uuid.UUID, text: str, *,
+                      limit: int = 20) -> builtins.list[dict[str, Any]]:
+        """Controls of a version to choose from: by id (AC-2, ac-2.1) or words of the title."""
+        if principal is not None:
+            require(principal, "frameworks.read")
+        if not text.strip():
+            return []
+        with self.db.read() as conn:
+            return [record(r, CONTROL_FIELDS) for r in FrameworkRepository(conn).pick_controls(version_id, text, limit)]
+
+    def find_controls(self, principal: Principal | None, version_id: uuid.UUID,
+                      spellings: builtins.list[str]) -> dict[str, dict[str, Any] | None]:
+        """Each spelling (ref or label, any case) with the control it names in the version, or None."""
+        if principal is not None:
+            require(principal, "frameworks.read")
+        with self.db.read() as conn:
+            repo = FrameworkRepository(conn)
+            refs = repo.refs_of(version_id)
+            found = {s: refs.get(s) or refs.get(s.lower()) for s in spellings}
+            ids = repo.ids_by_refs(version_id, {r for r in found.values() if r})
+            rows = repo.controls_by_ids(ids.values())
+            return {s: (record(rows[ids[r]], CONTROL_FIELDS) if r else None) for s, r in found.items()}
 
     def resolve(self, conn: Connection, framework: str, organization_id: uuid.UUID | None) -> RowMapping:
         """A framework the organization sees, by id, key or name; another's is not found."""

@@ -75,6 +75,11 @@ class ProjectRepository(Repository):
         )
         return {pid: role for pid, role in self.conn.execute(query)}
 
+    def member_roles(self, user_id: uuid.UUID) -> set[str]:
+        """The distinct roles the user holds in the projects they are a member of."""
+        query = select(project_members.c.role).where(project_members.c.user_id == user_id).distinct()
+        return set(self.conn.execute(query).scalars())
+
     def by_name(self, org_id: uuid.UUID, name: str) -> RowMapping | None:
         query = select(projects).where(projects.c.organization_id == org_id, projects.c.name == name)
         return self.conn.execute(query).mappings().first()
