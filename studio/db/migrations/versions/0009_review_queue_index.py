@@ -1,6 +1,6 @@
 """an index for the review queue across projects
 
-Revision ID: 0007_review_queue_index
+Revision ID: 0009_review_queue_index
 Revises: 0008_event_organization
 Create Date: 2026-12-05 12:00:00.000000
 
