@@ -286,7 +286,7 @@ def test_create_submit_and_approve_through_the_pages(browser, world):
     project_url = f"/projects/{world.project_a}"
     assert "New evidence" in customer.get(project_url).text
     created = customer.post_form(project_url, f"{project_url}/evidence",
-                                 {"title": "Firewall rules export", "controlId": "SC-7",
+                                 {"title": "Firewall rules export", "controlId": "SEED-1",
                                   "description": "<p>Exported <b>today</b></p>", "effectiveDate": "2026-01-01"})
     assert created.status_code == 303, created.text
     evidence_url = created.headers["location"].split("?")[0]
