@@ -32,7 +32,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], i
 
 @pytest.fixture
 def playwright_api() -> Any:
-    """Playwright's sync entry point, once chromium is known to be there."""
+    return sync_playwright_api()
+
+
+def sync_playwright_api() -> Any:
+    """Playwright's sync entry point, once chromium is known to be there (skips without it;
+    with CI set, fails)."""
     if not CHROMIUM.exists():
         if IN_CI:
             pytest.fail("chromium is required in CI: apt-get install -y chromium")

@@ -33,8 +33,8 @@ from studio.bootstrap import Container, bootstrap
 from studio.cli.demo import demo_pdf, demo_png, load_demo
 from studio.domains.evidence.schemas import EvidenceCreate
 from studio.principal import Principal
-from tests.conftest import IN_CI, make_settings
-from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS, _free_port
+from tests.conftest import make_settings
+from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, sync_playwright_api
 from tests.timing_support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
@@ -62,17 +62,7 @@ class Site:
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """One browser for the module (each test gets its own context)."""
-    if not CHROMIUM.exists():
-        if IN_CI:
-            pytest.fail("chromium is required in CI: apt-get install -y chromium")
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if IN_CI:
-            pytest.fail("playwright is required in CI (pip install -e '.[test]')")
-        pytest.skip("playwright not installed")
-    with sync_playwright() as pw:
+    with sync_playwright_api()() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
